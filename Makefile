@@ -1,0 +1,53 @@
+# Two entry points for a fresh machine (Debian/Ubuntu, Python 3.11):
+#   make demo  - set up, generate the demo retailer, build the latest complete quarter's pack
+#   make test  - set up, run the whole test suite
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils
+export PYTHONWARNINGS := ignore
+
+.PHONY: demo test setup system services lock clean
+
+demo: setup
+	@$(VENV)/bin/cxpipeline demo
+
+test: setup services
+	@$(PY) -m pytest -q -p no:cacheprovider
+
+setup: system $(VENV)/.installed
+
+# System libraries WeasyPrint needs and pdftoppm/pdffonts; installed only when missing.
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The venv is built from the committed lock with uv (seconds), falling back to pip.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv 2>/dev/null || true
+	@if command -v uv >/dev/null 2>&1; then \
+	  uv venv -q --allow-existing $(VENV) --python python3 && \
+	  uv pip sync -q --python $(PY) requirements.lock && \
+	  uv pip install -q --python $(PY) --no-deps -e . ; \
+	else \
+	  python3 -m venv $(VENV) && $(PY) -m pip install -q -r requirements.lock && \
+	  $(PY) -m pip install -q --no-deps -e . ; \
+	fi
+	@touch $@
+
+# PostgreSQL and Redis are started by this kind of machine; start PostgreSQL if it is down.
+services:
+	@if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+	  echo "starting PostgreSQL"; pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; \
+	fi
+
+# Recompile the lock after editing requirements.in.
+lock:
+	uv pip compile -q requirements.in -o requirements.lock --python-version 3.11
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from cxpipeline.cli import main
+
+sys.exit(main())

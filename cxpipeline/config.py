@@ -1,0 +1,283 @@
+"""The pack configuration: one YAML file, validated with errors that say how to fix them.
+
+See ``examples/*.yaml`` for annotated configs. Unknown keys are errors (a typo must not be
+silently ignored). Relative paths are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cxpipeline.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DemoSource",
+    "FileSource",
+    "SqlSource",
+    "load_config",
+    "config_from_dict",
+    "config_hash",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoSource(_Strict):
+    """The embedded synthetic retailer (deterministic for a given seed)."""
+
+    kind: Literal["demo"] = "demo"
+    customers: int = Field(5000, ge=1, le=50_000_000)
+    years: int = Field(4, ge=1, le=30)
+    seed: int = 7
+    end_date: str = "2026-09-30"  # last day of data; fixed so the demo never reads the clock
+
+
+class ColumnMap(_Strict):
+    """Canonical column -> column name in the file. Only customer_id and ordered_at are required;
+    revenue is given directly or computed as quantity x unit_price."""
+
+    customer_id: str
+    ordered_at: str
+    order_id: str | None = None  # none: each row is its own order
+    revenue: str | None = None
+    quantity: str | None = None
+    unit_price: str | None = None
+    cost: str | None = None
+    cost_to_serve: str | None = None
+    currency: str | None = None
+    is_return: str | None = None  # a boolean / 0-1 column marking returns
+
+    @model_validator(mode="after")
+    def _revenue_given(self) -> "ColumnMap":
+        if self.revenue is None and (self.quantity is None or self.unit_price is None):
+            raise ValueError(
+                "map either 'revenue' or both 'quantity' and 'unit_price' (revenue = quantity x unit_price)"
+            )
+        return self
+
+
+class FileSource(_Strict):
+    """CSV or Parquet transactions (e.g. an invoice-line export) with a column mapping."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    format: Literal["csv", "parquet"] | None = None  # default: from the file extension
+    columns: ColumnMap
+    segment_columns: dict[str, str] = {}  # segment name -> file column (e.g. country: Country)
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    decimal: str = "."
+    date_format: str | None = None  # strptime format, e.g. '%Y%m%d' or '%d/%m/%Y %H:%M'
+    timezone: str = "UTC"  # zone of naive timestamps; aware ones are converted to UTC
+    cancellation_prefix: str | None = None  # e.g. 'C': invoices starting with it are cancellations
+    currency: str | None = None  # keep only rows in this currency when a currency column is mapped
+    customers_path: str | None = None  # optional customer table (CSV/Parquet)
+    customer_columns: dict[str, str] = {}  # canonical -> customer-table column
+
+
+class SqlSource(_Strict):
+    """A warehouse table or query; the panel aggregation runs in the database."""
+
+    kind: Literal["sql"] = "sql"
+    url: str | None = None  # SQLAlchemy URL, may use ${ENV_VAR}; or
+    conn_id: str | None = None  # an Airflow connection id (resolved by the DAG)
+    url_env: str | None = None  # name of an env var holding the URL
+    transactions_table: str = "transactions"
+    customers_table: str | None = "customers"
+    schema_name: str | None = None
+    as_of: str | None = None  # only rows ordered before this timestamp (consistent snapshot)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "SqlSource":
+        if not (self.url or self.conn_id or self.url_env):
+            raise ValueError("give one of 'url', 'url_env' or 'conn_id'")
+        return self
+
+
+Source = Annotated[Union[DemoSource, FileSource, SqlSource], Field(discriminator="kind")]
+
+
+class PeriodConfig(_Strict):
+    type: Literal["month", "quarter", "year"] = "quarter"
+    fiscal_year_start_month: int = Field(1, ge=1, le=12)
+    comparison: Literal["previous", "year_ago"] = "previous"
+
+
+class LapseConfig(_Strict):
+    """Lapse window: fixed days, or k x the customer's median gap between orders."""
+
+    mode: Literal["fixed", "personal"] = "fixed"
+    window_days: int = Field(365, ge=1, le=3650)
+    k: float = Field(2.0, gt=0, le=20)
+    floor_days: int = Field(30, ge=1)
+    cap_days: int = Field(730, ge=1)
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> "LapseConfig":
+        if self.floor_days > self.cap_days:
+            raise ValueError(f"floor_days ({self.floor_days}) must not exceed cap_days ({self.cap_days})")
+        return self
+
+
+class TierConfig(_Strict):
+    """Value tiers by trailing 12-month value: cumulative top shares and their names."""
+
+    names: list[str] = ["Top 1%", "Next 9%", "Middle 40%", "Bottom 50%"]
+    top_shares: list[float] = [0.01, 0.10, 0.50]  # cumulative cut points, best tier first
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TierConfig":
+        if len(self.names) != len(self.top_shares) + 1:
+            raise ValueError("tiers need one more name than cut point")
+        cuts = self.top_shares
+        if any(not 0 < c < 1 for c in cuts) or any(a >= b for a, b in zip(cuts, cuts[1:])):
+            raise ValueError("tiers.top_shares must rise strictly between 0 and 1, e.g. [0.01, 0.1, 0.5]")
+        return self
+
+
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class BrandConfig(_Strict):
+    company_name: str = "Demo Retail Ltd"
+    logo: str | None = None  # path to an SVG/PNG logo (relative to the config file)
+    primary_color: str = "#1F3A5F"
+    accent_color: str = "#E07A1F"
+    positive_color: str = "#2E7D4F"
+    negative_color: str = "#B23A3A"
+    font: Literal["Inter"] = "Inter"  # fonts shipped in templates/fonts
+
+    @field_validator("primary_color", "accent_color", "positive_color", "negative_color")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX.match(value):
+            raise ValueError(f"colour {value!r} must be written as #RRGGBB")
+        return value
+
+
+class TerminologyConfig(_Strict):
+    customer: str = "customer"
+    customers: str = "customers"
+
+
+class OutputConfig(_Strict):
+    root: str = "out"  # artifacts go to <root>/<pack_id>/<period>/
+    page_size: Literal["A4", "Letter"] = "A4"
+    orientation: Literal["landscape", "portrait"] = "landscape"
+
+
+class DeliveryConfig(_Strict):
+    recipients: list[str] = []
+    allowed_domains: list[str] = []  # empty: any domain
+    subject: str = "{company} board pack {period}"
+    smtp_conn_id: str = "smtp_default"
+    mask_customers: bool = False  # hash ids and hide names in the pack
+
+
+class ModelConfig(_Strict):
+    horizon_days: int = Field(90, ge=7, le=730)
+    random_state: int = 0
+
+
+class Config(_Strict):
+    """A whole pack definition."""
+
+    pack_id: str = Field("demo", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    source: Source = DemoSource()
+    period: PeriodConfig = PeriodConfig()
+    segments: list[str] = ["region", "channel", "customer_type"]
+    lapse: LapseConfig = LapseConfig()
+    tolerance: float = Field(0.10, ge=0, lt=1)  # +-band for "steady" counts / within-tier moves
+    tiers: TierConfig = TierConfig()
+    brand: BrandConfig = BrandConfig()
+    terminology: TerminologyConfig = TerminologyConfig()
+    locale: str = "en_GB"
+    currency: str = Field("GBP", pattern=r"^[A-Z]{3}$")
+    output: OutputConfig = OutputConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    model: ModelConfig = ModelConfig()
+    base_dir: str = "."  # folder relative paths are resolved against (set by load_config)
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        from babel import Locale, UnknownLocaleError
+
+        try:
+            Locale.parse(value)
+        except (ValueError, UnknownLocaleError) as exc:
+            raise ValueError(f"unknown locale {value!r} (use e.g. en_GB, en_US, de_DE)") from exc
+        return value
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def _format_validation_error(exc: ValidationError, origin: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see examples/demo.yaml for the keys)"
+        lines.append(f"{loc or '(top level)'}: {msg}")
+    return ConfigError(
+        "The configuration is not valid:\n  - " + "\n  - ".join(lines),
+        where=origin,
+        fix="Correct the keys listed above; examples/demo.yaml documents every key.",
+    )
+
+
+def config_from_dict(data: dict, *, origin: str = "config", base_dir: str | Path = ".") -> Config:
+    """Validate a config given as a dict (e.g. parsed YAML or Airflow params)."""
+    if not isinstance(data, dict):
+        raise ConfigError("The configuration must be a mapping of keys to values.", where=origin,
+                          fix="Start the file with keys such as 'pack_id:' and 'source:'.")
+    data = {**data, "base_dir": str(base_dir)}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, origin) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not YAML, or has unknown keys / bad values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} does not exist.", where=str(path),
+                          fix="Pass the path of a YAML config, e.g. examples/demo.yaml.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"The config is not valid YAML: {getattr(exc, 'problem', exc)}.",
+                          where=where, fix="Check indentation and quoting at that line.") from None
+    except UnicodeDecodeError:
+        raise ConfigError("The config file is not UTF-8 text.", where=str(path),
+                          fix="Save the file as UTF-8.") from None
+    return config_from_dict(data or {}, origin=str(path), base_dir=path.resolve().parent)
+
+
+def config_hash(config: Config) -> str:
+    """A stable hash of the config's content (without the base_dir it was loaded from)."""
+    payload = config.model_dump(mode="json", exclude={"base_dir"})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

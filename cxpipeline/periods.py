@@ -1,0 +1,178 @@
+"""Reporting periods: months, quarters and years, calendar or fiscal.
+
+A :class:`Period` is the half-open interval ``[start, end)`` of dates. Labels:
+``2024-11`` (month), ``2024-Q4`` (quarter), ``2024`` (year); with a fiscal year that does
+not start in January the labels are ``FY2025-Q1`` / ``FY2025`` where the fiscal year is named
+after the calendar year in which it ends. Months keep calendar labels.
+
+Nothing here reads the clock: "latest complete period" is always relative to a date given
+by the caller (usually the last date present in the data).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from cxpipeline.errors import ConfigError
+
+__all__ = [
+    "PERIOD_TYPES",
+    "Period",
+    "parse_period",
+    "period_containing",
+    "latest_complete_period",
+    "comparison_period",
+    "periods_between",
+]
+
+PERIOD_TYPES = ("month", "quarter", "year")
+_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
+
+def _add_months(d: date, months: int) -> date:
+    index = d.year * 12 + (d.month - 1) + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A reporting period ``[start, end)``; ``fiscal_start_month`` anchors quarters and years."""
+
+    start: date
+    kind: str
+    fiscal_start_month: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in PERIOD_TYPES:
+            raise ConfigError(
+                f"Unknown period type {self.kind!r}.", fix=f"Use one of {', '.join(PERIOD_TYPES)}."
+            )
+
+    @property
+    def months(self) -> int:
+        return _MONTHS[self.kind]
+
+    @property
+    def end(self) -> date:
+        """First day after the period (exclusive end)."""
+        return _add_months(self.start, self.months)
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    @property
+    def is_fiscal(self) -> bool:
+        return self.fiscal_start_month != 1 and self.kind != "month"
+
+    @property
+    def fiscal_year(self) -> int:
+        """Calendar year in which this period's fiscal year ends."""
+        year_start = _add_months(self.start, -((self.start.month - self.fiscal_start_month) % 12))
+        return _add_months(year_start, 11).year
+
+    @property
+    def label(self) -> str:
+        if self.kind == "month":
+            return f"{self.start.year}-{self.start.month:02d}"
+        if self.kind == "quarter":
+            quarter = ((self.start.month - self.fiscal_start_month) % 12) // 3 + 1
+            prefix = f"FY{self.fiscal_year}" if self.is_fiscal else f"{self.start.year}"
+            return f"{prefix}-Q{quarter}"
+        return f"FY{self.fiscal_year}" if self.is_fiscal else f"{self.start.year}"
+
+    @property
+    def title(self) -> str:
+        """Human title, e.g. 'Q4 2024 (1 Oct - 31 Dec 2024)'."""
+        span = f"{self.start:%-d %b %Y} - {self.last_day:%-d %b %Y}"
+        return f"{self.label} ({span})"
+
+    def shift(self, periods: int) -> "Period":
+        return Period(_add_months(self.start, periods * self.months), self.kind, self.fiscal_start_month)
+
+    def previous(self) -> "Period":
+        return self.shift(-1)
+
+    def year_ago(self) -> "Period":
+        return Period(_add_months(self.start, -12), self.kind, self.fiscal_start_month)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def period_containing(day: date, kind: str, fiscal_start_month: int = 1) -> Period:
+    """The period of type ``kind`` that contains ``day``."""
+    first = date(day.year, day.month, 1)
+    if kind == "month":
+        return Period(first, kind, fiscal_start_month)
+    offset = (first.month - fiscal_start_month) % _MONTHS[kind]
+    return Period(_add_months(first, -offset), kind, fiscal_start_month)
+
+
+def latest_complete_period(last_day_of_data: date, kind: str, fiscal_start_month: int = 1) -> Period:
+    """The latest period that ends on or before ``last_day_of_data`` (inclusive)."""
+    candidate = period_containing(last_day_of_data, kind, fiscal_start_month)
+    if candidate.last_day <= last_day_of_data:
+        return candidate
+    return candidate.previous()
+
+
+def comparison_period(period: Period, basis: str) -> Period:
+    """The comparison period P-1: ``previous`` period or the same period a ``year_ago``."""
+    if basis == "previous":
+        return period.previous()
+    if basis == "year_ago":
+        return period.year_ago()
+    raise ConfigError(
+        f"Unknown comparison basis {basis!r}.", fix="Use 'previous' or 'year_ago'."
+    )
+
+
+def periods_between(first: Period, last: Period) -> list[Period]:
+    """All periods from ``first`` to ``last`` inclusive, same kind as ``last``."""
+    out, current = [], period_containing(first.start, last.kind, last.fiscal_start_month)
+    while current <= last:
+        out.append(current)
+        current = current.shift(1)
+    return out
+
+
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+_QUARTER_RE = re.compile(r"^(FY)?(\d{4})-?Q([1-4])$", re.IGNORECASE)
+_YEAR_RE = re.compile(r"^(FY)?(\d{4})$", re.IGNORECASE)
+
+
+def parse_period(text: str, fiscal_start_month: int = 1) -> Period:
+    """Parse ``2024-11``, ``2024-Q4``, ``2024``, ``FY2025-Q1`` or ``FY2025``.
+
+    Raises
+    ------
+    ConfigError
+        If the text is not one of those forms.
+    """
+    value = str(text).strip()
+    if m := _MONTH_RE.match(value):
+        year, month = int(m.group(1)), int(m.group(2))
+        if 1 <= month <= 12:
+            return Period(date(year, month, 1), "month", fiscal_start_month)
+    if m := _QUARTER_RE.match(value):
+        fiscal_year, quarter = int(m.group(2)), int(m.group(3))
+        if fiscal_start_month == 1:
+            return Period(date(fiscal_year, 1 + 3 * (quarter - 1), 1), "quarter", 1)
+        year_start = date(fiscal_year - 1, fiscal_start_month, 1)
+        return Period(_add_months(year_start, 3 * (quarter - 1)), "quarter", fiscal_start_month)
+    if m := _YEAR_RE.match(value):
+        fiscal_year = int(m.group(2))
+        if fiscal_start_month == 1:
+            return Period(date(fiscal_year, 1, 1), "year", 1)
+        return Period(date(fiscal_year - 1, fiscal_start_month, 1), "year", fiscal_start_month)
+    raise ConfigError(
+        f"Cannot read period {value!r}.",
+        fix="Write a month as 2024-11, a quarter as 2024-Q4 (fiscal: FY2025-Q1), a year as 2024.",
+    )
