@@ -109,7 +109,7 @@ def validate_transactions(df: pd.DataFrame, source: str = "transactions") -> pd.
               "Rows without a customer must be excluded by the source (they are counted).", source)
     out["customer_id"] = out["customer_id"].astype("string")
     out["order_id"] = out["order_id"].astype("string")
-    ordered_at = pd.to_datetime(out["ordered_at"], errors="coerce")
+    ordered_at = pd.to_datetime(out["ordered_at"], errors="coerce", format="mixed")
     if ordered_at.isna().any():
         row = int(ordered_at.isna().to_numpy().nonzero()[0][0])
         _fail("ordered_at", row, f"Date {out['ordered_at'].iloc[row]!r} cannot be read.",

@@ -1,0 +1,292 @@
+"""The pipeline as stages: extract -> metrics -> model -> render -> check.
+
+Each stage takes ``(config, period, output_root)``, reads what earlier stages wrote in the
+artifact folder ``<output_root>/<pack_id>/<period>/``, writes its own files atomically and
+returns a small JSON-able dict (always with ``"folder"``). Airflow tasks call the stages one by
+one and pass only these dicts; the CLI calls :func:`run_pack`, which runs them all.
+The period is always a parameter; nothing reads the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from cxpipeline import __version__
+from cxpipeline.artifacts import artifact_dir, read_json, read_table, write_json, write_table
+from cxpipeline.config import Config, config_hash
+from cxpipeline.errors import CheckError, InputError
+from cxpipeline.panel import build_panel, customer_cadence
+from cxpipeline.periods import Period, comparison_period, latest_complete_period, parse_period
+from cxpipeline.quality import to_cents
+from cxpipeline.sources import SourceData, load_source
+
+__all__ = [
+    "PackResult",
+    "pack_folder",
+    "resolve_period",
+    "extract",
+    "compute_metrics",
+    "render_pack",
+    "check_pack",
+    "run_pack",
+]
+
+log = logging.getLogger(__name__)
+
+AFTER_PERIOD = "after the reporting period"
+
+
+@dataclass
+class PackResult:
+    folder: Path
+    pdf_path: Path
+    period: Period
+
+
+def pack_folder(config: Config, period: Period, output_root: str | Path | None = None) -> Path:
+    root = Path(output_root) if output_root is not None else config.resolve(config.output.root)
+    return artifact_dir(root, config.pack_id, period.label)
+
+
+def resolve_period(config: Config, period_label: str | None, last_day_of_data: date | None = None) -> Period:
+    """The period to report: the given label, else the latest complete period of the data."""
+    fiscal = config.period.fiscal_year_start_month
+    if period_label:
+        period = parse_period(period_label, fiscal)
+        if period.kind != config.period.type:
+            log.info("period %s is a %s; the config's default is %s", period.label, period.kind, config.period.type)
+        return period
+    if last_day_of_data is None:
+        raise InputError("No period given and the data has no dates.", fix="Pass --period, e.g. 2024-Q4.")
+    return latest_complete_period(last_day_of_data, config.period.type, fiscal)
+
+
+def _update_manifest(folder: Path, stage: str, summary: dict, seconds: float) -> None:
+    path = folder / "manifest.json"
+    manifest = read_json(path) if path.exists() else {"stages": {}}
+    manifest["stages"][stage] = {**{k: v for k, v in summary.items() if k != "folder"}, "seconds": round(seconds, 3)}
+    write_json(path, manifest)
+
+
+def _fingerprint(transactions: pd.DataFrame) -> str:
+    hashes = pd.util.hash_pandas_object(transactions, index=False).to_numpy()
+    return hashlib.sha256(hashes.tobytes()).hexdigest()[:16]
+
+
+def _transaction_segments(transactions: pd.DataFrame, customers: pd.DataFrame | None, segments: list[str]) -> pd.DataFrame:
+    """The customer table with segment columns taken from transactions where needed.
+
+    A segment that lives on transactions (e.g. ``country`` of an invoice) is given to each
+    customer as their most frequent value (ties: alphabetical), so segments are fixed per
+    customer and segment rows add up to the overall row.
+    """
+    ids = pd.DataFrame({"customer_id": transactions["customer_id"].drop_duplicates().astype("string")})
+    table = ids if customers is None else customers.merge(ids, on="customer_id", how="outer")
+    for column in segments:
+        if column in table.columns or column not in transactions.columns:
+            continue
+        counts = transactions.groupby(["customer_id", column], observed=True).size().rename("n").reset_index()
+        counts = counts.sort_values(["customer_id", "n", column], ascending=[True, False, True])
+        mode = counts.drop_duplicates("customer_id")[["customer_id", column]]
+        mode[column] = mode[column].astype("string")
+        table = table.merge(mode, on="customer_id", how="left")
+    return table
+
+
+def extract(
+    config: Config, period: Period, output_root: str | Path | None = None, *, data: SourceData | None = None
+) -> dict:
+    """Load the source and write the panel, customers, cadence and data-quality record."""
+    started = time.perf_counter()
+    folder = pack_folder(config, period, output_root)
+    data = data or load_source(config)
+    transactions = data.transactions
+    quality = data.quality
+    after = transactions["ordered_at"] >= pd.Timestamp(period.end)
+    quality.record(AFTER_PERIOD, int(after.sum()), to_cents(transactions.loc[after, "revenue"]))
+    used = transactions.loc[~after]
+    if used.empty:
+        raise InputError(
+            f"No transactions before the end of {period.label}.",
+            where=data.description,
+            fix="Choose a later period; the data starts on "
+            f"{transactions['ordered_at'].min():%Y-%m-%d}." if len(transactions) else "Check the source: it is empty.",
+        )
+
+    comparison = comparison_period(period, config.period.comparison)
+    panel = build_panel(used, period.kind, period.fiscal_start_month, end=pd.Timestamp(period.end))
+    monthly = panel if period.kind == "month" else build_panel(used, "month", end=pd.Timestamp(period.end))
+    instants = [comparison.start, comparison.end, period.start, period.end]
+    cadence = customer_cadence(used, [pd.Timestamp(t) for t in instants])
+    customers = _transaction_segments(used, data.customers, config.segments)
+
+    write_table(folder, "panel", panel, csv=False)
+    write_table(folder, "panel_monthly", monthly, csv=False)
+    write_table(folder, "cadence", cadence, csv=False)
+    write_table(folder, "customers", customers, csv=False)
+    first_day = transactions["ordered_at"].min()
+    last_day = transactions["ordered_at"].max()
+    dq = {
+        **quality.to_dict(),
+        "source": data.description,
+        "first_ordered_at": None if pd.isna(first_day) else f"{first_day:%Y-%m-%d}",
+        "last_ordered_at": None if pd.isna(last_day) else f"{last_day:%Y-%m-%d}",
+        "count_customers": int(panel["customer_id"].nunique()),
+        "count_panel_rows": len(panel),
+        "input_fingerprint": _fingerprint(transactions),
+        "is_period_complete": bool(pd.notna(last_day) and last_day.date() >= period.last_day),
+    }
+    if not dq["is_period_complete"]:
+        quality.notes.append(f"The data ends on {dq['last_ordered_at']}, before the end of {period.label}.")
+        dq["notes"] = list(quality.notes)
+    write_json(folder / "data_quality.json", dq)
+    summary = {
+        "folder": str(folder),
+        "period": period.label,
+        "rows_in": dq["rows_in"],
+        "rows_used": dq["rows_used"],
+        "count_customers": dq["count_customers"],
+    }
+    _update_manifest(folder, "extract", summary, time.perf_counter() - started)
+    return summary
+
+
+def compute_metrics(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
+    """Compute every metric table from the extracted panel; write tables and metrics.json."""
+    from cxpipeline.metrics.tables import MetricInputs, compute_tables, headline
+
+    started = time.perf_counter()
+    folder = pack_folder(config, period, output_root)
+    comparison = comparison_period(period, config.period.comparison)
+    inputs = MetricInputs(
+        panel=read_table(folder, "panel"),
+        customers=read_table(folder, "customers"),
+        cadence=read_table(folder, "cadence"),
+        period=period,
+        comparison=comparison,
+    )
+    tables = compute_tables(inputs, config)
+    for name, table in tables.items():
+        write_table(folder, name, table)
+    summary = {
+        "period": period.label,
+        "period_title": period.title,
+        "comparison": comparison.label,
+        "comparison_title": comparison.title,
+        "comparison_basis": config.period.comparison,
+        "headline": headline(tables),
+        "segments": list(config.segments),
+        "tables": sorted(tables),
+    }
+    write_json(folder / "metrics.json", summary)
+    _update_manifest(folder, "metrics", {"tables": sorted(tables)}, time.perf_counter() - started)
+    return {"folder": str(folder), "period": period.label, "headline": summary["headline"]}
+
+
+def render_pack(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
+    """Render board_pack.html and board_pack.pdf from the metric tables."""
+    from cxpipeline.report import render_board_pack
+
+    started = time.perf_counter()
+    folder = pack_folder(config, period, output_root)
+    result = render_board_pack(folder, config)
+    summary = {"folder": str(folder), "pdf": str(result["pdf"]), "pages": result["pages"]}
+    _update_manifest(folder, "render", summary, time.perf_counter() - started)
+    return summary
+
+
+def check_pack(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
+    """Check the pack before it may be delivered; raise CheckError when it must not be sent."""
+    from cxpipeline.checks import run_checks
+
+    started = time.perf_counter()
+    folder = pack_folder(config, period, output_root)
+    report = run_checks(folder, config)
+    write_json(folder / "checks.json", report)
+    _update_manifest(folder, "check", {"is_deliverable": report["is_deliverable"]}, time.perf_counter() - started)
+    if not report["is_deliverable"]:
+        failed = [c for c in report["checks"] if not c["is_passed"]]
+        raise CheckError(
+            f"The pack for {period.label} failed {len(failed)} check(s): "
+            + "; ".join(f"{c['name']}: {c['detail']}" for c in failed),
+            where=str(folder / "checks.json"),
+            fix="Fix the data or configuration named above and rerun the period; the pack was not marked deliverable.",
+        )
+    return {"folder": str(folder), "is_deliverable": True, "pdf": str(folder / "board_pack.pdf")}
+
+
+def _write_run_manifest(config: Config, period: Period, folder: Path) -> None:
+    import duckdb
+    import sklearn
+    import weasyprint
+
+    path = folder / "manifest.json"
+    manifest = read_json(path) if path.exists() else {"stages": {}}
+    dq = read_json(folder / "data_quality.json")
+    manifest.update(
+        {
+            "pack_id": config.pack_id,
+            "period": period.label,
+            "period_start": period.start.isoformat(),
+            "period_end": period.end.isoformat(),
+            "comparison_basis": config.period.comparison,
+            "config_hash": config_hash(config),
+            "input_fingerprint": dq["input_fingerprint"],
+            "source": dq["source"],
+            "row_counts": {k: dq[k] for k in ("rows_in", "rows_used", "rows_excluded")},
+            "excluded_by_reason": dq["excluded_by_reason"],
+            "versions": {
+                "cxpipeline": __version__,
+                "python": platform.python_version(),
+                "pandas": pd.__version__,
+                "duckdb": duckdb.__version__,
+                "scikit-learn": sklearn.__version__,
+                "weasyprint": weasyprint.__version__,
+            },
+        }
+    )
+    write_json(path, manifest)
+
+
+def run_pack(
+    config: Config,
+    period_label: str | None = None,
+    output_root: str | Path | None = None,
+    *,
+    progress=None,
+) -> PackResult:
+    """Run every stage for one period and return where the pack is."""
+    say = progress or (lambda message: log.info(message))
+    say("loading source ...")
+    data = load_source(config)
+    last = data.transactions["ordered_at"].max()
+    period = resolve_period(config, period_label, None if pd.isna(last) else last.date())
+    folder = pack_folder(config, period, output_root)
+    say(f"period {period.title}; artifacts in {folder}")
+    for name, stage in _stages():
+        say(f"{name} ...")
+        t0 = time.perf_counter()
+        if name == "extract":
+            stage(config, period, output_root, data=data)
+        else:
+            stage(config, period, output_root)
+        say(f"{name} done in {time.perf_counter() - t0:.1f} s")
+    _write_run_manifest(config, period, folder)
+    return PackResult(folder=folder, pdf_path=folder / "board_pack.pdf", period=period)
+
+
+def _stages():
+    return [
+        ("extract", extract),
+        ("metrics", compute_metrics),
+        ("render", render_pack),
+        ("check", check_pack),
+    ]
