@@ -1,0 +1,37 @@
+"""The at-risk model and customer value (DESIGN.md 3.6-3.7); see docs/model.md.
+
+Public API:
+
+* :func:`score_period` -- scores at a period end plus the backtest on the latest fully observed
+  snapshot (what the pipeline's ``score_customers`` stage calls);
+* :func:`run_backtest` -- fit before a cutoff, score, compare with the next N days (the
+  ``cxpipeline backtest`` command);
+* :func:`fit_and_score`, :func:`snapshot_features`, :func:`review_previous_list` for finer use.
+"""
+
+from cxpipeline.model.backtest import (
+    backtest_snapshot,
+    calibration_table,
+    evaluate,
+    format_summary,
+    review_previous_list,
+    run_backtest,
+)
+from cxpipeline.model.features import FEATURE_LABELS, RAW_FEATURES, snapshot_features
+from cxpipeline.model.score import SCORE_COLUMNS, ModelResult, fit_and_score, score_period
+
+__all__ = [
+    "FEATURE_LABELS",
+    "RAW_FEATURES",
+    "SCORE_COLUMNS",
+    "ModelResult",
+    "backtest_snapshot",
+    "calibration_table",
+    "evaluate",
+    "fit_and_score",
+    "format_summary",
+    "review_previous_list",
+    "run_backtest",
+    "score_period",
+    "snapshot_features",
+]

@@ -1,0 +1,128 @@
+"""Predicted next-12-month value, historical value and the "do not lose them" quadrant.
+
+Predicted value is a three-term linear model an analyst can check by hand::
+
+    predicted_value_12m = b1 x revenue_last6 + b2 x revenue_prior6 + b3 x aov x (1 - p_at_risk)
+
+with non-negative coefficients and no intercept, fitted by least squares on stacked earlier
+snapshots whose next 12 months are fully observed (snapshot + 12 months <= the fit instant); the
+target is the customer's net revenue in those 12 months. ``p_at_risk`` on the training rows comes
+from the at-risk scorer fitted for the same instant (in-sample). The result is floored at 0.
+
+Without a single fully observed 12-month window (under ~13 months of history) the fallback is
+``(1 - p_at_risk) x revenue_12m`` (trailing value kept with the probability of staying), and the
+report says so.
+
+Historical value is net revenue to date. Value at risk = p_at_risk x predicted_value_12m.
+"Do not lose them": tenure above the median of scored customers, historical value in the top 20 %,
+and predicted value below the trailing-12-month value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LinearRegression
+
+from cxpipeline.model.features import snapshot_features, to_instant
+
+__all__ = ["VALUE_TERMS", "ValueModel", "value_terms", "future_revenue", "fit_value_model", "do_not_lose"]
+
+VALUE_TERMS = ["revenue_last6", "revenue_prior6", "aov_x_p_stay"]
+
+
+def value_terms(features: pd.DataFrame, p_at_risk: np.ndarray) -> pd.DataFrame:
+    """The three inputs of the value model."""
+    return pd.DataFrame(
+        {
+            "revenue_last6": features["revenue_last6"].to_numpy("float64"),
+            "revenue_prior6": features["revenue_prior6"].to_numpy("float64"),
+            "aov_x_p_stay": features["aov"].to_numpy("float64") * (1.0 - np.asarray(p_at_risk)),
+        },
+        index=features.index,
+    )
+
+
+def future_revenue(panel: pd.DataFrame, snapshot: pd.Timestamp, months: int = 12) -> pd.Series:
+    """Net revenue per customer in the ``months`` calendar months starting at ``snapshot``."""
+    s = to_instant(snapshot)
+    end = s + pd.DateOffset(months=months)
+    ps = panel["period_start"]
+    window = panel.loc[(ps >= s) & (ps < end)]
+    return window.groupby("customer_id", observed=True)["revenue"].sum()
+
+
+@dataclass
+class ValueModel:
+    method: str  # "regression" or "fallback"
+    coefficients: dict[str, float] = field(default_factory=dict)
+    training_rows: int = 0
+    snapshots: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def predict(self, features: pd.DataFrame, p_at_risk: np.ndarray) -> np.ndarray:
+        if self.method != "regression":
+            value = (1.0 - np.asarray(p_at_risk)) * features["revenue_12m"].to_numpy("float64")
+        else:
+            terms = value_terms(features, p_at_risk)
+            value = sum(terms[name].to_numpy() * self.coefficients[name] for name in VALUE_TERMS)
+        return np.round(np.maximum(value, 0.0), 2)
+
+
+def fit_value_model(
+    panel: pd.DataFrame,
+    fit_instant: pd.Timestamp,
+    score: callable,
+    *,
+    max_snapshots: int = 6,
+    max_rows: int = 300_000,
+) -> ValueModel:
+    """Fit the value model on month-start snapshots with a fully observed next 12 months.
+
+    ``score(features) -> p_at_risk`` is the at-risk scorer fitted for ``fit_instant``.
+    Snapshots are taken every 2 months going back from the latest eligible one.
+    """
+    t = to_instant(fit_instant)
+    latest = t - pd.DateOffset(months=12)
+    latest = pd.Timestamp(year=latest.year, month=latest.month, day=1)
+    first = panel["first_order_at"].min()
+    snapshots = []
+    s = latest
+    while len(snapshots) < max_snapshots and pd.notna(first) and s > first:
+        snapshots.append(s)
+        s = s - pd.DateOffset(months=2)
+    if not snapshots:
+        return ValueModel("fallback", messages=[
+            "Less than 12 months of history after the first purchase: predicted 12-month value is "
+            "(1 - P(at risk)) x trailing 12-month value instead of the fitted value model."])
+    frames, targets = [], []
+    per_snapshot = max(1, max_rows // len(snapshots))
+    for s in sorted(snapshots):
+        features = snapshot_features(panel, s)
+        if len(features) > per_snapshot:  # evenly spaced customers: deterministic, no seed needed
+            features = features.iloc[np.linspace(0, len(features) - 1, per_snapshot).astype(int)]
+        frames.append(value_terms(features, score(features)))
+        targets.append(future_revenue(panel, s).reindex(features.index, fill_value=0.0).to_numpy())
+    x = pd.concat(frames)
+    y = np.concatenate(targets)
+    reg = LinearRegression(fit_intercept=False, positive=True).fit(x.to_numpy(), y)
+    return ValueModel(
+        "regression",
+        coefficients={name: round(float(c), 6) for name, c in zip(VALUE_TERMS, reg.coef_)},
+        training_rows=len(x),
+        snapshots=[f"{s:%Y-%m-%d}" for s in sorted(snapshots)],
+    )
+
+
+def do_not_lose(features: pd.DataFrame, predicted_value_12m: np.ndarray) -> np.ndarray:
+    """Long-standing, high historical value, predicted value below trailing value."""
+    if features.empty:
+        return np.zeros(0, dtype=bool)
+    tenure = features["tenure_days"].to_numpy()
+    historical = features["historical_value"].to_numpy()
+    long_standing = tenure > np.median(tenure)
+    top_value = historical >= np.quantile(historical, 0.8)
+    falling = np.asarray(predicted_value_12m) < features["revenue_12m"].to_numpy()
+    return long_standing & top_value & falling

@@ -1,0 +1,327 @@
+"""Customer features at a snapshot instant, computed from a MONTHLY panel only.
+
+A *snapshot* ``t`` is an instant (midnight at the start of a day). Features use only panel rows
+with ``period_start < t``; for that to be free of look-ahead the panel must hold nothing on or
+after ``t`` inside the month that contains ``t``. That holds when ``t`` is the first day of a
+month, or when the panel was built with ``build_panel(..., end=t)``.
+:func:`snapshot_features` checks it (a purchase on or after ``t`` in a kept row is an error).
+
+Features per customer with at least one purchase before ``t`` (raw values; the model uses the
+transformed columns of :func:`model_matrix`):
+
+====================  ======================================================================
+recency_days          days from the last purchase to ``t``
+orders_12m            purchase orders in the trailing 12 calendar months
+orders_total          purchase orders to date
+revenue_12m           net revenue in the trailing 12 calendar months
+revenue_last6         net revenue in the last 6 calendar months
+revenue_prior6        net revenue in the 6 calendar months before those
+aov                   average order value to date: gross revenue / orders
+tenure_days           days from the first purchase to ``t``
+mean_gap_days         (last purchase - first purchase) / (orders - 1); NaN with one order.
+                      This is the customer's *mean* gap between purchases, computed exactly
+                      from the panel (the gaps telescope); the median needs every order date,
+                      which the panel does not hold.
+gap_ratio             recency_days / mean_gap_days (0 with a single order)
+is_single_order       1 when the customer has exactly one purchase order to date
+spend_trend           (last6 - prior6) / (|last6| + |prior6|), in [-1, 1]; 0 when both are 0
+return_share          returned value / gross revenue to date, in [0, 1]
+historical_value      net revenue to date
+snapshot_month        calendar month of ``t`` (1-12): the season of the outcome window
+====================  ======================================================================
+
+The trailing windows are calendar months: the 12 (6) months ending with the month that contains
+the day before ``t``; with ``t`` on the first of a month they are exactly 12 (6) whole months.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from cxpipeline.errors import InputError
+
+__all__ = [
+    "FEATURE_LABELS",
+    "RAW_FEATURES",
+    "MODEL_FEATURES",
+    "snapshot_features",
+    "lapse_labels",
+    "segment_levels",
+    "segment_dummies",
+    "model_matrix",
+    "to_instant",
+]
+
+#: Plain-language names used for the drivers of a score.
+FEATURE_LABELS: dict[str, str] = {
+    "log_recency": "days since last purchase",
+    "log_orders_12m": "orders in the last 12 months",
+    "log_orders_total": "orders to date",
+    "log_revenue_12m": "net revenue in the last 12 months",
+    "log_aov": "average order value",
+    "log_tenure": "days since first purchase",
+    "log_gap_ratio": "time since last order vs usual gap",
+    "is_single_order": "bought only once",
+    "spend_trend": "spend trend (last 6 vs prior 6 months)",
+    "return_share": "share of spend returned",
+}
+
+#: Which raw value to print beside each model feature in a driver.
+_DRIVER_RAW = {
+    "log_recency": ("recency_days", "{:.0f} days"),
+    "log_orders_12m": ("orders_12m", "{:.0f}"),
+    "log_orders_total": ("orders_total", "{:.0f}"),
+    "log_revenue_12m": ("revenue_12m", "{:,.0f}"),
+    "log_aov": ("aov", "{:,.0f}"),
+    "log_tenure": ("tenure_days", "{:.0f} days"),
+    "log_gap_ratio": ("gap_ratio", "{:.1f}x"),
+    "is_single_order": ("is_single_order", "{:.0f}"),
+    "spend_trend": ("spend_trend", "{:+.2f}"),
+    "return_share": ("return_share", "{:.0%}"),
+}
+
+RAW_FEATURES: list[str] = [
+    "recency_days", "orders_12m", "orders_total", "revenue_12m", "revenue_last6", "revenue_prior6",
+    "aov", "tenure_days", "mean_gap_days", "gap_ratio", "is_single_order", "spend_trend",
+    "return_share", "historical_value", "snapshot_month",
+]
+
+#: Numeric model inputs (segment dummies are appended per fit).
+MODEL_FEATURES: list[str] = list(FEATURE_LABELS)
+
+_DAY = np.timedelta64(1, "D")
+_GAP_RATIO_CAP = 50.0  # beyond 50 usual gaps the customer is simply gone; caps outliers
+_MAX_SEGMENT_LEVELS = 20  # rarer levels are pooled into "other" so the model stays small
+
+
+def to_instant(value: date | datetime | pd.Timestamp | str) -> pd.Timestamp:
+    """A date/datetime as a naive ``Timestamp`` (a date means midnight at its start)."""
+    ts = pd.Timestamp(value)
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def _month_floor(ts: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(year=ts.year, month=ts.month, day=1)
+
+
+def _check_panel(panel: pd.DataFrame) -> None:
+    required = ["customer_id", "period_start", "revenue", "gross_revenue", "returns",
+                "count_orders", "first_order_at", "last_order_at"]
+    missing = [c for c in required if c not in panel.columns]
+    if missing:
+        raise InputError(
+            f"The panel lacks column(s) {', '.join(missing)}.",
+            where="model features",
+            fix="Build the panel with cxpipeline.panel.build_panel(transactions, 'month').",
+        )
+
+
+def snapshot_features(panel: pd.DataFrame, snapshot: date | datetime | pd.Timestamp) -> pd.DataFrame:
+    """Raw features of every customer with a purchase before ``snapshot``.
+
+    Parameters
+    ----------
+    panel
+        Monthly panel (schema.PANEL_COLUMNS). Rows with ``period_start >= snapshot`` are ignored.
+    snapshot
+        The instant the features describe (nothing on or after it is used).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``customer_id`` (sorted), columns :data:`RAW_FEATURES`. Customers whose
+        only rows before ``snapshot`` are returns have no purchase and are not included.
+
+    Raises
+    ------
+    InputError
+        If a kept row holds a purchase on or after ``snapshot`` (the panel would leak the future).
+    """
+    _check_panel(panel)
+    t = to_instant(snapshot)
+    t64 = np.datetime64(t.to_datetime64(), "us")
+    period_start = panel["period_start"].to_numpy("datetime64[us]")
+    rows = panel.loc[period_start < t64]
+    last_order = rows["last_order_at"].to_numpy("datetime64[us]")
+    leaked = ~np.isnat(last_order) & (last_order >= t64)
+    if leaked.any():
+        raise InputError(
+            f"The panel holds a purchase on or after the snapshot {t:%Y-%m-%d %H:%M} "
+            f"(customer {rows['customer_id'].iloc[int(leaked.argmax())]!r}).",
+            where="model features",
+            fix="Build the monthly panel with build_panel(transactions, 'month', end=snapshot), "
+                "or use a snapshot on the first day of a month.",
+        )
+
+    last_month = _month_floor(t - pd.Timedelta(microseconds=1))
+    start_12 = np.datetime64((last_month - pd.DateOffset(months=11)).to_datetime64(), "us")
+    start_6 = np.datetime64((last_month - pd.DateOffset(months=5)).to_datetime64(), "us")
+    ps = rows["period_start"].to_numpy("datetime64[us]")
+    revenue = rows["revenue"].to_numpy("float64")
+    orders = rows["count_orders"].to_numpy("int64")
+    in12 = ps >= start_12
+    in6 = ps >= start_6
+
+    codes, ids = pd.factorize(rows["customer_id"], sort=True)
+    n = len(ids)
+
+    def total(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        if mask is None:
+            return np.bincount(codes, weights=values, minlength=n)
+        return np.bincount(codes[mask], weights=values[mask], minlength=n)
+
+    orders_total = np.bincount(codes, weights=orders, minlength=n)
+    first_order = rows["first_order_at"].to_numpy("datetime64[us]").astype("int64")
+    last_order_i = last_order.astype("int64")
+    has_order = orders > 0
+    nat = np.iinfo("int64").min
+    first = pd.Series(np.where(has_order, first_order, np.iinfo("int64").max)).groupby(codes).min()
+    last = pd.Series(np.where(has_order, last_order_i, nat)).groupby(codes).max()
+    first = first.reindex(range(n)).to_numpy()
+    last = last.reindex(range(n)).to_numpy()
+
+    t_us = t64.astype("int64")
+    day_us = 86_400 * 1_000_000
+    recency = (t_us - last) / day_us
+    tenure = (t_us - first) / day_us
+    gross = total(rows["gross_revenue"].to_numpy("float64"))
+    returns = total(rows["returns"].to_numpy("float64"))
+    revenue_12m = total(revenue, in12)
+    revenue_last6 = total(revenue, in6)
+    revenue_prior6 = revenue_12m - revenue_last6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_gap = np.where(orders_total > 1, (last - first) / day_us / (orders_total - 1), np.nan)
+        gap_ratio = np.where(orders_total > 1, recency / np.maximum(mean_gap, 1.0), 0.0)
+        aov = np.where(orders_total > 0, gross / orders_total, 0.0)
+        denom = np.abs(revenue_last6) + np.abs(revenue_prior6)
+        trend = np.where(denom > 0, (revenue_last6 - revenue_prior6) / denom, 0.0)
+        return_share = np.where(gross > 0, np.clip(returns / gross, 0.0, 1.0), 0.0)
+
+    out = pd.DataFrame(
+        {
+            "recency_days": recency,
+            "orders_12m": total(orders.astype("float64"), in12),
+            "orders_total": orders_total,
+            "revenue_12m": np.round(revenue_12m, 2),
+            "revenue_last6": np.round(revenue_last6, 2),
+            "revenue_prior6": np.round(revenue_prior6, 2),
+            "aov": aov,
+            "tenure_days": tenure,
+            "mean_gap_days": mean_gap,
+            "gap_ratio": gap_ratio,
+            "is_single_order": (orders_total == 1).astype("float64"),
+            "spend_trend": trend,
+            "return_share": return_share,
+            "historical_value": np.round(total(revenue), 2),
+            "snapshot_month": float(t.month),
+        },
+        index=pd.Index(ids, name="customer_id", dtype="string"),
+    )
+    return out.loc[orders_total > 0]
+
+
+def lapse_labels(
+    panel: pd.DataFrame,
+    snapshot: date | datetime | pd.Timestamp,
+    horizon_days: int,
+    customer_ids: pd.Index,
+) -> np.ndarray:
+    """1 where the customer made NO purchase in ``[snapshot, snapshot + horizon_days)``, else 0.
+
+    Exact from a monthly panel when ``snapshot`` is the first day of a month: a purchase in the
+    window exists iff some month starting on/after the snapshot has its first purchase before the
+    window's end. The caller must make sure the panel covers the whole window.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 labels aligned with ``customer_ids``.
+    """
+    t = to_instant(snapshot)
+    if t != _month_floor(t):
+        raise ValueError(f"panel labels need a snapshot on the first day of a month, got {t}")
+    end = np.datetime64((t + pd.Timedelta(days=horizon_days)).to_datetime64(), "us")
+    first_order = panel["first_order_at"].to_numpy("datetime64[us]")
+    ps = panel["period_start"].to_numpy("datetime64[us]")
+    t64 = np.datetime64(t.to_datetime64(), "us")
+    bought = (ps >= t64) & ~np.isnat(first_order) & (first_order < end)
+    buyers = pd.Index(panel.loc[bought, "customer_id"].unique(), dtype="string")
+    return (~pd.Index(customer_ids, dtype="string").isin(buyers)).astype("int64")
+
+
+def segment_levels(customers: pd.DataFrame | None, segment_columns: Sequence[str]) -> dict[str, list[str]]:
+    """The levels each segment column is one-hot encoded with (most frequent first, capped).
+
+    Levels come from the customer table (attributes, not behaviour), so they are the same for
+    every snapshot. Columns absent from the table are skipped.
+    """
+    levels: dict[str, list[str]] = {}
+    if customers is None:
+        return levels
+    for column in segment_columns:
+        if column not in customers.columns:
+            continue
+        counts = customers[column].astype("string").fillna("unknown").value_counts()
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        levels[column] = [str(v) for v in counts.index[:_MAX_SEGMENT_LEVELS]]
+    return levels
+
+
+def segment_dummies(
+    customer_ids: pd.Index, customers: pd.DataFrame | None, levels: dict[str, list[str]]
+) -> pd.DataFrame:
+    """0/1 columns ``seg:<column>=<level>`` for the given customers (unknown/rare levels: all 0)."""
+    out = pd.DataFrame(index=customer_ids)
+    if customers is None or not levels:
+        return out
+    table = customers.set_index(customers["customer_id"].astype("string"))
+    for column, values in levels.items():
+        attr = table[column].astype("string").fillna("unknown").reindex(customer_ids)
+        for value in values:
+            out[f"seg:{column}={value}"] = (attr == value).fillna(False).to_numpy("float64")
+    return out
+
+
+def model_matrix(features: pd.DataFrame, dummies: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Model inputs: log-transformed counts and amounts (skewed), plus segment dummies."""
+    f = features
+    x = pd.DataFrame(
+        {
+            "log_recency": np.log1p(f["recency_days"].clip(lower=0)),
+            "log_orders_12m": np.log1p(f["orders_12m"]),
+            "log_orders_total": np.log1p(f["orders_total"]),
+            "log_revenue_12m": np.log1p(f["revenue_12m"].clip(lower=0)),
+            "log_aov": np.log1p(f["aov"].clip(lower=0)),
+            "log_tenure": np.log1p(f["tenure_days"].clip(lower=0)),
+            "log_gap_ratio": np.log1p(f["gap_ratio"].clip(lower=0, upper=_GAP_RATIO_CAP)),
+            "is_single_order": f["is_single_order"],
+            "spend_trend": f["spend_trend"],
+            "return_share": f["return_share"],
+        },
+        index=f.index,
+    )
+    # Season of the outcome window: lapse rates after a Q4 peak differ from those after summer.
+    month = f["snapshot_month"].to_numpy()
+    for m in range(1, 13):
+        x[f"season:month={m}"] = (month == m).astype("float64")
+    if dummies is not None and len(dummies.columns):
+        x = pd.concat([x, dummies.reindex(f.index)], axis=1)
+    return x.astype("float64")
+
+
+def driver_text(feature: str, raw: pd.DataFrame, row: int) -> str:
+    """One driver as text, e.g. ``days since last purchase: 240 days``."""
+    if feature.startswith("season:"):
+        month = int(feature.split("=", 1)[1])
+        return f"season: window starting in {pd.Timestamp(2000, month, 1):%B}"
+    if feature.startswith("seg:"):
+        column, value = feature[4:].split("=", 1)
+        return f"{column}: {value}"
+    raw_column, fmt = _DRIVER_RAW[feature]
+    return f"{FEATURE_LABELS[feature]}: {fmt.format(raw[raw_column].iloc[row])}"
