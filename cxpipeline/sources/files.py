@@ -95,7 +95,8 @@ _MONEY_COLUMNS = ("revenue", "quantity", "unit_price", "cost", "cost_to_serve")
 _NULL_TOKENS = ("nan", "none", "null", "na", "n/a", "<na>", "nat")
 _DELIMITERS = {",": "','", ";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
 # A time followed by a zone (Z, UTC, +01:00, -0500, +01): the string is time-zone aware.
-_AWARE_PATTERN = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:[zZ]|UTC|[+-]\d\d(?::?\d\d)?)$"
+# (\Z, not $, so that pandas runs it in pyarrow's RE2 engine.)
+_AWARE_PATTERN = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:[zZ]|UTC|[+-]\d\d(?::?\d\d)?)\Z"
 _ISO_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # Tried on a sample when a date column cannot be read, to suggest a date_format.
 _CANDIDATE_DATE_FORMATS = (
@@ -192,8 +193,13 @@ def _read_csv(path: Path, source: FileSource) -> pd.DataFrame:
                          fix="Export the data again with a header line of column names.") from None
     except pd.errors.ParserError as exc:
         message = str(exc).strip()
-        found = re.search(r"(?:line|row) (\d+)", message)
-        where = f"{path}, line {found.group(1)}" if found else str(path)
+        line = re.search(r"line (\d+)", message)
+        row = re.search(r"starting at row (\d+)", message)  # 0-based line index of the quote
+        where = str(path)
+        if line:
+            where += f", line {line.group(1)}"
+        elif row:
+            where += f", line {int(row.group(1)) + 1} (an opening quote that is never closed)"
         raise InputError(
             f"The CSV file cannot be split into columns: {message}",
             where=where,
@@ -284,9 +290,12 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 def _customer_ids(values: pd.Series) -> pd.Series:
     """Customer / referrer ids as clean strings: '17850.0' -> '17850', 'nan' -> missing."""
+    def clean(distinct: pd.Series) -> pd.Series:
+        distinct = distinct.str.replace(r"^(-?\d+)\.0*$", r"\1", regex=True)
+        return distinct.mask(distinct.str.lower().isin(_NULL_TOKENS)).astype(object)
+
     text = _as_text(values)
-    text = text.str.replace(r"^(-?\d+)\.0*$", r"\1", regex=True)
-    return text.mask(text.str.lower().isin(_NULL_TOKENS))
+    return pd.Series(_on_uniques(text, clean, None), index=values.index, dtype="string")
 
 
 def _numbers(values: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +309,9 @@ def _numbers(values: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
     empty = text.isna().to_numpy()
     if decimal != ".":
         text = text.str.replace(decimal, ".", regex=False)
-    arr = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    arr = _on_uniques(
+        text, lambda u: pd.Series(pd.to_numeric(u, errors="coerce"), dtype="float64"), np.nan
+    ).astype("float64")
     return np.where(np.isfinite(arr), arr, np.nan), empty
 
 
@@ -354,19 +365,32 @@ def _parse_text_dates(text: pd.Series, date_format: str | None, utc: bool) -> pd
         return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc)
 
 
-def _dates(values: pd.Series, date_format: str | None, timezone: str) -> tuple[pd.Series, np.ndarray]:
-    """Parse timestamps to naive UTC. Returns (datetime64[us] with NaT where unreadable, empty mask)."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _to_naive_utc(values, timezone), values.isna().to_numpy()
-    text = _as_text(values)
-    empty = text.isna().to_numpy()
-    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+def _on_uniques(text: pd.Series, convert, missing) -> np.ndarray:
+    """Apply ``convert`` (Series -> Series) to the distinct values only, then spread back.
+
+    Invoice lines repeat timestamps, prices and ids heavily, so parsing the distinct values is
+    several times faster than parsing every row. ``missing`` fills rows whose text is missing.
+    """
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    converted = convert(pd.Series(uniques, dtype="string")).to_numpy()
+    if len(converted) == 0:
+        return np.full(len(text), missing, dtype=converted.dtype)
+    out = converted[np.maximum(codes, 0)]
+    out[codes < 0] = missing
+    return out
+
+
+def _parse_distinct_dates(text: pd.Series, date_format: str | None, timezone: str) -> pd.Series:
+    result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us]")
     if date_format is not None:
         aware = pd.Series(("%z" in date_format) or ("%Z" in date_format), index=text.index)
     else:
         aware = text.str.contains(_AWARE_PATTERN, regex=True, na=False).astype(bool)
     if aware.any():
-        parsed = _parse_text_dates(text[aware], date_format, utc=True)
+        zoned = text[aware]
+        if date_format is None:  # ISO parsing knows 'Z' and offsets but not a ' UTC' suffix
+            zoned = zoned.str.replace(r"\s*UTC\Z", "+00:00", regex=True)
+        parsed = _parse_text_dates(zoned, date_format, utc=True)
         result[aware] = parsed.dt.tz_localize(None).astype("datetime64[us]")
     naive = ~aware
     if naive.any():
@@ -374,7 +398,18 @@ def _dates(values: pd.Series, date_format: str | None, timezone: str) -> tuple[p
         if getattr(parsed.dt, "tz", None) is not None:  # a format with %z applied to naive text
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
         result[naive] = _to_naive_utc(parsed.astype("datetime64[us]"), timezone)
-    return result, empty
+    return result
+
+
+def _dates(values: pd.Series, date_format: str | None, timezone: str) -> tuple[pd.Series, np.ndarray]:
+    """Parse timestamps to naive UTC. Returns (datetime64[us] with NaT where unreadable, empty mask)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return _to_naive_utc(values, timezone), values.isna().to_numpy()
+    text = _as_text(values)
+    empty = text.isna().to_numpy()
+    parsed = _on_uniques(text, lambda u: _parse_distinct_dates(u, date_format, timezone),
+                         np.datetime64("NaT", "us"))
+    return pd.Series(parsed, index=values.index, dtype="datetime64[us]"), empty
 
 
 def _suggest_date_format(text: pd.Series) -> str | None:
@@ -530,9 +565,10 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource,
             f"{int(wrong_sign.sum())} return/cancellation line(s) had a positive quantity or "
             f"amount; made negative (first at {info.row(position)})."
         )
-    revenue = np.where(is_return, -np.abs(revenue), revenue)
-    quantity = np.where(is_return, -np.abs(quantity), quantity)
-    cost = np.where(is_return, -np.abs(cost), cost)
+    # "+ 0.0" turns -0.0 (a returned line with no cost) into a plain 0.0.
+    revenue = np.where(is_return, -np.abs(revenue), revenue) + 0.0
+    quantity = np.where(is_return, -np.abs(quantity), quantity) + 0.0
+    cost = np.where(is_return, -np.abs(cost), cost) + 0.0
 
     quality = Exclusions.start(n, revenue)
 
