@@ -1,0 +1,71 @@
+"""The board pack end to end: artifact folder -> context -> HTML -> PDF, written atomically."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from markupsafe import Markup
+from weasyprint import HTML
+
+from cxpipeline.artifacts import write_bytes, write_text
+from cxpipeline.config import Config
+from cxpipeline.report.context import build_context
+from cxpipeline.report.formatting import Formatter
+from cxpipeline.report.render import TEMPLATES_DIR, TemplateOnlyFetcher, make_environment
+
+__all__ = ["STYLESHEETS", "render_html", "render_document", "render_board_pack"]
+
+LOGGER = logging.getLogger(__name__)
+
+#: Stylesheets inlined into the document, in cascade order (fonts, variables, page rules, style).
+STYLESHEETS = ["css/fonts.css", "css/variables.css", "css/page.css", "css/style.css"]
+
+
+def render_html(context: dict, templates_dir: str | Path = TEMPLATES_DIR) -> str:
+    """The complete HTML document of the pack (CSS inlined; fonts referenced relative to
+    ``templates_dir``, images as ``data:`` URIs), so the same file previews in a browser."""
+    templates_dir = Path(templates_dir)
+    env = make_environment(Formatter(context["meta"]["locale"], context["meta"]["currency"]), templates_dir)
+    css = Markup("\n".join((templates_dir / name).read_text(encoding="utf-8") for name in STYLESHEETS))
+    return env.get_template("board_pack.html").render(**context, stylesheet=css)
+
+
+def render_document(html: str, templates_dir: str | Path = TEMPLATES_DIR,
+                    fetcher: TemplateOnlyFetcher | None = None):
+    """The laid-out WeasyPrint document (``.pages``, ``.write_pdf()``)."""
+    templates_dir = Path(templates_dir).resolve()
+    fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
+    return HTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+
+
+def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str | Path = TEMPLATES_DIR) -> dict:
+    """Render ``board_pack.html`` and ``board_pack.pdf`` into the run's artifact folder.
+
+    Parameters
+    ----------
+    folder
+        The run's artifact folder holding ``bridge``, ``ledger``, ``metrics.json`` and
+        ``data_quality.json`` (and any later metric tables).
+    config
+        The pack configuration.
+
+    Returns
+    -------
+    dict
+        ``{"pdf": path, "html": path, "pages": int, "render_seconds": float, "blocked_urls": list}``.
+    """
+    folder = Path(folder)
+    started = time.perf_counter()
+    context = build_context(folder, config, templates_dir=templates_dir)
+    html = render_html(context, templates_dir)
+    fetcher = TemplateOnlyFetcher(Path(templates_dir).resolve())
+    document = render_document(html, templates_dir, fetcher)
+    pdf_bytes = document.write_pdf()
+    html_path = write_text(folder / "board_pack.html", html)
+    pdf_path = write_bytes(folder / "board_pack.pdf", pdf_bytes)
+    seconds = round(time.perf_counter() - started, 3)
+    LOGGER.info("board pack: %d pages in %.2f s -> %s", len(document.pages), seconds, pdf_path)
+    return {"pdf": str(pdf_path), "html": str(html_path), "pages": len(document.pages),
+            "render_seconds": seconds, "blocked_urls": list(fetcher.blocked)}

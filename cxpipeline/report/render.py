@@ -1,0 +1,114 @@
+"""HTML -> PDF: the Jinja environment, a locked-down URL fetcher and :func:`render_pdf`.
+
+The pack's HTML may carry text from the source data (segment values, customer names, notes).
+Jinja autoescapes it, and WeasyPrint gets a fetcher that serves only files inside the
+templates folder and ``data:`` URIs: no ``file://`` elsewhere on disk, no network. A blocked
+URL is logged and recorded; the resource is simply missing from the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import jinja2
+from markupsafe import Markup
+from weasyprint import HTML
+from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+from cxpipeline.report.formatting import Formatter
+
+__all__ = [
+    "TEMPLATES_DIR",
+    "TemplateOnlyFetcher",
+    "css_string",
+    "make_environment",
+    "render_pdf",
+]
+
+LOGGER = logging.getLogger(__name__)
+
+#: ``templates/`` at the root of the project (beside the ``cxpipeline`` package); an
+#: installation elsewhere points ``CXPIPELINE_TEMPLATES`` at its copy.
+TEMPLATES_DIR = Path(
+    os.environ.get("CXPIPELINE_TEMPLATES") or Path(__file__).resolve().parents[2] / "templates"
+)
+
+
+class TemplateOnlyFetcher(URLFetcher):
+    """A WeasyPrint URL fetcher that serves files under ``root`` and ``data:`` URIs only.
+
+    Every other URL (``file://`` outside ``root``, ``http(s)://``, ``ftp://``...) raises, which
+    WeasyPrint turns into a logged warning and a missing resource. ``blocked`` lists the URLs
+    refused, so callers and tests can see what a document tried to load.
+    """
+
+    def __init__(self, root: str | Path):
+        super().__init__(timeout=1, allowed_protocols={"file", "data"}, allow_redirects=False)
+        self.root = Path(root).resolve()
+        self.blocked: list[str] = []
+
+    def _refuse(self, url: str, why: str) -> None:
+        self.blocked.append(url)
+        LOGGER.warning("board pack: refused to load %s (%s)", url[:200], why)
+        raise PermissionError(f"{why}: {url[:200]}")
+
+    def fetch(self, url: str, headers: dict | None = None) -> URLFetcherResponse:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "data":
+            return super().fetch(url, headers)
+        if scheme != "file":
+            self._refuse(url, "only files from the templates folder and data: URIs are allowed")
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            self._refuse(url, "file URLs on another host are not allowed")
+        path = Path(url2pathname(unquote(parts.path))).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            self._refuse(url, f"file is outside the templates folder {self.root}")
+        mime_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return URLFetcherResponse(path.as_uri(), path.read_bytes(), {"Content-Type": mime_type})
+
+
+def css_string(text: str) -> Markup:
+    """``text`` as a quoted CSS string with every character but letters, digits and spaces
+    hex-escaped, so data (a company name) can never close the string or the stylesheet."""
+    escaped = "".join(c if (c.isalnum() and c.isascii()) or c == " " else f"\\{ord(c):06x}" for c in str(text))
+    return Markup(f'"{escaped}"')
+
+
+def make_environment(formatter: Formatter, templates_dir: str | Path = TEMPLATES_DIR) -> jinja2.Environment:
+    """The Jinja environment: autoescaped HTML, undefined names are errors, our filters."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(formatter.filters())
+    env.filters["css_string"] = css_string
+    return env
+
+
+def render_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
+               fetcher: TemplateOnlyFetcher | None = None) -> bytes:
+    """Render an HTML string to PDF bytes; relative URLs resolve inside ``templates_dir``.
+
+    Parameters
+    ----------
+    html
+        The complete document (as produced by :func:`cxpipeline.report.render_html`).
+    templates_dir
+        Base folder for relative URLs (fonts, CSS, images) and the only folder files are
+        served from.
+    fetcher
+        Pass your own :class:`TemplateOnlyFetcher` to inspect ``fetcher.blocked`` afterwards.
+    """
+    templates_dir = Path(templates_dir).resolve()
+    fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
+    document = HTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher)
+    return document.write_pdf(uncompressed_pdf=False)
