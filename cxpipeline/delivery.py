@@ -477,7 +477,7 @@ def _check_deliverable(checks_path: Path) -> None:
     checks = read_json(checks_path)
     if checks.get("is_deliverable") is not True:
         failed = [c.get("name", "?") for c in checks.get("checks", []) if isinstance(c, dict)
-                  and c.get("passed") is False]
+                  and (c.get("is_passed") is False or c.get("passed") is False)]
         raise CheckError("The pack failed its pre-delivery checks; nothing was sent.",
                          where=str(checks_path),
                          fix="Fix the failing checks" + (f" ({', '.join(failed)})" if failed else "")

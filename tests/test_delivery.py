@@ -161,8 +161,8 @@ def test_server_down_retries_then_fails_with_nothing_marked_sent(pack):
 
 def test_undeliverable_or_unchecked_pack_is_never_sent(pack, server):
     (pack / "checks.json").write_text(json.dumps({"is_deliverable": False, "checks": [
-        {"name": "bridge reconciles", "passed": False}]}))
-    with pytest.raises(CheckError, match="failed its pre-delivery checks"):
+        {"name": "bridge reconciles", "is_passed": False}]}))
+    with pytest.raises(CheckError, match=r"bridge reconciles"):
         _send(pack, server.port)
     (pack / "checks.json").unlink()
     with pytest.raises(CheckError, match="never checked"):
@@ -225,3 +225,31 @@ def test_summary_lines_formats_by_kind():
     assert lines["Value gained"] == "56.789,50\xa0€"
     assert lines["Retention rate"] == "87,5\xa0%"
     assert dict(summary_lines(SUMMARY, customers="donors"))["Donors gained"] == "1,234"
+
+
+def test_cli_send_uses_env_smtp_and_the_ledger(tmp_path, server, monkeypatch, capsys):
+    from cxpipeline.cli import main
+
+    config = tmp_path / "pack.yaml"
+    config.write_text("pack_id: demo\noutput:\n  root: out\ndelivery:\n  recipients: [ceo@example.com]\n"
+                      "  subject: '{company} pack {period}'\n")
+    folder = tmp_path / "out" / "demo" / "2024-Q2"
+    folder.mkdir(parents=True)
+    (folder / "board_pack.pdf").write_bytes(_pdf_bytes("cli"))
+    (folder / "checks.json").write_text(json.dumps({"is_deliverable": True, "checks": []}))
+    (folder / "metrics.json").write_text(json.dumps(SUMMARY))
+    for key, value in {"CXPIPELINE_SMTP_HOST": "127.0.0.1", "CXPIPELINE_SMTP_PORT": str(server.port),
+                       "CXPIPELINE_SMTP_FROM": "reports@example.com",
+                       "CXPIPELINE_SMTP_PASSWORD": "never-printed"}.items():
+        monkeypatch.setenv(key, value)
+    args = ["send", "--config", str(config), "--period", "2024-Q2"]
+    assert main(args) == 0
+    assert main(args + ["--to", "cfo@example.com,ceo@example.com"]) == 0
+    assert server.handler.recipients() == ["ceo@example.com", "cfo@example.com"]
+    assert server.handler.messages[0][1]["Subject"] == "Demo Retail Ltd pack 2024-Q2"
+    assert main(args + ["--dry-run", "--resend"]) == 0
+    assert len(server.handler.messages) == 2
+    out = capsys.readouterr()
+    assert "never-printed" not in out.out + out.err
+    assert main(["send", "--config", str(config), "--period", "2023-Q1"]) == 2
+    assert "No built pack for 2023-Q1" in capsys.readouterr().err
