@@ -470,3 +470,15 @@ def test_config_mistakes():
         load_file_source(FileSource(path="t.csv", columns=SIMPLE, cancellation_prefix="C"))
     with pytest.raises(ConfigError, match="Unknown time zone"):
         load_file_source(FileSource(path="t.csv", columns=SIMPLE, timezone="Mars/Olympus"))
+
+
+def test_quantity_may_be_empty_when_revenue_is_given(tmp_path):
+    write(tmp_path, "cust,when,amount,qty\na,2024-01-01,10,\nb,2024-01-02,5,x\nc,2024-01-03,7,2\n")
+    columns = dict(quantity="qty", **SIMPLE)
+    data = load_file_source(FileSource(path="t.csv", columns=columns), base_dir=tmp_path)
+    assert data.transactions["customer_id"].tolist() == ["a", "c"]
+    assert data.transactions["quantity"].tolist() == [0.0, 2.0]
+    assert data.quality.by_reason == {"non-numeric amount": {"rows": 1, "revenue_cents": 500}}
+    assert data.quality.revenue_in_cents == 2200
+    assert data.quality.notes == ["non-numeric amount: 1 row(s) excluded; first at row 2 "
+                                  "(line 3 of the file), column 'qty', value 'x'."]

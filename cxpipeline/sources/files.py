@@ -38,6 +38,7 @@ import difflib
 import re
 import warnings
 from pathlib import Path
+from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -424,7 +425,7 @@ def _suggest_date_format(text: pd.Series) -> str | None:
 
 
 def _unreadable_check(bad: np.ndarray, empty: np.ndarray, raw: pd.Series, column: str,
-                      info: _FileInfo, what: str, fix: str) -> None:
+                      info: _FileInfo, what: str, fix: str | Callable[[], str]) -> None:
     """Raise when most non-empty values of ``column`` are unreadable (a format problem)."""
     unreadable = bad & ~empty
     non_empty = int((~empty).sum())
@@ -435,7 +436,7 @@ def _unreadable_check(bad: np.ndarray, empty: np.ndarray, raw: pd.Series, column
             f"{share:.0%} of the values in column '{column}' cannot be read as {what} "
             f"(first: {raw.iloc[position]!r}).",
             where=info.where(column, position),
-            fix=fix,
+            fix=fix if isinstance(fix, str) else fix(),
         )
 
 
@@ -514,13 +515,19 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource,
             continue
         values, empty = _numbers(raw[column], source.decimal)
         bad = np.isnan(values)
-        fix = "Use plain numbers in this column"
-        if source.decimal == "." and _as_text(raw[column]).str.contains(r"^-?\d+,\d+$", regex=True, na=False).any():
-            fix = "Set source.decimal: ',' (the numbers use a decimal comma)"
-        _unreadable_check(bad, empty, raw[column], column, info, "numbers",
-                          fix + f", or map columns.{key} to another column.")
-        if key in ("cost", "cost_to_serve"):
-            bad = bad & ~empty  # empty cost means unknown: 0
+
+        def amount_fix(text: pd.Series = raw[column], key: str = key) -> str:
+            comma = text.astype("string").str.fullmatch(r"\s*-?\d+,\d+\s*", na=False).any()
+            first = ("Set source.decimal: ',' (the numbers use a decimal comma)"
+                     if source.decimal == "." and comma else "Use plain numbers in this column")
+            return first + f", or map columns.{key} to another column."
+
+        _unreadable_check(bad, empty, raw[column], column, info, "numbers", amount_fix)
+        # Cost columns, and quantity / unit price when revenue is given, may be left empty
+        # (unknown: 0); the amounts that make up revenue may not.
+        optional = key in ("cost", "cost_to_serve") or cols.revenue is not None and key != "revenue"
+        if optional:
+            bad = bad & ~empty
             values = np.where(empty, 0.0, values)
         numbers[key] = values
         new_bad = bad & ~unreadable_amount
@@ -534,7 +541,8 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource,
         revenue = numbers["revenue"]
     else:  # the line total, to the cent as printed on the invoice
         revenue = np.round(numbers["quantity"] * numbers["unit_price"], 2)
-    revenue = np.where(unreadable_amount, np.nan, revenue)
+    # Unreadable revenue is NaN and counts as 0 in the accounting; a readable revenue on a line
+    # excluded for another unreadable amount (e.g. quantity 'x') is counted at its value.
     quantity = numbers.get("quantity", np.full(n, np.nan))
     cost = numbers.get("cost", np.zeros(n))
     cost_to_serve = numbers.get("cost_to_serve", np.zeros(n))
