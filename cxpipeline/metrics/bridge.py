@@ -72,7 +72,7 @@ def classify_customers(
     out[customer_col] = out[customer_col].astype("string")
 
     prev_c, cur_c = _cents(out["revenue_previous"]), _cents(out["revenue_current"])
-    first = out[customer_col].map(first_purchase).to_numpy(dtype="datetime64[us]")
+    first = first_purchase.reindex(out[customer_col]).to_numpy(dtype="datetime64[us]")
     is_new = (first >= np.datetime64(period_start)) & ~np.isnat(first)
     conditions = [
         is_new,

@@ -1,0 +1,31 @@
+"""``cxpipeline run``: build the board pack for one period from a config file."""
+
+from __future__ import annotations
+
+from cxpipeline.commands._common import add_config_argument, progress
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="build the board pack for one period",
+        description="Extract, compute metrics, score, render and check the board pack for one period. "
+        "Writes everything to <output.root>/<pack_id>/<period>/ and prints the PDF's path last.",
+    )
+    add_config_argument(parser)
+    parser.add_argument(
+        "--period", "-p",
+        help="2024-11 (month), 2024-Q4 (quarter), 2024 (year), FY2025-Q1 (fiscal); default: latest complete period",
+    )
+    parser.add_argument("--out", metavar="DIR", help="output root (default: output.root in the config)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cxpipeline.config import load_config
+    from cxpipeline.pipeline import run_pack
+
+    config = load_config(args.config)
+    result = run_pack(config, args.period, args.out, progress=progress)
+    print(result.pdf_path)
+    return 0

@@ -1,0 +1,47 @@
+"""``cxpipeline validate``: check a config and its source without building a pack."""
+
+from __future__ import annotations
+
+from cxpipeline.commands._common import add_config_argument, progress
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check the config and the source; print row counts and exclusions",
+        description="Validate the config file and read the source: prints rows in/used, excluded rows and "
+        "revenue by reason, the date range and customer count. Exit status 2 on any problem.",
+    )
+    add_config_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cxpipeline.config import load_config
+    from cxpipeline.sources import load_source
+
+    config = load_config(args.config)
+    print(f"config ok: pack '{config.pack_id}', {config.period.type}ly, comparison {config.period.comparison}")
+    progress("reading source ...")
+    data = load_source(config)
+    tx, q = data.transactions, data.quality.to_dict()
+    print(f"source: {data.description}")
+    print(f"rows in: {q['rows_in']:,}  used: {q['rows_used']:,}  excluded: {q['rows_excluded']:,}")
+    print(f"revenue in: {q['revenue_in']:,.2f}  used: {q['revenue_used']:,.2f}  excluded: {q['revenue_excluded']:,.2f}")
+    for item in q["excluded_by_reason"]:
+        print(f"  excluded - {item['reason']}: {item['rows']:,} rows, revenue {item['revenue']:,.2f}")
+    for note in q["notes"]:
+        print(f"  note: {note}")
+    if len(tx):
+        print(f"dates: {tx['ordered_at'].min():%Y-%m-%d} to {tx['ordered_at'].max():%Y-%m-%d}; "
+              f"customers: {tx['customer_id'].nunique():,}")
+    missing = [s for s in config.segments
+               if s not in tx.columns and (data.customers is None or s not in data.customers.columns)]
+    if missing:
+        from cxpipeline.errors import ConfigError
+
+        raise ConfigError(f"Segment(s) {', '.join(missing)} are in neither the transactions nor the customer table.",
+                          where=f"{args.config}: segments",
+                          fix="Remove them from 'segments' or map them in the source.")
+    print("ok")
+    return 0
