@@ -482,3 +482,17 @@ def test_quantity_may_be_empty_when_revenue_is_given(tmp_path):
     assert data.quality.revenue_in_cents == 2200
     assert data.quality.notes == ["non-numeric amount: 1 row(s) excluded; first at row 2 "
                                   "(line 3 of the file), column 'qty', value 'x'."]
+
+
+def test_load_source_dispatches_file_configs_relative_to_the_config_folder():
+    from cxpipeline.config import config_from_dict
+    from cxpipeline.sources import load_source
+
+    config = config_from_dict(
+        {"source": {"kind": "file", "path": "invoice_lines.csv", "cancellation_prefix": "C",
+                    "columns": INVOICE_COLUMNS, "segment_columns": {"country": "Country"}}},
+        base_dir=DATA,
+    )
+    data = load_source(config)
+    pd.testing.assert_frame_equal(data.transactions, EXPECTED_INVOICES, check_exact=True)
+    assert data.quality.to_dict()["revenue_used"] == 215.17
