@@ -288,3 +288,38 @@ def test_bad_parameters_raise_input_errors(kwargs, message):
     with pytest.raises(InputError, match=message) as error:
         generate_demo(**kwargs)
     assert error.value.fix
+
+
+# --- generate-demo command -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_generate_demo_command_streams_chunks_to_files(tmp_path, capsys, file_format):
+    from cxpipeline.cli import main
+
+    status = main([
+        "generate-demo", "--customers", "300", "--years", "2", "--seed", "5", "--end-date", "2025-06-30",
+        "--format", file_format, "--chunk-customers", "120", "--out", str(tmp_path),
+    ])
+    assert status == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path.resolve())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"customers.{file_format}", f"transactions.{file_format}"]
+    expected_transactions, expected_customers = generate_demo(300, 2, seed=5, end_date="2025-06-30")
+    if file_format == "parquet":
+        transactions = pd.read_parquet(tmp_path / "transactions.parquet")
+        customers = pd.read_parquet(tmp_path / "customers.parquet")
+    else:
+        transactions = validate_transactions(pd.read_csv(tmp_path / "transactions.csv"))
+        customers = pd.read_csv(tmp_path / "customers.csv", dtype="string")
+        customers["acquired_at"] = pd.to_datetime(customers["acquired_at"]).astype("datetime64[us]")
+    pd.testing.assert_frame_equal(transactions, expected_transactions)
+    pd.testing.assert_frame_equal(customers, expected_customers)
+
+
+def test_generate_demo_command_rejects_bad_input(tmp_path, capsys):
+    from cxpipeline.cli import main
+
+    status = main(["generate-demo", "--customers", "0", "--out", str(tmp_path)])
+    assert status == 2
+    assert "at least one customer" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

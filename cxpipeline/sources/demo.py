@@ -562,8 +562,10 @@ def generate_demo(
     stop = first_customer + count
     blocks = range(first_customer // BLOCK_CUSTOMERS, (stop - 1) // BLOCK_CUSTOMERS + 1)
     parts = [_generate_block(block, customers, seed, calendar) for block in blocks]
-    transactions = {k: np.concatenate([p["transactions"][k] for p in parts]) for k in parts[0]["transactions"]}
-    people = {k: np.concatenate([p["customers"][k] for p in parts]) for k in parts[0]["customers"]}
+    # Column by column, releasing each block's array as it is copied: peak memory ~1x, not 2x.
+    transactions = {k: np.concatenate([p["transactions"].pop(k) for p in parts]) for k in list(parts[0]["transactions"])}
+    people = {k: np.concatenate([p["customers"].pop(k) for p in parts]) for k in list(parts[0]["customers"])}
+    del parts
     if first_customer != blocks.start * BLOCK_CUSTOMERS or stop != min(blocks.stop * BLOCK_CUSTOMERS, customers):
         transactions = _slice(transactions, (transactions["customer"] >= first_customer)
                               & (transactions["customer"] < stop))
