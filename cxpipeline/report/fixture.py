@@ -161,7 +161,7 @@ def write_fixture_folder(folder: str | Path, *, seed: int = 11, regions: list[st
         "revenue_in": round(used + revenue_excluded, 2), "revenue_used": round(used, 2),
         "revenue_excluded": revenue_excluded,
         "excluded_by_reason": excluded,
-        "notes": ["Fixture data for template work: 60 hand-shaped customers, not a real company."],
+        "notes": ["Fixture data for template work (cxpipeline preview), not a real company."],
         "rows_after_period_end": 77,
     })
     return folder
