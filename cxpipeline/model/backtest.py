@@ -191,6 +191,7 @@ def run_backtest(
             where="backtest",
             fix=f"Choose a cutoff on or before {latest_ok:%Y-%m-%d}, or a shorter --horizon-days.")
     before = transactions.loc[ordered_at < t]
+    customers = _with_transaction_segments(customers, before, segment_columns)
     panel = build_panel(before, "month", end=t)
     scores, report, model = fit_and_score(
         panel, customers, t, horizon_days=horizon_days, random_state=random_state,
@@ -209,6 +210,23 @@ def run_backtest(
     out["p_recency_rule"] = p_rule
     out["is_lapsed"] = y
     return summary, out
+
+
+def _with_transaction_segments(
+    customers: pd.DataFrame | None, before: pd.DataFrame, segment_columns: Sequence[str]
+) -> pd.DataFrame | None:
+    """Add segments carried on transactions (e.g. ``country``): each customer's latest value
+    before the cutoff. Columns already in the customer table win."""
+    have = set(customers.columns) if customers is not None else set()
+    extra = [c for c in segment_columns if c in before.columns and c not in have]
+    if not extra:
+        return customers
+    latest = (before.sort_values("ordered_at", kind="stable")
+              .groupby("customer_id", observed=True)[extra].last().reset_index())
+    latest["customer_id"] = latest["customer_id"].astype("string")
+    if customers is None:
+        return latest
+    return customers.merge(latest, on="customer_id", how="outer")
 
 
 def review_previous_list(

@@ -53,6 +53,7 @@ __all__ = [
     "segment_levels",
     "segment_dummies",
     "model_matrix",
+    "driver_texts",
     "to_instant",
 ]
 
@@ -315,13 +316,14 @@ def model_matrix(features: pd.DataFrame, dummies: pd.DataFrame | None = None) ->
     return x.astype("float64")
 
 
-def driver_text(feature: str, raw: pd.DataFrame, row: int) -> str:
-    """One driver as text, e.g. ``days since last purchase: 240 days``."""
+def driver_texts(feature: str, raw: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """Driver text for ``feature`` at positions ``rows``, e.g. ``days since last purchase: 240 days``."""
     if feature.startswith("season:"):
         month = int(feature.split("=", 1)[1])
-        return f"season: window starting in {pd.Timestamp(2000, month, 1):%B}"
+        return [f"season: window starting in {pd.Timestamp(2000, month, 1):%B}"] * len(rows)
     if feature.startswith("seg:"):
         column, value = feature[4:].split("=", 1)
-        return f"{column}: {value}"
+        return [f"{column}: {value}"] * len(rows)
     raw_column, fmt = _DRIVER_RAW[feature]
-    return f"{FEATURE_LABELS[feature]}: {fmt.format(raw[raw_column].iloc[row])}"
+    label = FEATURE_LABELS[feature]
+    return [f"{label}: {fmt.format(v)}" for v in raw[raw_column].to_numpy()[rows]]

@@ -17,7 +17,7 @@ import pandas as pd
 from cxpipeline.model.clv import do_not_lose, fit_value_model
 from cxpipeline.model.features import (
     FEATURE_LABELS,
-    driver_text,
+    driver_texts,
     lapse_labels,
     segment_levels,
     snapshot_features,
@@ -59,22 +59,23 @@ def library_versions() -> dict[str, str]:
 
 def _drivers(model: AtRiskModel, features: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
     """The three largest positive contributions (towards at risk) per customer, as text."""
-    out = pd.DataFrame({f"driver_{k}": pd.Series([""] * len(features), dtype="string") for k in (1, 2, 3)})
-    if len(features) == 0:
-        return out
-    if model.method != "logistic":
-        out["driver_1"] = [driver_text("log_recency", features, i) for i in range(len(features))]
-        return out
-    contrib = model.contributions(features, customers).to_numpy()
-    names = np.array(model.feature_columns)
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :3]
-    for k in range(3):
-        idx = order[:, k]
-        positive = contrib[np.arange(len(features)), idx] > 0
-        texts = [driver_text(names[j], features, i) if positive[i] else ""
-                 for i, j in enumerate(idx)]
-        out[f"driver_{k + 1}"] = pd.array(texts, dtype="string")
-    return out
+    n = len(features)
+    texts = {k: np.full(n, "", dtype=object) for k in (1, 2, 3)}
+    if n and model.method != "logistic":
+        texts[1][:] = driver_texts("log_recency", features, np.arange(n))
+    elif n:
+        contrib = model.contributions(features, customers).to_numpy()
+        # The season is the same for every customer at a snapshot: not a reason for one score.
+        season = np.array([name.startswith("season:") for name in model.feature_columns])
+        contrib[:, season] = -np.inf
+        order = np.argsort(-contrib, axis=1, kind="stable")[:, :3]
+        for k in range(3):
+            idx = order[:, k]
+            positive = contrib[np.arange(n), idx] > 0
+            for j in np.unique(idx[positive]):
+                rows = np.flatnonzero(positive & (idx == j))
+                texts[k + 1][rows] = driver_texts(model.feature_columns[j], features, rows)
+    return pd.DataFrame({f"driver_{k}": pd.array(texts[k], dtype="string") for k in (1, 2, 3)})
 
 
 def fit_and_score(

@@ -155,6 +155,7 @@ class AtRiskModel:
     segment_levels: dict[str, list[str]] = field(default_factory=dict)
     calibrated: CalibratedClassifierCV | None = None
     messages: list[str] = field(default_factory=list)
+    training_rows: pd.DataFrame | None = field(default=None, repr=False)  # the stacked rows it saw
 
     def matrix(self, features: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
         dummies = segment_dummies(features.index, customers, self.segment_levels)
@@ -207,7 +208,7 @@ def fit_at_risk(
                else "every labelled customer-snapshot has the same outcome")
         message = (f"Too little history to fit the at-risk model: {why}. "
                    f"Scores use the recency rule instead ({rule.description}).")
-        return AtRiskModel("recency_rule", horizon_days, rule, messages=[message])
+        return AtRiskModel("recency_rule", horizon_days, rule, messages=[message], training_rows=rows)
 
     features = rows.set_index("customer_id")
     dummies = segment_dummies(features.index, customers, segment_levels)
@@ -222,7 +223,7 @@ def fit_at_risk(
         splits = list(StratifiedKFold(n_splits=3, shuffle=True, random_state=random_state).split(x, y))
     pipeline = Pipeline([
         ("scale", StandardScaler()),
-        ("logistic", LogisticRegression(C=1.0, max_iter=2000, random_state=random_state)),
+        ("logistic", LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=200, random_state=random_state)),
     ])
     calibrated = CalibratedClassifierCV(pipeline, method="isotonic", cv=splits, ensemble=False)
     calibrated.fit(x.to_numpy(), y)
@@ -233,4 +234,5 @@ def fit_at_risk(
         feature_columns=list(x.columns),
         segment_levels=segment_levels,
         calibrated=calibrated,
+        training_rows=rows,
     )
