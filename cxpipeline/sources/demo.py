@@ -104,6 +104,7 @@ _TYPE_RETURN = np.array([1.00, 0.80, 0.50])
 _RATE_SHAPE = 0.9  # gamma shape of purchase rates: strongly heterogeneous
 _RATE_TREND_SD = (0.10, 0.35)  # per-year log trend of the rate: most stable, some strong movers
 _RATE_TREND_MOVER_SHARE = 0.30
+_MAX_LOG_RATE_CHANGE = 3.0  # over the customer's whole window
 _VALUE_BETWEEN_SD = 0.55  # customer-level spread of mean order value (log scale)
 _VALUE_WITHIN_SD = 0.50  # order-to-order spread (log scale)
 _VALUE_TREND_SD = 0.12  # per-year log trend of order value
@@ -117,6 +118,7 @@ _NOTE_SHARE_OF_REFERRED = 0.015
 
 # --- Calendar ---------------------------------------------------------------------------------
 _ARRIVAL_GROWTH_PER_YEAR = 0.22  # the customer intake grows ~25 % a year
+_MAX_ARRIVAL_GROWTH = 2.5  # log growth over the whole span: long spans grow more slowly
 _MONTH_SEASON = np.array([0.85, 0.80, 0.92, 0.95, 1.00, 0.96, 0.94, 0.95, 1.00, 1.05, 1.35, 1.50])
 _WEEKDAY_SEASON = np.array([0.92, 0.95, 0.97, 1.00, 1.08, 1.15, 0.93])  # Monday .. Sunday
 
@@ -218,7 +220,9 @@ class _Calendar:
         dates = pd.date_range(start, periods=self.days, freq="D")
         season = _MONTH_SEASON[dates.month.to_numpy() - 1] * _WEEKDAY_SEASON[dates.weekday.to_numpy()]
         season = season / season.mean()
-        growth = np.exp(_ARRIVAL_GROWTH_PER_YEAR * np.arange(self.days) / 365.25)
+        span_years = self.days / 365.25
+        growth_per_year = min(_ARRIVAL_GROWTH_PER_YEAR, _MAX_ARRIVAL_GROWTH / span_years)
+        growth = np.exp(growth_per_year * np.arange(self.days) / 365.25)
         self.day_edges = np.arange(self.days + 1, dtype="float64")
         self.arrival_edges = np.concatenate([[0.0], np.cumsum(season * growth)])
         self.arrival_edges /= self.arrival_edges[-1]  # arrival CDF at day starts
@@ -254,6 +258,12 @@ def _time_of_day_us(rng: np.random.Generator, channel: np.ndarray) -> np.ndarray
     hours = np.where(channel == 1, store_hours, online_hours)
     seconds = np.minimum(np.floor(hours * 3600.0), 86_399).astype("int64")
     return seconds * _US_PER_SECOND
+
+
+def _ratio(function, x: np.ndarray) -> np.ndarray:
+    """``function(x) / x`` with its limit 1 at 0 (for ``expm1`` and ``log1p``)."""
+    small = np.abs(x) < 1e-9
+    return np.where(small, 1.0, function(np.where(small, 1.0, x)) / np.where(small, 1.0, x))
 
 
 def _segmented_offsets(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,10 +328,10 @@ def _generate_block(block: int, customers: int, seed: int, calendar: _Calendar) 
     # uniforms, drawn in O(m) via exponential spacings plus one gamma for the remainder.
     arrival_business = calendar.to_business(arrival_position)
     window_years = (calendar.business_edges[-1] - arrival_business) / 365.25
-    trend_window = rate_trend * window_years
-    growth_factor = np.where(np.abs(trend_window) < 1e-9, 1.0, np.expm1(trend_window) / np.where(
-        trend_window == 0, 1.0, trend_window))
-    expected = rate * window_years * growth_factor
+    # Over long spans an unchecked trend explodes; a rate moves at most e**3 (~20x) in the window.
+    limit = _MAX_LOG_RATE_CHANGE / np.maximum(window_years, 1e-9)
+    rate_trend = np.clip(rate_trend, -limit, limit)
+    expected = rate * window_years * _ratio(np.expm1, rate_trend * window_years)
     in_window = rng.poisson(expected)
     repeats = np.minimum(in_window, max_repeats)
     owner, starts = _segmented_offsets(repeats)
@@ -335,8 +345,7 @@ def _generate_block(block: int, customers: int, seed: int, calendar: _Calendar) 
     total = last_partial + rng.gamma(in_window - repeats + 1.0)
     intensity_position = expected[owner] * partial / total[owner]  # integrated intensity
     x = rate_trend[owner] * intensity_position / rate[owner]
-    log_ratio = np.where(np.abs(x) < 1e-9, 1.0, np.log1p(x) / np.where(x == 0, 1.0, x))
-    years_after = intensity_position / rate[owner] * log_ratio
+    years_after = intensity_position / rate[owner] * _ratio(np.log1p, x)  # inverse of the above
     repeat_position = calendar.from_business(arrival_business[owner] + years_after * 365.25)
     repeat_day = np.maximum(np.floor(repeat_position).astype("int64"), arrival_day[owner] + 1)
     happened = repeat_day < days  # one day after a last-day arrival is past the end
