@@ -64,7 +64,7 @@ def _drivers(model: AtRiskModel, features: pd.DataFrame, customers: pd.DataFrame
     if n and model.method != "logistic":
         texts[1][:] = driver_texts("log_recency", features, np.arange(n))
     elif n:
-        contrib = model.contributions(features, customers).to_numpy()
+        contrib = model.contributions(features, customers).to_numpy(copy=True)
         # The season is the same for every customer at a snapshot: not a reason for one score.
         season = np.array([name.startswith("season:") for name in model.feature_columns])
         contrib[:, season] = -np.inf
