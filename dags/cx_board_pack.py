@@ -131,8 +131,7 @@ def _failure_alert(smtp_conn_id: str):
             subject="[cxpipeline] {{ dag.dag_id }} failed at {{ ti.task_id }} ({{ run_id }})",
             html_content=(
                 "<p>Task <b>{{ ti.task_id }}</b> of <b>{{ dag.dag_id }}</b> failed "
-                "(run {{ run_id }}, try {{ ti.try_number }}).</p>"
-                "<p>{{ exception | e }}</p><p>Log: {{ ti.log_url }}</p>"
+                "(run {{ run_id }}).</p><pre>{{ exception | default('') | e }}</pre>"
                 "<p>Nothing is emailed to the recipients unless every step succeeds.</p>"
             ),
         )(context)

@@ -1,0 +1,99 @@
+"""Run the board-pack DAG in-process with ``dag.test()`` against a real SMTP server.
+
+Usage: dag_test_scenario.py <dag_id> <output_root>. The environment (see
+tests/airflow_fixtures.airflow_env) points Airflow at a fresh SQLite DB and at a packs folder.
+Prints one JSON line with, per run: its state, the task states, the emails the server received
+and the artifact folder's PDF hash and headline numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+from tests.smtp_fixtures import attachment_of, start_smtp_server
+
+dag_id, output_root = sys.argv[1], sys.argv[2]
+server = start_smtp_server()
+# The connection must exist before Airflow reads its environment.
+os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = (
+    f"smtp://127.0.0.1:{server.port}?disable_ssl=true&disable_tls=true"
+    "&from_email=board-packs%40example.com&timeout=10&retry_limit=0"
+)
+
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+from airflow.utils import db  # noqa: E402
+
+started = time.perf_counter()
+db.resetdb()
+timings = {"resetdb": round(time.perf_counter() - started, 2)}
+bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+assert not bag.import_errors, bag.import_errors
+dag = bag.get_dag(dag_id)
+
+
+def folder_state(period: str) -> dict:
+    folder = os.path.join(output_root, dag_id.removeprefix("cx_board_pack_"), period)
+    pdf = os.path.join(folder, "board_pack.pdf")
+    out = {"folder": folder}
+    if os.path.exists(pdf):
+        out["pdf_sha256"] = hashlib.sha256(open(pdf, "rb").read()).hexdigest()
+    metrics = os.path.join(folder, "metrics.json")
+    if os.path.exists(metrics):
+        out["metrics"] = json.load(open(metrics))
+    ledger = os.path.join(folder, "delivery_ledger.jsonl")
+    if os.path.exists(ledger):
+        out["ledger"] = [json.loads(line) for line in open(ledger) if line.strip()]
+    return out
+
+
+def run(name: str, logical_date: datetime, conf: dict, period: str, reject=()) -> dict:
+    server.handler.reject = set(reject)
+    before = len(server.handler.messages)
+    t0 = time.perf_counter()
+    dag_run = dag.test(logical_date=logical_date, run_conf=conf)
+    seconds = round(time.perf_counter() - t0, 2)
+    emails = []
+    for rcpts, message in server.handler.messages[before:]:
+        entry = {"to": rcpts, "subject": message["Subject"]}
+        if any(True for _ in message.iter_attachments()):
+            content_type, filename, _, digest = attachment_of(message)
+            entry.update(content_type=content_type, filename=filename, sha256=digest)
+        else:
+            entry["body"] = message.get_body(("html", "plain")).get_content()[:2000]
+        emails.append(entry)
+    return {
+        "name": name,
+        "state": str(dag_run.state),
+        "data_interval": [str(dag_run.data_interval_start), str(dag_run.data_interval_end)],
+        "tasks": {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()},
+        "emails": emails,
+        "seconds": seconds,
+        **folder_state(period),
+    }
+
+
+def at(year, month, day, hour=6):
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
+
+
+runs = []
+# The data interval decides the period: a run at 2025-07-01 covers 2025-Q2.
+runs.append(run("first", at(2025, 7, 1, 1), {}, "2025-Q2"))
+runs.append(run("rerun", at(2025, 7, 1, 2), {}, "2025-Q2"))
+runs.append(run("resend", at(2025, 7, 1, 3), {"resend": True}, "2025-Q2"))
+# params.period overrides the interval; one recipient is rejected (550) then accepted.
+runs.append(run("rejected", at(2025, 7, 1, 4), {"period": "2025-Q1"}, "2025-Q1",
+                reject=["cfo@example.com"]))
+runs.append(run("after_fix", at(2025, 7, 1, 5), {"period": "2025-Q1"}, "2025-Q1"))
+# A backfill of the four quarters of 2024, one run per data interval.
+for quarter, (year, month) in enumerate([(2024, 4), (2024, 7), (2024, 10), (2025, 1)], start=1):
+    runs.append(run(f"backfill_q{quarter}", at(year, month, 1), {"recipients": ["board@example.com"]},
+                    f"2024-Q{quarter}"))
+
+server.stop()
+print(json.dumps({"runs": runs, "timings": timings}, default=str))
