@@ -13,6 +13,7 @@ import pandas as pd
 from cxpipeline.config import Config
 from cxpipeline.metrics.breakdown import customer_segments
 from cxpipeline.metrics.bridge import classify_customers, revenue_bridge
+from cxpipeline.metrics.families import customer_metric_tables
 from cxpipeline.metrics.ledger import LapseRule, asset_ledger, customer_flows
 from cxpipeline.periods import Period
 
@@ -41,12 +42,17 @@ def compute_tables(inputs: MetricInputs, config: Config) -> dict[str, pd.DataFra
         inputs.panel, pd.Timestamp(period.start), pd.Timestamp(period.end),
         LapseRule.from_config(config.lapse), inputs.cadence,
     )
-    return {
+    tables = {
         "bridge_customers": classified,
         "bridge": revenue_bridge(classified, segments, config.segments),
         "ledger_customers": flows,
         "ledger": asset_ledger(flows, segments, config.segments),
     }
+    tables.update(customer_metric_tables(
+        inputs.panel, inputs.customers, inputs.cadence, period, comparison, config,
+        segments=segments, classified=classified, flows=flows,
+    ))
+    return tables
 
 
 def headline(tables: dict[str, pd.DataFrame]) -> dict[str, float | int | None]:
