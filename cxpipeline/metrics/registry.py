@@ -68,3 +68,58 @@ register(
     Metric("value_lost", "Value lost", "Trailing 12-month revenue of the lapsed {customers} up to their last purchase.", "money", *_LEDGER),
     Metric("retention_rate", "Retention rate", "Share of the opening active base still active at the end of P. Shown only beside the raw gained and lost numbers it hides.", "ratio", *_LEDGER),
 )
+
+# -- metric families (DESIGN.md §3.2 sensitivity, §3.3-3.6, §3.8) -------------------------
+_TIERS = ("cxpipeline/metrics/tiers.py", "tests/test_metrics_tiers.py")
+_RFM = ("cxpipeline/metrics/rfm.py", "tests/test_metrics_rfm.py")
+_BEHAVIOUR = ("cxpipeline/metrics/behaviour.py", "tests/test_metrics_behaviour.py")
+_SENSITIVITY = ("cxpipeline/metrics/sensitivity.py", "tests/test_metrics_sensitivity.py")
+_REFERRALS = ("cxpipeline/metrics/referrals.py", "tests/test_metrics_referrals.py")
+_PROFIT = ("cxpipeline/metrics/profitability.py", "tests/test_metrics_profitability.py")
+_COHORTS = ("cxpipeline/metrics/cohorts.py", "tests/test_metrics_cohorts.py")
+
+register(
+    Metric("value_tier", "Value tier", "Tier by trailing 12-month net revenue. Cut values come from the base active at the start of P: for cumulative top shares q (config tiers.top_shares) the cut is the value of the ceil(q x N)-th {customer} of the N in the opening base, ranked by value; a {customer} is in the first tier whose cut their value reaches (ties go up), else in the last tier. The same cuts are applied at the end of P, so a move between tiers is a change in the {customer}'s own value.", "money", *_TIERS),
+    Metric("migration_count", "{customers} moving between tiers", "{customers} by tier at the start of P (rows; 'New' and 'Won back' for {customers} gained in P) and tier at the end of P (columns; 'Lapsed' for those who lapsed). Row totals equal the ledger's opening, new and won-back lines; column totals equal its closing and lapsed lines.", "count", *_TIERS),
+    Metric("migration_value", "Value moving between tiers", "Trailing 12-month revenue of the {customers} in each cell of the migration matrix: at the start of P for the tier rows (totals = opening value), at the end of P for the tier columns and the New / Won back rows (totals = closing, new and won-back values), and up to their last purchase in the Lapsed column (total = lapsed value).", "money", *_TIERS),
+    Metric("migration_up", "Moved up a tier", "{customers} active at the start and end of P whose end tier is above their start tier; value = change in their trailing 12-month revenue (upward migration value).", "money", *_TIERS),
+    Metric("migration_down", "Moved down a tier", "{customers} active at the start and end of P whose end tier is below their start tier; value = change in their trailing 12-month revenue (downward migration value).", "money", *_TIERS),
+    Metric("within_tier_rose", "Same tier, value rose", "{customers} who stayed in their tier and whose trailing 12-month revenue rose by more than the tolerance (config tolerance, default 10 %) of its start value.", "money", *_TIERS),
+    Metric("within_tier_steady", "Same tier, value steady", "{customers} who stayed in their tier with trailing 12-month revenue within the tolerance of its start value.", "money", *_TIERS),
+    Metric("within_tier_fell", "Same tier, value fell", "{customers} who stayed in their tier and whose trailing 12-month revenue fell by more than the tolerance of its start value.", "money", *_TIERS),
+    Metric("migration_new", "Gained: new", "{customers} whose first-ever purchase is in P, by tier at the end of P (or lapsed within P).", "money", *_TIERS),
+    Metric("migration_won_back", "Gained: won back", "{customers} reactivated in P, by tier at the end of P (or lapsed again within P).", "money", *_TIERS),
+    Metric("migration_lapsed", "Lost: lapsed", "{customers} of the ledger's lapsed line, by tier at the start of P (or New / Won back).", "money", *_TIERS),
+    Metric("flag_top_to_lowest", "Top tiers to lowest tier", "{customers} in the top tiers at the start of P (all but the two lowest tiers, at least the first) who are in the lowest tier at the end of P.", "count", *_TIERS),
+    Metric("flag_top_to_at_risk", "Top tiers to at-risk", "{customers} in the top tiers at the start of P, still active at the end of P, whose RFM segment at the end of P is At Risk, Can't Lose Them or About to Sleep.", "count", *_TIERS),
+    Metric("flag_top_to_lapsed", "Top tiers to lapsed", "{customers} in the top tiers at the start of P who lapsed during P; value = their lapsed value.", "count", *_TIERS),
+    Metric("rfm_recency", "Recency", "Days from a {customer}'s last purchase to the end of P; scored 1-5 by quintile of percentile rank (most recent = 5; ties share a score).", "days", *_RFM),
+    Metric("rfm_frequency", "Frequency", "Purchase orders to the end of P; scored 1-5 by quintile.", "number", *_RFM),
+    Metric("rfm_monetary", "Monetary", "Net revenue to the end of P; scored 1-5 by quintile. FM score = round-half-up of (F + M) / 2.", "money", *_RFM),
+    Metric("rfm_segment", "RFM segment", "Named segment from the recency score R and the FM score through a fixed 5 x 5 grid (docs/metrics.md): Champions, Loyal, Potential Loyalists, New, Promising, Need Attention, About to Sleep, At Risk, Can't Lose Them, Hibernating, Lost. Scored: every {customer} with a purchase before the end of P.", "count", *_RFM),
+    Metric("rfm_value", "Value held", "Trailing 12-month net revenue at the end of P of the {customers} in an RFM segment, and its share of the total.", "money", *_RFM),
+    Metric("movers_increased", "Increased spend, by segment", "{customers} of the bridge class 'increased' per segment (attributes, value tier at the start of P, RFM segment at the end of P); value = their increase.", "money", *_BEHAVIOUR),
+    Metric("movers_decreased", "Decreased spend, by segment", "{customers} of the bridge class 'decreased' per segment; value = their decrease (negative).", "money", *_BEHAVIOUR),
+    Metric("movers_within_tolerance", "Steady spend", "{customers} buying in both periods whose change in revenue is at most the tolerance times their comparison-period revenue; value = their net change.", "money", *_BEHAVIOUR),
+    Metric("buying_customers", "{customers} buying", "{customers} with at least one purchase order in the period.", "count", *_BEHAVIOUR),
+    Metric("orders_per_customer", "Orders per {customer}", "Purchase orders in the period / {customers} buying.", "number", *_BEHAVIOUR),
+    Metric("average_order_value", "Average order value", "Net revenue in the period (returns included) / purchase orders, so revenue = {customers} x orders per {customer} x average order value exactly.", "money", *_BEHAVIOUR),
+    Metric("days_between_orders", "Days between orders", "Average gap between consecutive orders within the period: sum over {customers} with 2+ orders of (last - first order) / sum of (orders - 1).", "days", *_BEHAVIOUR),
+    Metric("share_overdue", "Overdue (weakening)", "Among {customers} active at the end of the period with 2+ orders to date, the share whose days since last purchase exceed their own median gap between orders.", "ratio", *_BEHAVIOUR),
+    Metric("share_buying_more_often", "Buying more often (strengthening)", "Among {customers} with orders in the period and in its own comparison period, the share with more orders in the period.", "ratio", *_BEHAVIOUR),
+    Metric("effect_customers", "Effect of {customers} buying", "Part of the revenue change due to the number of {customers} buying: L(R1, R0) x ln(C1 / C0) (log-mean Divisia, LMDI-I). The three effects add up to the revenue change to the cent.", "money", *_BEHAVIOUR),
+    Metric("effect_frequency", "Effect of orders per {customer}", "Part of the revenue change due to orders per {customer}: L(R1, R0) x ln(F1 / F0).", "money", *_BEHAVIOUR),
+    Metric("effect_order_value", "Effect of average order value", "Part of the revenue change due to average order value: L(R1, R0) x ln(A1 / A0). Without {customers} in one period the whole change is the {customers} effect; with non-positive revenue a chained decomposition is used.", "money", *_BEHAVIOUR),
+    Metric("lapse_sensitivity", "Lapse rule sensitivity", "The ledger of P recomputed under the fixed window and under the personal rule k x own median gap (k = 1.5, 2, 3; floor and cap from the config): opening, gained, lapsed (count and value) and closing.", "count", *_SENSITIVITY),
+    Metric("count_retained", "{customers} retained", "{customers} of the opening base still active at the end of P; the retention rate is this over the opening base and is shown only beside gained and lost counts and values.", "count", *_SENSITIVITY),
+    Metric("referred_new", "Referred new {customers}", "New {customers} of P whose customer record names a referrer (referred_by); value = their trailing 12-month revenue at the end of P.", "count", *_REFERRALS),
+    Metric("referred_share_of_new", "Share of new {customers} referred", "Referred new {customers} / new {customers} (and the same for their value).", "ratio", *_REFERRALS),
+    Metric("top_referrers", "Top referrers", "Referrers of P's new {customers} ranked by the value of the {customers} they brought, then by count.", "money", *_REFERRALS),
+    Metric("referral_story", "Referral stories", "At most two referred new {customers} taken from the data: the one with a referral note and the largest value, and the one with the largest value. Nothing is written when the data has no referral information.", "money", *_REFERRALS),
+    Metric("margin_12m", "Margin, last 12 months", "Net revenue - cost of goods - cost to serve over the 12 months before the end of P, per {customer} with any transaction in them.", "money", *_PROFIT),
+    Metric("share_unprofitable", "Unprofitable {customers}", "Share of {customers} with a negative 12-month margin.", "ratio", *_PROFIT),
+    Metric("share_value_unprofitable", "Revenue from unprofitable {customers}", "Net revenue of unprofitable {customers} / net revenue of all, over the last 12 months.", "ratio", *_PROFIT),
+    Metric("whale_curve", "Whale curve", "Cumulative 12-month margin as a share of the total, with {customers} ranked by margin (most profitable first), at every 0.5 % of {customers} and at the peak.", "ratio", *_PROFIT),
+    Metric("cohort_share_active", "Share still active", "{customers} of an acquisition cohort (first period with a transaction) who made a purchase in a later period / cohort size.", "ratio", *_COHORTS),
+    Metric("cohort_revenue_retained", "Revenue retained", "A cohort's net revenue in a period / its net revenue in its acquisition period (0 when that is not positive).", "ratio", *_COHORTS),
+)
