@@ -222,7 +222,7 @@ def snapshot_features(panel: pd.DataFrame, snapshot: date | datetime | pd.Timest
             "historical_value": np.round(total(revenue), 2),
             "snapshot_month": float(t.month),
         },
-        index=pd.Index(ids, name="customer_id", dtype="string"),
+        index=pd.Index(ids, name="customer_id"),
     )
     return out.loc[orders_total > 0]
 
@@ -252,8 +252,8 @@ def lapse_labels(
     ps = panel["period_start"].to_numpy("datetime64[us]")
     t64 = np.datetime64(t.to_datetime64(), "us")
     bought = (ps >= t64) & ~np.isnat(first_order) & (first_order < end)
-    buyers = pd.Index(panel.loc[bought, "customer_id"].unique(), dtype="string")
-    return (~pd.Index(customer_ids, dtype="string").isin(buyers)).astype("int64")
+    buyers = panel.loc[bought, "customer_id"].unique()
+    return (~pd.Index(customer_ids).isin(buyers)).astype("int64")
 
 
 def segment_levels(customers: pd.DataFrame | None, segment_columns: Sequence[str]) -> dict[str, list[str]]:
@@ -281,7 +281,7 @@ def segment_dummies(
     out = pd.DataFrame(index=customer_ids)
     if customers is None or not levels:
         return out
-    table = customers.set_index(customers["customer_id"].astype("string"))
+    table = customers.set_index("customer_id")
     for column, values in levels.items():
         attr = table[column].astype("string").fillna("unknown").reindex(customer_ids)
         for value in values:

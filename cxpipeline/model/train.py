@@ -28,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from cxpipeline.model.features import (
     lapse_labels,
@@ -48,6 +49,12 @@ __all__ = [
 ]
 
 MIN_TRAINING_ROWS = 200
+
+
+def single_thread_blas():
+    """BLAS on one thread: the matrices are tall and thin (rows x ~40 features), where threads
+    gain little and, on a busy machine, oversubscribed BLAS threads were measured 10x slower."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def training_snapshots(
@@ -76,8 +83,13 @@ def training_rows(
     *,
     max_training_rows: int = 300_000,
     random_state: int = 0,
+    id_labels: pd.Index | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Stack raw features and labels over ``snapshots``.
+
+    ``id_labels``: when the panel's ``customer_id`` holds integer codes (fast path of
+    :func:`~cxpipeline.model.score.fit_and_score`), the real ids they index; the customer sample
+    is drawn from a hash of the real id either way.
 
     Returns
     -------
@@ -98,7 +110,8 @@ def training_rows(
         # does not depend on which other customers exist (no dependence on later arrivals).
         fraction = max_training_rows / expected
         ids = first_purchase.index
-        keep = _uniform_from_ids(ids, random_state) < fraction
+        real_ids = id_labels[ids.to_numpy()] if id_labels is not None else ids
+        keep = _uniform_from_ids(pd.Index(real_ids), random_state) < fraction
         panel = panel.loc[panel["customer_id"].isin(ids[keep])]
         info["customer_sample_fraction"] = round(fraction, 6)
     frames = []
@@ -166,7 +179,8 @@ class AtRiskModel:
         if self.method != "logistic":
             return self.recency_rule.predict(features["recency_days"])
         x = self.matrix(features, customers).to_numpy()
-        return self.calibrated.predict_proba(x)[:, 1]
+        with single_thread_blas():
+            return self.calibrated.predict_proba(x)[:, 1]
 
     @property
     def pipeline(self) -> Pipeline | None:
@@ -226,7 +240,8 @@ def fit_at_risk(
         ("logistic", LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=200, random_state=random_state)),
     ])
     calibrated = CalibratedClassifierCV(pipeline, method="isotonic", cv=splits, ensemble=False)
-    calibrated.fit(x.to_numpy(), y)
+    with single_thread_blas():
+        calibrated.fit(x.to_numpy(), y)
     return AtRiskModel(
         "logistic",
         horizon_days,
