@@ -36,7 +36,7 @@ def main() -> None:
     period_end = pd.Timestamp(args.end_date)
     panel = build_panel(transactions, "month", end=period_end + pd.Timedelta(days=1))
     paneled = time.perf_counter()
-    print(f"cores: {os.cpu_count()}; customers: {args.customers:,}; transactions: {len(transactions):,}; "
+    print(f"cores: {os.cpu_count()}; load average before the model (1 min): {os.getloadavg()[0]:.1f}; customers: {args.customers:,}; transactions: {len(transactions):,}; "
           f"monthly panel rows: {len(panel):,}")
     print(f"generate demo: {generated - start:.1f} s; build monthly panel (DuckDB): {paneled - generated:.1f} s")
     del transactions
@@ -56,6 +56,7 @@ def main() -> None:
           f"AUC model {bt['model']['roc_auc']} vs rule {bt['recency_rule']['roc_auc']}, "
           f"Brier model {bt['model']['brier']} vs rule {bt['recency_rule']['brier']}, "
           f"calibration within 5 points: {bt['calibration_within_5_points']}")
+    print(f"load average after (1 min): {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

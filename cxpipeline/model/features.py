@@ -71,18 +71,18 @@ FEATURE_LABELS: dict[str, str] = {
     "return_share": "share of spend returned",
 }
 
-#: Which raw value to print beside each model feature in a driver.
+#: Which raw value to print beside each model feature in a driver: (column, scale, decimals, suffix).
 _DRIVER_RAW = {
-    "log_recency": ("recency_days", "{:.0f} days"),
-    "log_orders_12m": ("orders_12m", "{:.0f}"),
-    "log_orders_total": ("orders_total", "{:.0f}"),
-    "log_revenue_12m": ("revenue_12m", "{:,.0f}"),
-    "log_aov": ("aov", "{:,.0f}"),
-    "log_tenure": ("tenure_days", "{:.0f} days"),
-    "log_gap_ratio": ("gap_ratio", "{:.1f}x"),
-    "is_single_order": ("is_single_order", "{:.0f}"),
-    "spend_trend": ("spend_trend", "{:+.2f}"),
-    "return_share": ("return_share", "{:.0%}"),
+    "log_recency": ("recency_days", 1.0, 0, " days"),
+    "log_orders_12m": ("orders_12m", 1.0, 0, ""),
+    "log_orders_total": ("orders_total", 1.0, 0, ""),
+    "log_revenue_12m": ("revenue_12m", 1.0, 0, ""),
+    "log_aov": ("aov", 1.0, 0, ""),
+    "log_tenure": ("tenure_days", 1.0, 0, " days"),
+    "log_gap_ratio": ("gap_ratio", 1.0, 1, "x"),
+    "is_single_order": ("is_single_order", 1.0, 0, ""),
+    "spend_trend": ("spend_trend", 1.0, 2, ""),
+    "return_share": ("return_share", 100.0, 0, "%"),
 }
 
 RAW_FEATURES: list[str] = [
@@ -316,14 +316,31 @@ def model_matrix(features: pd.DataFrame, dummies: pd.DataFrame | None = None) ->
     return x.astype("float64")
 
 
-def driver_texts(feature: str, raw: pd.DataFrame, rows: np.ndarray) -> list[str]:
+def _number_strings(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Rounded numbers as text, vectorised (Arrow casts; a Python format per value was the
+    slowest step of scoring 500k customers)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if decimals == 0:
+        text = pc.cast(pa.array(np.round(values).astype("int64")), pa.string())
+    else:
+        scaled = np.round(values * 10**decimals).astype("int64")
+        sign = np.where(scaled < 0, "-", "")
+        whole = pc.cast(pa.array(np.abs(scaled) // 10**decimals), pa.string())
+        frac = pc.utf8_lpad(pc.cast(pa.array(np.abs(scaled) % 10**decimals), pa.string()), decimals, "0")
+        text = pc.binary_join_element_wise(pa.array(sign), whole, pa.scalar("."), frac, "")
+    return np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def driver_texts(feature: str, raw: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     """Driver text for ``feature`` at positions ``rows``, e.g. ``days since last purchase: 240 days``."""
     if feature.startswith("season:"):
         month = int(feature.split("=", 1)[1])
-        return [f"season: window starting in {pd.Timestamp(2000, month, 1):%B}"] * len(rows)
+        return np.full(len(rows), f"season: window starting in {pd.Timestamp(2000, month, 1):%B}", dtype=object)
     if feature.startswith("seg:"):
         column, value = feature[4:].split("=", 1)
-        return [f"{column}: {value}"] * len(rows)
-    raw_column, fmt = _DRIVER_RAW[feature]
-    label = FEATURE_LABELS[feature]
-    return [f"{label}: {fmt.format(v)}" for v in raw[raw_column].to_numpy()[rows]]
+        return np.full(len(rows), f"{column}: {value}", dtype=object)
+    raw_column, scale, decimals, suffix = _DRIVER_RAW[feature]
+    numbers = _number_strings(raw[raw_column].to_numpy("float64")[rows] * scale, decimals)
+    return f"{FEATURE_LABELS[feature]}: " + numbers + suffix
