@@ -34,6 +34,7 @@ __all__ = [
     "resolve_period",
     "extract",
     "compute_metrics",
+    "score_customers",
     "render_pack",
     "check_pack",
     "run_pack",
@@ -191,6 +192,40 @@ def compute_metrics(config: Config, period: Period, output_root: str | Path | No
     return {"folder": str(folder), "period": period.label, "headline": summary["headline"]}
 
 
+def score_customers(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
+    """Fit the at-risk model on earlier snapshots and score every customer at the period end.
+
+    Writes ``scores`` (ranked by value at risk) and ``model_report.json`` (training window,
+    features, versions, the backtest on the latest fully observed snapshot, and last period's
+    at-risk list checked against what happened since).
+    """
+    from cxpipeline.model import fit_and_score, review_previous_list, score_period
+
+    started = time.perf_counter()
+    folder = pack_folder(config, period, output_root)
+    monthly = read_table(folder, "panel_monthly")
+    customers = read_table(folder, "customers")
+    segments = [s for s in config.segments if s in customers.columns]
+    options = {"horizon_days": config.model.horizon_days, "random_state": config.model.random_state,
+               "segment_columns": segments}
+    result = score_period(monthly, customers, period.last_day, **options)
+    report = dict(result.report)
+    # Last period's list as it would have been printed then (fitted on data up to its end only),
+    # checked against the purchases made since.
+    previous = period.previous()
+    previous_end = pd.Timestamp(previous.end)
+    previous_scores, _, _ = fit_and_score(
+        monthly.loc[monthly["period_start"] < previous_end], customers, previous_end, with_drivers=False, **options
+    )
+    report["previous_list_review"] = review_previous_list(previous_scores, monthly, previous.last_day, period.last_day)
+    write_table(folder, "scores", result.scores)
+    write_json(folder / "model_report.json", report)
+    summary = {"method": report.get("method"), "count_scored": len(result.scores),
+               "backtest_auc": result.backtest.get("model", {}).get("roc_auc")}
+    _update_manifest(folder, "model", summary, time.perf_counter() - started)
+    return {"folder": str(folder), **summary}
+
+
 def render_pack(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
     """Render board_pack.html and board_pack.pdf from the metric tables."""
     from cxpipeline.report import render_board_pack
@@ -287,6 +322,7 @@ def _stages():
     return [
         ("extract", extract),
         ("metrics", compute_metrics),
+        ("model", score_customers),
         ("render", render_pack),
         ("check", check_pack),
     ]
