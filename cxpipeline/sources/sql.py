@@ -1,0 +1,339 @@
+"""SQL source: a warehouse table (PostgreSQL tested; any SQLAlchemy URL speaking this SQL).
+
+The heavy step runs in the database: :func:`extract_sql` sends the panel, cadence and accounting
+queries of :mod:`cxpipeline.pushdown` to the server and streams back only their results, never
+the transactions. The read is one consistent snapshot: a single ``REPEATABLE READ``, read-only
+transaction for every query (and, if ``source.as_of`` is set, only rows ordered before it), so a
+load running at the same time cannot make the panel disagree with the accounting. Results are
+streamed with a server-side cursor in chunks of :data:`CHUNK_ROWS` rows.
+
+A dropped connection or a failing query raises :class:`~cxpipeline.errors.InputError` (what /
+where / fix). Nothing is written by this module; the pipeline writes artifacts only after every
+query has been read, so a failure leaves no partial artifacts.
+
+The table holds canonical columns (see ``docs/warehouse.md``): ``order_id, customer_id,
+ordered_at, revenue, cost, cost_to_serve, quantity, is_return`` and optional segment columns.
+Another layout (orders + order lines, other names) is mapped with a view.
+
+Where the URL comes from: ``source.url`` (``${ENV}`` references are expanded), or the
+environment variable named by ``source.url_env``, or -- for ``source.conn_id`` -- the URL the
+Airflow DAG resolved from the connection and passed as ``url=`` (this module never imports
+Airflow).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+
+from cxpipeline.config import SqlSource
+from cxpipeline.errors import ConfigError, InputError
+from cxpipeline.periods import Period
+from cxpipeline.pushdown import PanelExtract, extract_aggregates
+from cxpipeline.quality import Exclusions
+from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
+from cxpipeline.sources import SourceData
+
+__all__ = [
+    "CHUNK_ROWS",
+    "WORK_MEM",
+    "resolve_url",
+    "sqlalchemy_url",
+    "redact",
+    "snapshot",
+    "iter_query_chunks",
+    "extract_sql",
+    "sql_last_day",
+    "load_sql_source",
+]
+
+#: Rows fetched per round trip from the server-side cursor.
+CHUNK_ROWS = 50_000
+
+#: PostgreSQL memory per sort/hash for this read only (SET LOCAL): the default 4 MB makes the
+#: panel's group-bys spill to disk and sort with the database collation instead of hashing.
+WORK_MEM = "256MB"
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_url(source: SqlSource, url: str | None = None) -> str:
+    """The database URL for ``source``: ``url`` if given (e.g. resolved by Airflow), else the config.
+
+    Raises
+    ------
+    ConfigError
+        An environment variable is missing, or only ``conn_id`` is set outside Airflow.
+    """
+    if url:
+        return sqlalchemy_url(url)
+    if source.url:
+        def expand(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"source.url uses ${{{name}}}, which is not set.", where="source.url",
+                                  fix=f"Export {name} in the environment that runs the pipeline.")
+            return os.environ[name]
+
+        return sqlalchemy_url(_ENV_REFERENCE.sub(expand, source.url))
+    if source.url_env:
+        value = os.environ.get(source.url_env)
+        if not value:
+            raise ConfigError(f"The environment variable {source.url_env} (source.url_env) is not set.",
+                              where="source.url_env",
+                              fix=f"Export {source.url_env}=postgresql://USER@HOST:PORT/DATABASE.")
+        return sqlalchemy_url(value)
+    raise ConfigError(
+        f"source.conn_id {source.conn_id!r} is an Airflow connection and no URL was passed.",
+        where="source.conn_id",
+        fix="Run the pack from the Airflow DAG (it resolves the connection), or set source.url / url_env.",
+    )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """PostgreSQL URLs without a driver use psycopg 3 (``postgres://`` as Airflow writes it, too)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the configured database URL"
+
+
+def _engine(url: str):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    try:
+        return create_engine(url, poolclass=NullPool)
+    except Exception as exc:  # unknown dialect / malformed URL
+        raise InputError(f"Cannot use the database URL: {exc}", where=redact(url),
+                         fix="Write a SQLAlchemy URL such as postgresql://USER@HOST:5432/DATABASE.") from None
+
+
+def _database_error(exc: Exception, url: str, what: str) -> InputError:
+    from sqlalchemy import exc as sa_exc
+
+    orig = getattr(exc, "orig", None) or exc
+    message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    lost = isinstance(exc, sa_exc.OperationalError) or getattr(exc, "connection_invalidated", False)
+    if lost:
+        return InputError(
+            f"The connection to the warehouse failed while {what}: {message}",
+            where=redact(url),
+            fix="Check that the database is running and reachable, then rerun the extract. Nothing was "
+                "written: artifacts are only written after the whole read succeeds.",
+        )
+    return InputError(
+        f"The warehouse query failed while {what}: {message}",
+        where=redact(url),
+        fix="Check source.transactions_table / customers_table / schema_name and that the table has the "
+            "canonical columns (docs/warehouse.md); map other layouts with a view.",
+    )
+
+
+@contextmanager
+def snapshot(url: str, what: str = "reading the warehouse"):
+    """A connection inside one ``REPEATABLE READ`` read-only transaction (a consistent snapshot).
+
+    Database errors inside the block become :class:`InputError`.
+    """
+    from sqlalchemy import exc as sa_exc
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            is_postgres = conn.dialect.name == "postgresql"
+            conn = conn.execution_options(isolation_level="REPEATABLE READ") if is_postgres else conn
+            with conn.begin():
+                if is_postgres:
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # timestamptz -> UTC periods
+                    conn.exec_driver_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
+                yield conn
+    except sa_exc.DBAPIError as exc:
+        raise _database_error(exc, url, what) from None
+    finally:
+        engine.dispose()
+
+
+def iter_query_chunks(conn, sql: str, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """Stream a query's rows from a server-side cursor as DataFrames of ``chunk_rows`` rows."""
+    size = int(chunk_rows or CHUNK_ROWS)
+    result = conn.execution_options(stream_results=True, max_row_buffer=size).exec_driver_sql(sql)
+    columns = list(result.keys())
+    empty = True
+    for rows in result.partitions(size):
+        empty = False
+        yield pd.DataFrame(dict(zip(columns, map(list, zip(*rows)))), columns=columns)
+    if empty:
+        yield pd.DataFrame({c: [] for c in columns}, columns=columns)
+
+
+def _read(conn, sql: str) -> pd.DataFrame:
+    chunks = list(iter_query_chunks(conn, sql))
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def _table_name(conn, source: SqlSource, table: str) -> str:
+    preparer = conn.dialect.identifier_preparer
+    parts = ([source.schema_name] if source.schema_name else []) + table.split(".")
+    return ".".join(preparer.quote(part) for part in parts)
+
+
+def _columns(conn, name: str) -> list[str]:
+    result = conn.exec_driver_sql(f"SELECT * FROM {name} WHERE 1 = 0")
+    columns = list(result.keys())
+    result.close()
+    return columns
+
+
+def _ts(value) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tuple[str, list[str]]:
+    table = _table_name(conn, source, source.transactions_table)
+    columns = _columns(conn, table)
+    missing = [c for c in TRANSACTION_COLUMNS if c not in columns]
+    if missing:
+        raise InputError(
+            f"The transactions table lacks canonical column(s): {', '.join(missing)}.",
+            where=f"{redact(url)}, table {table}",
+            fix="Create a view with the canonical columns (docs/warehouse.md) and set "
+                "source.transactions_table to it.",
+        )
+    present = [c for c in segments if c in columns]
+    segment_sql = "".join(f",\n           NULLIF(trim(CAST({c} AS VARCHAR)), '') AS {c}" for c in present)
+    bound = f"\n    WHERE ordered_at < TIMESTAMP '{_ts(source.as_of)}'" if source.as_of else ""
+    relation = f"""(
+    SELECT CAST(order_id AS VARCHAR) AS order_id,
+           NULLIF(trim(CAST(customer_id AS VARCHAR)), '') AS customer_id,
+           CAST(ordered_at AS TIMESTAMP) AS ordered_at,
+           revenue, coalesce(cost, 0) AS cost, coalesce(cost_to_serve, 0) AS cost_to_serve,
+           coalesce(quantity, 0) AS quantity, coalesce(is_return, false) AS is_return,
+           false AS isnan_revenue, false AS is_duplicate{segment_sql}
+    FROM {table}{bound}
+) AS source_rows"""
+    return relation, present
+
+
+def _customers(conn, source: SqlSource, url: str) -> pd.DataFrame | None:
+    if not source.customers_table:
+        return None
+    table = _table_name(conn, source, source.customers_table)
+    frame = _read(conn, f"SELECT * FROM {table}")
+    for column in frame.columns:
+        if column == "acquired_at":
+            frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
+        elif frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].astype("string")
+    return validate_customers(frame, source=f"{redact(url)}, table {table}")
+
+
+def _describe(source: SqlSource, url: str) -> str:
+    table = ".".join(([source.schema_name] if source.schema_name else []) + [source.transactions_table])
+    bound = f", rows before {source.as_of}" if source.as_of else ""
+    return f"{redact(url)} table {table}{bound}"
+
+
+def extract_sql(
+    source: SqlSource,
+    period: Period,
+    comparison: Period,
+    segments: list[str],
+    *,
+    url: str | None = None,
+) -> PanelExtract:
+    """Compute the panel, monthly panel, cadence, customers and accounting in the warehouse.
+
+    All queries run in one consistent snapshot; only their results cross the network.
+
+    Parameters
+    ----------
+    source
+        The config's SQL source.
+    period, comparison
+        Reporting period and comparison period.
+    segments
+        Segment names from the config (those present as transaction columns are aggregated).
+    url
+        The database URL when it is resolved outside the config (an Airflow connection).
+
+    Raises
+    ------
+    InputError
+        The database is unreachable, the connection drops, the table is missing or lacks columns.
+    """
+    target = resolve_url(source, url)
+    with snapshot(target, f"reading {source.transactions_table} for {period.label}") as conn:
+        relation, present = _base_relation(conn, source, target, segments)
+        customers = _customers(conn, source, target)
+        result = extract_aggregates(
+            lambda sql: _read(conn, sql), relation, period=period, comparison=comparison,
+            segment_columns=present, customers=customers, description=_describe(source, target),
+        )
+    if source.as_of and pd.Timestamp(source.as_of) < pd.Timestamp(period.end):
+        result.quality.notes.append(
+            f"The snapshot is bounded at {source.as_of} (source.as_of), before the end of {period.label}.")
+    return result
+
+
+def sql_last_day(source: SqlSource, *, url: str | None = None):
+    """The last order date among usable rows (for the default period), read in the warehouse."""
+    target = resolve_url(source, url)
+    with snapshot(target, "finding the last order date") as conn:
+        relation, _ = _base_relation(conn, source, target, [])
+        value = _read(conn, f"SELECT max(ordered_at) AS last_at FROM {relation} "
+                            "WHERE customer_id IS NOT NULL AND revenue <> 0").iloc[0, 0]
+    return None if pd.isna(value) else pd.Timestamp(value).date()
+
+
+def load_sql_source(source: SqlSource, *, url: str | None = None) -> SourceData:
+    """The table as canonical transactions in pandas (for small tables and inspection).
+
+    The pipeline does not use this: :func:`extract_sql` aggregates in the database instead.
+    Rows without a customer id or with a zero amount are excluded and counted, as in the
+    other sources.
+    """
+    target = resolve_url(source, url)
+    with snapshot(target, f"reading {source.transactions_table}") as conn:
+        relation, present = _base_relation(conn, source, target, [])
+        accounting = _read(conn, f"""
+            SELECT CASE WHEN revenue IS NULL THEN 'non-numeric amount'
+                        WHEN ordered_at IS NULL THEN 'unparseable date'
+                        WHEN customer_id IS NULL THEN 'missing customer id'
+                        WHEN CAST(revenue AS DECIMAL(18, 2)) = 0 THEN 'zero amount' ELSE '' END AS reason,
+                   count(*) AS count_rows,
+                   CAST(coalesce(sum(CAST(coalesce(revenue, 0) AS DECIMAL(18, 2))), 0) * 100 AS BIGINT) AS revenue_cents
+            FROM {relation} GROUP BY 1""")
+        transactions = _read(conn, f"""
+            SELECT order_id, customer_id, ordered_at,
+                   CAST(revenue AS DOUBLE PRECISION) AS revenue, CAST(cost AS DOUBLE PRECISION) AS cost,
+                   CAST(cost_to_serve AS DOUBLE PRECISION) AS cost_to_serve,
+                   CAST(quantity AS DOUBLE PRECISION) AS quantity, is_return
+            FROM {relation}
+            WHERE revenue IS NOT NULL AND ordered_at IS NOT NULL AND customer_id IS NOT NULL
+              AND CAST(revenue AS DECIMAL(18, 2)) <> 0
+            ORDER BY customer_id COLLATE "C", ordered_at, order_id COLLATE "C" """)
+        customers = _customers(conn, source, target)
+    quality = Exclusions(rows_in=int(accounting["count_rows"].sum()),
+                         revenue_in_cents=int(accounting["revenue_cents"].sum()))
+    for row in accounting.itertuples(index=False):
+        if row.reason:
+            quality.record(row.reason, int(row.count_rows), int(row.revenue_cents))
+    transactions = validate_transactions(transactions, source=_describe(source, target))
+    return SourceData(transactions=transactions, customers=customers, quality=quality,
+                      description=_describe(source, target))
