@@ -25,6 +25,7 @@ from cxpipeline.config import Config, config_hash
 from cxpipeline.errors import CheckError, InputError
 from cxpipeline.panel import build_panel, customer_cadence
 from cxpipeline.periods import Period, comparison_period, latest_complete_period, parse_period
+from cxpipeline.pushdown import PanelExtract, extract_pushdown, pushdown_kind, pushdown_last_day
 from cxpipeline.quality import to_cents
 from cxpipeline.sources import SourceData, load_source
 
@@ -102,13 +103,8 @@ def _transaction_segments(transactions: pd.DataFrame, customers: pd.DataFrame | 
     return table
 
 
-def extract(
-    config: Config, period: Period, output_root: str | Path | None = None, *, data: SourceData | None = None
-) -> dict:
-    """Load the source and write the panel, customers, cadence and data-quality record."""
-    started = time.perf_counter()
-    folder = pack_folder(config, period, output_root)
-    data = data or load_source(config)
+def _extract_in_pandas(data: SourceData, config: Config, period: Period, comparison: Period) -> PanelExtract:
+    """The extract computed from transactions loaded into pandas (demo and CSV sources)."""
     transactions = data.transactions
     quality = data.quality
     after = transactions["ordered_at"] >= pd.Timestamp(period.end)
@@ -121,28 +117,53 @@ def extract(
             fix="Choose a later period; the data starts on "
             f"{transactions['ordered_at'].min():%Y-%m-%d}." if len(transactions) else "Check the source: it is empty.",
         )
-
-    comparison = comparison_period(period, config.period.comparison)
     panel = build_panel(used, period.kind, period.fiscal_start_month, end=pd.Timestamp(period.end))
     monthly = panel if period.kind == "month" else build_panel(used, "month", end=pd.Timestamp(period.end))
     instants = [comparison.start, comparison.end, period.start, period.end]
     cadence = customer_cadence(used, [pd.Timestamp(t) for t in instants])
     customers = _transaction_segments(used, data.customers, config.segments)
+    first_day = transactions["ordered_at"].min()
+    last_day = transactions["ordered_at"].max()
+    return PanelExtract(
+        panel=panel, panel_monthly=monthly, cadence=cadence, customers=customers, quality=quality,
+        description=data.description, first_ordered_at=None if pd.isna(first_day) else first_day,
+        last_ordered_at=None if pd.isna(last_day) else last_day, fingerprint=_fingerprint(transactions),
+    )
+
+
+def extract(
+    config: Config, period: Period, output_root: str | Path | None = None, *, data: SourceData | None = None
+) -> dict:
+    """Load the source and write the panel, customers, cadence and data-quality record.
+
+    SQL sources and canonical Parquet files are aggregated where the data is (the warehouse or
+    embedded DuckDB, see :mod:`cxpipeline.pushdown`); other sources load transactions into
+    pandas first. Both give the same artifacts. Nothing is written until everything is read.
+    """
+    started = time.perf_counter()
+    folder = pack_folder(config, period, output_root)
+    comparison = comparison_period(period, config.period.comparison)
+    if data is None and pushdown_kind(config) is not None:
+        result = extract_pushdown(config, period, comparison)
+    else:
+        result = _extract_in_pandas(data or load_source(config), config, period, comparison)
+    panel, monthly, cadence, customers = result.panel, result.panel_monthly, result.cadence, result.customers
+    quality = result.quality
 
     write_table(folder, "panel", panel, csv=False)
     write_table(folder, "panel_monthly", monthly, csv=False)
     write_table(folder, "cadence", cadence, csv=False)
     write_table(folder, "customers", customers, csv=False)
-    first_day = transactions["ordered_at"].min()
-    last_day = transactions["ordered_at"].max()
+    first_day = pd.Timestamp(result.first_ordered_at) if result.first_ordered_at is not None else pd.NaT
+    last_day = pd.Timestamp(result.last_ordered_at) if result.last_ordered_at is not None else pd.NaT
     dq = {
         **quality.to_dict(),
-        "source": data.description,
+        "source": result.description,
         "first_ordered_at": None if pd.isna(first_day) else f"{first_day:%Y-%m-%d}",
         "last_ordered_at": None if pd.isna(last_day) else f"{last_day:%Y-%m-%d}",
         "count_customers": int(panel["customer_id"].nunique()),
         "count_panel_rows": len(panel),
-        "input_fingerprint": _fingerprint(transactions),
+        "input_fingerprint": result.fingerprint,
         "is_period_complete": bool(pd.notna(last_day) and last_day.date() >= period.last_day),
     }
     if not dq["is_period_complete"]:
@@ -300,9 +321,13 @@ def run_pack(
 ) -> PackResult:
     """Run every stage for one period and return where the pack is."""
     say = progress or (lambda message: log.info(message))
-    say("loading source ...")
-    data = load_source(config)
-    last = data.transactions["ordered_at"].max()
+    if pushdown_kind(config) is not None:  # aggregated where the data is: never loaded here
+        data = None
+        last = pd.Timestamp(pushdown_last_day(config) or pd.NaT)
+    else:
+        say("loading source ...")
+        data = load_source(config)
+        last = data.transactions["ordered_at"].max()
     period = resolve_period(config, period_label, None if pd.isna(last) else last.date())
     folder = pack_folder(config, period, output_root)
     say(f"period {period.title}; artifacts in {folder}")
