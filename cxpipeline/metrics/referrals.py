@@ -42,7 +42,10 @@ def referral_customers(flows: pd.DataFrame, customers: pd.DataFrame | None, pane
     new = flows.loc[flows["is_new"], ["customer_id", "value_closing"]].rename(columns={"value_closing": "value"})
     in_p = panel.loc[panel["period_start"] == pd.Timestamp(period_start)].groupby("customer_id", observed=True).agg(
         count_orders=("count_orders", "sum"), first_order_at=("first_order_at", "min"))
-    new = new.join(in_p, on="customer_id")
+    if new.empty:  # joining two empty string columns fails in pyarrow
+        new = new.assign(count_orders=pd.Series(dtype="int64"), first_order_at=pd.Series(dtype="datetime64[us]"))
+    else:
+        new = new.join(in_p, on="customer_id")
     new["count_orders"] = new["count_orders"].fillna(0).astype("int64")
     columns = [c for c in ("referred_by", "referral_note") if customers is not None and c in customers.columns]
     if columns:
