@@ -37,6 +37,8 @@ from cx_timetables import ReportingPeriodTimetable
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKS_DIR = Path(os.environ.get("CXPIPELINE_PACKS_DIR") or REPO_ROOT / "examples" / "airflow" / "packs")
 DAG_PREFIX = "cx_board_pack_"
+# No scheduled run covers a period starting before this date (ISO date; manual runs are free).
+START_DATE = pendulum.parse(os.environ.get("CXPIPELINE_START_DATE") or "2020-01-01", tz="UTC")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 log = logging.getLogger(__name__)
@@ -149,7 +151,7 @@ def build_dag(config_path: Path, header: dict):
         dag_id=f"{DAG_PREFIX}{pack_id}",
         description=f"Board pack '{pack_id}' from {config_path.name}",
         schedule=ReportingPeriodTimetable(header["kind"], header["fiscal_year_start_month"]),
-        start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
+        start_date=START_DATE,
         catchup=False,
         max_active_runs=1,  # runs of one pack share its artifact folders and ledger
         tags=["cxpipeline", header["kind"]],

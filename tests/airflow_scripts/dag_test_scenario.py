@@ -51,7 +51,13 @@ def folder_state(period: str) -> dict:
     return out
 
 
+# dag.test() runs every task in this process and keeps a run's conf in the DAG's params, so
+# each run passes the whole form (as a trigger from the UI does), not just what differs.
+DEFAULT_CONF = {"period": None, "recipients": [], "dry_run": False, "resend": False}
+
+
 def run(name: str, logical_date: datetime, conf: dict, period: str, reject=()) -> dict:
+    conf = {**DEFAULT_CONF, **conf}
     server.handler.reject = set(reject)
     before = len(server.handler.messages)
     t0 = time.perf_counter()
