@@ -3,7 +3,9 @@
 Each subcommand lives in its own module under :mod:`cxpipeline.commands` and exposes
 ``register(subparsers)``; this file only collects them, so commands can be added without
 touching it. Any :class:`~cxpipeline.errors.CxError` is printed as a clear message and the
-exit status is 2; no bare tracebacks reach the user.
+exit status is 2; no bare tracebacks reach the user. Anything else (a bug, or input no check
+foresaw) is printed as one what/where/fix message with exit status 1; ``-v`` adds the traceback.
+Library warnings (e.g. numpy's RuntimeWarning) go to the log, shown with ``-v`` only.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("weasyprint", "fontTools", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A warning prints a line of library source, which reads like a traceback to a user.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except CxError as exc:
@@ -55,6 +60,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a bare traceback
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(
+            f"error: unexpected {type(exc).__name__} in 'cxpipeline {args.command}'"
+            + (f": {detail}" if detail else "") + "\n"
+            f"  where: {_origin(exc)}\n"
+            "  fix:   Check the input named in the config; rerun with -v for the full traceback "
+            "and report it if the input looks right.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _origin(exc: BaseException) -> str:
+    """The innermost frame of our own code that raised ``exc`` (file:line in function)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "cxpipeline" in f.filename]
+    if not frames:
+        return "outside cxpipeline"
+    frame = frames[-1]
+    return f"{frame.filename.rsplit('cxpipeline', 1)[-1].lstrip('/')}:{frame.lineno} in {frame.name}"
 
 
 if __name__ == "__main__":

@@ -176,12 +176,46 @@ class OutputConfig(_Strict):
     orientation: Literal["landscape", "portrait"] = "landscape"
 
 
+# A plain address (no display name); the same rule as cxpipeline.delivery applies when sending.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _domain_allowed(domain: str, allowed: list[str]) -> bool:
+    return not allowed or any(domain == d or domain.endswith("." + d) for d in allowed)
+
+
 class DeliveryConfig(_Strict):
     recipients: list[str] = []
     allowed_domains: list[str] = []  # empty: any domain
     subject: str = "{company} board pack {period}"
     smtp_conn_id: str = "smtp_default"
     mask_customers: bool = False  # hash ids and hide names in the pack
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        cleaned = [v.strip().lower().lstrip("@") for v in values]
+        bad = [v for v in cleaned if not _DOMAIN.match(v)]
+        if bad:
+            raise ValueError(f"not a domain name: {', '.join(repr(b) for b in bad)} (write e.g. example.com)")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _recipients_valid(self) -> "DeliveryConfig":
+        # Every problem at once: a board pack must never go to a mistyped or outside address.
+        problems = []
+        for address in self.recipients:
+            if not _EMAIL.match(address.strip()):
+                problems.append(f"{address!r} is not a plain email address (write name@example.com)")
+            elif not _domain_allowed(address.strip().rsplit("@", 1)[1].lower(), self.allowed_domains):
+                problems.append(f"{address!r} is outside the allowed domains ({', '.join(self.allowed_domains)})")
+        if problems:
+            raise ValueError("recipients: " + "; ".join(problems))
+        return self
 
 
 class ModelConfig(_Strict):

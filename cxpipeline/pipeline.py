@@ -9,6 +9,7 @@ The period is always a parameter; nothing reads the clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import platform
@@ -20,9 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from cxpipeline import __version__
-from cxpipeline.artifacts import artifact_dir, read_json, read_table, write_json, write_table
+from cxpipeline.artifacts import artifact_dir, read_json, read_table, sha256_file, write_json, write_table
 from cxpipeline.config import Config, config_hash
-from cxpipeline.errors import CheckError, InputError
+from cxpipeline.errors import CheckError, ConfigError, InputError
+from cxpipeline.locking import pack_lock
 from cxpipeline.panel import build_panel, customer_cadence
 from cxpipeline.periods import Period, comparison_period, latest_complete_period, parse_period
 from cxpipeline.pushdown import PanelExtract, extract_pushdown, pushdown_kind, pushdown_last_day
@@ -62,7 +64,11 @@ def resolve_period(config: Config, period_label: str | None, last_day_of_data: d
     """The period to report: the given label, else the latest complete period of the data."""
     fiscal = config.period.fiscal_year_start_month
     if period_label:
-        period = parse_period(period_label, fiscal)
+        try:
+            period = parse_period(period_label, fiscal)
+        except ConfigError as exc:
+            exc.where = exc.where or "the period (--period, or the DAG's period param)"
+            raise
         if period.kind != config.period.type:
             log.info("period %s is a %s; the config's default is %s", period.label, period.kind, config.period.type)
         return period
@@ -103,6 +109,28 @@ def _transaction_segments(transactions: pd.DataFrame, customers: pd.DataFrame | 
     return table
 
 
+def _locked(stage):
+    """Run a stage holding its artifact folder's lock (see :mod:`cxpipeline.locking`); inside
+    :func:`run_pack`, which holds it across all stages, the lock is re-entered, not re-taken."""
+
+    @functools.wraps(stage)
+    def locked_stage(config: Config, period: Period, output_root: str | Path | None = None, **kwargs):
+        with pack_lock(pack_folder(config, period, output_root)):
+            return stage(config, period, output_root, **kwargs)
+
+    return locked_stage
+
+
+# A new extract makes every later artifact of the folder stale: the old pack must not stay
+# deliverable (or be emailed) next to new data, even if this run dies half way.
+_STALE_ON_EXTRACT = ("checks.json", "board_pack.pdf", "board_pack.html", "manifest.json")
+
+
+def _invalidate(folder: Path, names: tuple[str, ...]) -> None:
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+
+
 def _extract_in_pandas(data: SourceData, config: Config, period: Period, comparison: Period) -> PanelExtract:
     """The extract computed from transactions loaded into pandas (demo and CSV sources)."""
     transactions = data.transactions
@@ -131,6 +159,7 @@ def _extract_in_pandas(data: SourceData, config: Config, period: Period, compari
     )
 
 
+@_locked
 def extract(
     config: Config, period: Period, output_root: str | Path | None = None, *, data: SourceData | None = None
 ) -> dict:
@@ -147,6 +176,7 @@ def extract(
         result = extract_pushdown(config, period, comparison)
     else:
         result = _extract_in_pandas(data or load_source(config), config, period, comparison)
+    _invalidate(folder, _STALE_ON_EXTRACT)
     panel, monthly, cadence, customers = result.panel, result.panel_monthly, result.cadence, result.customers
     quality = result.quality
 
@@ -181,6 +211,7 @@ def extract(
     return summary
 
 
+@_locked
 def compute_metrics(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
     """Compute every metric table from the extracted panel; write tables and metrics.json."""
     from cxpipeline.metrics.tables import MetricInputs, compute_tables, headline
@@ -213,6 +244,7 @@ def compute_metrics(config: Config, period: Period, output_root: str | Path | No
     return {"folder": str(folder), "period": period.label, "headline": summary["headline"]}
 
 
+@_locked
 def score_customers(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
     """Fit the at-risk model on earlier snapshots and score every customer at the period end.
 
@@ -247,18 +279,21 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     return {"folder": str(folder), **summary}
 
 
+@_locked
 def render_pack(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
     """Render board_pack.html and board_pack.pdf from the metric tables."""
     from cxpipeline.report import render_board_pack
 
     started = time.perf_counter()
     folder = pack_folder(config, period, output_root)
+    _invalidate(folder, ("checks.json",))  # the new PDF is unchecked until check_pack passes
     result = render_board_pack(folder, config)
     summary = {"folder": str(folder), "pdf": str(result["pdf"]), "pages": result["pages"]}
     _update_manifest(folder, "render", summary, time.perf_counter() - started)
     return summary
 
 
+@_locked
 def check_pack(config: Config, period: Period, output_root: str | Path | None = None) -> dict:
     """Check the pack before it may be delivered; raise CheckError when it must not be sent."""
     from cxpipeline.checks import run_checks
@@ -266,6 +301,9 @@ def check_pack(config: Config, period: Period, output_root: str | Path | None = 
     started = time.perf_counter()
     folder = pack_folder(config, period, output_root)
     report = run_checks(folder, config)
+    pdf = folder / "board_pack.pdf"
+    # Which PDF passed: a sender can verify it is sending exactly the checked file.
+    report["pdf_sha256"] = sha256_file(pdf) if pdf.is_file() else None
     write_json(folder / "checks.json", report)
     _update_manifest(folder, "check", {"is_deliverable": report["is_deliverable"]}, time.perf_counter() - started)
     if not report["is_deliverable"]:
@@ -331,15 +369,17 @@ def run_pack(
     period = resolve_period(config, period_label, None if pd.isna(last) else last.date())
     folder = pack_folder(config, period, output_root)
     say(f"period {period.title}; artifacts in {folder}")
-    for name, stage in _stages():
-        say(f"{name} ...")
-        t0 = time.perf_counter()
-        if name == "extract":
-            stage(config, period, output_root, data=data)
-        else:
-            stage(config, period, output_root)
-        say(f"{name} done in {time.perf_counter() - t0:.1f} s")
-    _write_run_manifest(config, period, folder)
+    # One lock across all stages: a concurrent run of this period waits for the whole run.
+    with pack_lock(folder):
+        for name, stage in _stages():
+            say(f"{name} ...")
+            t0 = time.perf_counter()
+            if name == "extract":
+                stage(config, period, output_root, data=data)
+            else:
+                stage(config, period, output_root)
+            say(f"{name} done in {time.perf_counter() - t0:.1f} s")
+        _write_run_manifest(config, period, folder)
     return PackResult(folder=folder, pdf_path=folder / "board_pack.pdf", period=period)
 
 

@@ -233,6 +233,16 @@ def _read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame
         )
     kind = _file_format(path, source.format if role == "transactions" else None)
     frame = _read_csv(path, source) if kind == "csv" else _read_parquet(path)
+    if kind == "csv" and not isinstance(frame.index, pd.RangeIndex):
+        # pandas quietly turns the first column into the index when the first data line has
+        # one field more than the header, shifting every value one column to the left.
+        raise InputError(
+            "The first data line has more fields than the header, so every column would be "
+            "shifted by one.",
+            where=f"{path}, line 2",
+            fix="Remove the extra field (or add the missing header name); a field that contains "
+                f"the delimiter {source.delimiter!r} must be in double quotes.",
+        )
     # Header cells often carry stray spaces or a byte-order mark.
     frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
     return frame, _FileInfo(path, kind == "csv")
