@@ -112,7 +112,7 @@ register(
     Metric("effect_order_value", "Effect of average order value", "Part of the revenue change due to average order value: L(R1, R0) x ln(A1 / A0). Without {customers} in one period the whole change is the {customers} effect; with non-positive revenue a chained decomposition is used.", "money", *_BEHAVIOUR),
     Metric("lapse_sensitivity", "Lapse rule sensitivity", "The ledger of P recomputed under the fixed window and under the personal rule k x own median gap (k = 1.5, 2, 3; floor and cap from the config): opening, gained, lapsed (count and value) and closing.", "count", *_SENSITIVITY),
     Metric("count_retained", "{customers} retained", "{customers} of the opening base still active at the end of P; the retention rate is this over the opening base and is shown only beside gained and lost counts and values.", "count", *_SENSITIVITY),
-    Metric("referred_new", "Referred new {customers}", "New {customers} of P whose customer record names a referrer (referred_by); value = their trailing 12-month revenue at the end of P.", "count", *_REFERRALS),
+    Metric("referred_new", "Referred new {customers}", "New {customers} of P whose {customer} record names a referrer (referred_by); value = their trailing 12-month revenue at the end of P.", "count", *_REFERRALS),
     Metric("referred_share_of_new", "Share of new {customers} referred", "Referred new {customers} / new {customers} (and the same for their value).", "ratio", *_REFERRALS),
     Metric("top_referrers", "Top referrers", "Referrers of P's new {customers} ranked by the value of the {customers} they brought, then by count.", "money", *_REFERRALS),
     Metric("referral_story", "Referral stories", "At most two referred new {customers} taken from the data: the one with a referral note and the largest value, and the one with the largest value. Nothing is written when the data has no referral information.", "money", *_REFERRALS),
@@ -122,4 +122,24 @@ register(
     Metric("whale_curve", "Whale curve", "Cumulative 12-month margin as a share of the total, with {customers} ranked by margin (most profitable first), at every 0.5 % of {customers} and at the peak.", "ratio", *_PROFIT),
     Metric("cohort_share_active", "Share still active", "{customers} of an acquisition cohort (first period with a transaction) who made a purchase in a later period / cohort size.", "ratio", *_COHORTS),
     Metric("cohort_revenue_retained", "Revenue retained", "A cohort's net revenue in a period / its net revenue in its acquisition period (0 when that is not positive).", "ratio", *_COHORTS),
+)
+
+# -- the at-risk model and customer value (DESIGN.md §3.6-3.7, docs/model.md) --------------
+_SCORE = ("cxpipeline/model/score.py", "tests/test_model_features.py")
+_CLV = ("cxpipeline/model/clv.py", "tests/test_model_features.py")
+_BACKTEST = ("cxpipeline/model/backtest.py", "tests/test_model_backtest.py")
+
+register(
+    Metric("p_at_risk", "P(at risk)", "Calibrated probability that a {customer} makes no purchase in the model horizon (config model.horizon_days, 90 days by default) after the end of P; a logistic model on recency, frequency, value, tenure, gap vs usual gap, spend trend, return share and segment, refitted each run on earlier snapshots.", "ratio", *_SCORE),
+    Metric("predicted_value_12m", "Predicted 12-month value", "Expected net revenue of a {customer} in the 12 months after the end of P: non-negative least squares on the last six months' revenue, the six months before, and average order value x (1 - P(at risk)), fitted on earlier snapshots.", "money", *_CLV),
+    Metric("historical_value", "Historical value", "Net revenue of a {customer} from their first purchase to the end of P.", "money", *_SCORE),
+    Metric("value_at_risk", "Value at risk", "P(at risk) x predicted 12-month value; the at-risk list is ranked by it.", "money", *_SCORE),
+    Metric("score_drivers", "Main drivers", "The (up to) three features pushing a {customer}'s score most towards at risk: coefficient x standardised feature value of the logistic model, largest first. Under the recency rule: days since last purchase.", "number", *_SCORE),
+    Metric("do_not_lose", "Do not lose them", "{customers} with tenure above the median of scored {customers}, historical value in the top 20 % and predicted 12-month value below their trailing 12-month revenue.", "count", *_CLV),
+    Metric("backtest_lapse_rate", "Lapse rate (backtest)", "Share of the {customers} scored at the backtest snapshot (the latest month start whose whole horizon ends by the end of P) who made no purchase in the horizon.", "ratio", *_BACKTEST),
+    Metric("backtest_roc_auc", "ROC-AUC (backtest)", "Probability that a {customer} who lapsed was scored above one who did not, at the backtest snapshot; 0.5 is chance, 1 is perfect.", "number", *_BACKTEST),
+    Metric("backtest_brier", "Brier score (backtest)", "Mean squared difference between predicted P(at risk) and the outcome (1 lapsed, 0 bought) at the backtest snapshot; lower is better.", "number", *_BACKTEST),
+    Metric("backtest_calibration", "Calibration by decile", "{customers} in ten equal-count groups by predicted P(at risk): mean predicted vs observed lapse rate; groups of 200 or more are held to within 5 points.", "ratio", *_BACKTEST),
+    Metric("recency_rule", "Recency-only rule", "The baseline: ROC-AUC on days since last purchase alone, Brier on the lapse rate by days since last purchase fitted on the same training rows as the model.", "ratio", *_BACKTEST),
+    Metric("previous_list_review", "Last period's list, checked", "The at-risk list as it would have been printed at the end of P-1 (fitted on data up to then), against the purchases made since: how many of its top {customers} bought again.", "count", *_BACKTEST),
 )

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
-__all__ = ["svg_data_uri", "waterfall_chart"]
+__all__ = ["svg_data_uri", "waterfall_chart", "calibration_chart", "grouped_bar_chart"]
 
 _FONTS_REGISTERED: set[str] = set()
 
@@ -119,4 +119,92 @@ def waterfall_chart(
         ax.grid(axis="y", color=colors["grid"], linewidth=0.5, zorder=0)
         ax.set_ylim(0, span * 1.12)
         ax.set_xlim(-0.55, len(steps) - 0.45)
+        return svg_data_uri(fig)
+
+
+def calibration_chart(
+    predicted: list[float],
+    observed: list[float],
+    *,
+    colors: dict[str, str],
+    label_percent: Callable[[float], str],
+    fonts_dir: Path,
+    size_inches: tuple[float, float] = (4.6, 3.4),
+) -> str:
+    """Predicted vs observed lapse rate per decile, against the diagonal of perfect calibration.
+
+    Parameters
+    ----------
+    predicted, observed
+        Mean predicted probability and observed rate per decile (same length, at least one).
+    colors
+        ``{"model", "diagonal", "grid", "text"}`` hex colours.
+    label_percent
+        Formatter for the axis ticks (the pack's locale).
+    """
+    if not predicted or len(predicted) != len(observed):
+        raise ValueError("calibration_chart needs one observed rate per predicted rate (at least one)")
+    with plt.rc_context(_style(fonts_dir)):
+        fig, ax = plt.subplots(figsize=size_inches)
+        ax.plot([0, 1], [0, 1], color=colors["diagonal"], linewidth=0.9, linestyle=(0, (3, 2)), zorder=1,
+                label="Perfect calibration")
+        ax.plot(predicted, observed, color=colors["model"], linewidth=1.2, marker="o", markersize=3.8,
+                zorder=3, label="Observed, by decile")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ticks = [0, 0.25, 0.5, 0.75, 1]
+        ax.set_xticks(ticks, [label_percent(t) for t in ticks])
+        ax.set_yticks(ticks, [label_percent(t) for t in ticks])
+        ax.set_xlabel("Predicted lapse rate (mean of the decile)")
+        ax.set_ylabel("Observed lapse rate")
+        ax.spines["left"].set_visible(True)
+        ax.tick_params(length=0)
+        ax.grid(color=colors["grid"], linewidth=0.5, zorder=0)
+        ax.legend(loc="upper left", frameon=False, fontsize=7)
+        return svg_data_uri(fig)
+
+
+def grouped_bar_chart(
+    groups: list[str],
+    series: list[dict],
+    *,
+    colors: dict[str, str],
+    label_value: Callable[[float], str],
+    fonts_dir: Path,
+    size_inches: tuple[float, float] = (6.3, 3.2),
+) -> str:
+    """Bars side by side per group, e.g. shares of historical vs predicted value by band.
+
+    Parameters
+    ----------
+    groups
+        Category labels along the x axis.
+    series
+        ``[{"label": str, "values": [float per group], "color": hex}, ...]``.
+    colors
+        ``{"grid", "text"}`` hex colours.
+    label_value
+        Formatter for the bar labels and the y ticks.
+    """
+    if not groups or not series or any(len(s["values"]) != len(groups) for s in series):
+        raise ValueError("grouped_bar_chart needs one value per group in every series")
+    with plt.rc_context(_style(fonts_dir)):
+        fig, ax = plt.subplots(figsize=size_inches)
+        width = 0.8 / len(series)
+        top = max(max(s["values"]) for s in series) or 1.0
+        for k, s in enumerate(series):
+            xs = [i - 0.4 + width * (k + 0.5) for i in range(len(groups))]
+            ax.bar(xs, s["values"], width=width * 0.92, color=s["color"], label=s["label"], zorder=2)
+            for x, v in zip(xs, s["values"]):
+                ax.text(x, v + top * 0.015, label_value(v), ha="center", va="bottom", fontsize=6.5,
+                        color=colors["text"])
+        ax.set_xticks(range(len(groups)), groups)
+        ax.tick_params(axis="x", length=0, pad=5)
+        ax.tick_params(axis="y", length=0)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: label_value(v)))
+        ax.grid(axis="y", color=colors["grid"], linewidth=0.5, zorder=0)
+        ax.set_ylim(0, top * 1.12)
+        # Legend above the axes, so it never sits on a bar label.
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7, ncol=len(series))
         return svg_data_uri(fig)

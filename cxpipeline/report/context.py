@@ -5,10 +5,11 @@ Every number printed in the pack is read here from the tables of the same run (`
 the only arithmetic is presentation (a change between two printed numbers, a share of a
 printed total) and picking which numbers to mention in the words of the executive summary.
 
-Pages are a list: :data:`PAGES` holds ``Page(id, title, template, builder)``. A builder takes
-``(tables, config, shared)`` and returns the page's dict, or ``None`` when the run has no data
-for it (the page and its TOC entry are then left out). Adding a page = a partial in
-``templates/pages/`` + a builder + one line in :data:`PAGES`.
+Pages are a list: :data:`PAGES` holds ``Page(id, title, template, builder, metrics)``. A builder
+takes ``(tables, config, shared)`` and returns the page's dict, or ``None`` when the run has no
+data for it (the page and its TOC entry are then left out). ``metrics`` names the registry
+metrics the page prints; the definitions page lists exactly those of the pages in the pack.
+Adding a page = a partial in ``templates/pages/`` + a builder + one line in :data:`PAGES`.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Page:
     title: str  # may contain {customers} / {Customers}
     template: str
     builder: Callable[[ArtifactTables, Config, dict], dict | None]
+    #: registry names of the metrics this page prints (its entries on the definitions page)
+    metrics: tuple[str, ...] = ()
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -343,19 +346,71 @@ def build_definitions(tables: ArtifactTables, config: Config, shared: dict) -> d
 
     terms = dict(customers=config.terminology.customers, customer=config.terminology.customer)
     units = {"count": "count", "money": config.currency, "ratio": "%", "days": "days", "number": "number"}
+    # Only the metrics the pack prints (declared by the pages built so far), in registry order.
+    shown = shared.get("shown_metrics")
+    unknown = sorted(set(shown or ()) - set(METRICS))
+    if unknown:
+        raise InputError(f"Pages declare metrics that are not in the registry: {unknown}.",
+                         where="cxpipeline/report PAGES", fix="Register them in cxpipeline/metrics/registry.py.")
     items = []
     for metric in METRICS.values():
+        if shown is not None and metric.name not in shown:
+            continue
         rendered = metric.render(**terms)
         items.append({"name": metric.name, "label": sentence_case(rendered.label),
                       "definition": sentence_case(rendered.definition), "unit": units.get(metric.unit, metric.unit)})
     return {"metrics": items}
 
 
+_BRIDGE_METRICS = ("revenue_previous", "revenue_current", *(f"bridge_{c}" for c in BRIDGE_CLASSES))
+_LEDGER_METRICS = (*(f"ledger_{line}" for line in LEDGER_LINES), "count_gained", "value_gained",
+                   "count_lost", "value_lost", "retention_rate")
+
+# Builders of later pages live in their own modules (imported here, below the helpers they share).
+from cxpipeline.report.pages_model import (  # noqa: E402
+    AT_RISK_METRICS,
+    BACKTEST_METRICS,
+    VALUE_METRICS,
+    build_at_risk,
+    build_backtest,
+    build_value_comparison,
+)
+
+from cxpipeline.report.pages_customers import (  # noqa: E402
+    BEHAVIOUR_METRICS,
+    COHORT_METRICS,
+    LAPSE_METRICS,
+    MIGRATION_METRICS,
+    PROFIT_METRICS,
+    REFERRAL_METRICS,
+    RFM_METRICS,
+    build_behaviour,
+    build_cohorts,
+    build_lapse,
+    build_migration,
+    build_profitability,
+    build_referrals,
+    build_rfm,
+)
+
 PAGES: list[Page] = [
-    Page("summary", "Executive summary", "pages/summary.html", build_executive_summary),
-    Page("bridge", "Revenue bridge", "pages/bridge.html", build_bridge),
-    Page("bridge-segments", "Revenue bridge by segment", "pages/bridge_segments.html", build_bridge_by_segment),
-    Page("ledger", "{Customer} asset ledger", "pages/ledger.html", build_ledger),
+    Page("summary", "Executive summary", "pages/summary.html", build_executive_summary,
+         ("revenue_previous", "revenue_current", "count_gained", "value_gained", "count_lost", "value_lost",
+          "retention_rate", "ledger_closing", *_BRIDGE_METRICS[2:])),
+    Page("bridge", "Revenue bridge", "pages/bridge.html", build_bridge, _BRIDGE_METRICS),
+    Page("bridge-segments", "Revenue bridge by segment", "pages/bridge_segments.html", build_bridge_by_segment,
+         _BRIDGE_METRICS),
+    Page("ledger", "{Customer} asset ledger", "pages/ledger.html", build_ledger, _LEDGER_METRICS),
+    Page("migration", "Value tiers and migration", "pages/migration.html", build_migration, MIGRATION_METRICS),
+    Page("rfm", "{Customer} segments (RFM)", "pages/rfm.html", build_rfm, RFM_METRICS),
+    Page("behaviour", "Behaviour patterns", "pages/behaviour.html", build_behaviour, BEHAVIOUR_METRICS),
+    Page("lapse", "Lapse rule and retention", "pages/lapse.html", build_lapse, LAPSE_METRICS),
+    Page("at-risk", "At-risk {customers} and value at risk", "pages/at_risk.html", build_at_risk, AT_RISK_METRICS),
+    Page("value", "Historical vs predicted value", "pages/value.html", build_value_comparison, VALUE_METRICS),
+    Page("profitability", "Profitability", "pages/profitability.html", build_profitability, PROFIT_METRICS),
+    Page("referrals", "Referrals", "pages/referrals.html", build_referrals, REFERRAL_METRICS),
+    Page("cohorts", "Cohorts", "pages/cohorts.html", build_cohorts, COHORT_METRICS),
+    Page("model", "Model backtest", "pages/model.html", build_backtest, BACKTEST_METRICS),
     Page("data-quality", "Data quality", "pages/data_quality.html", build_data_quality),
     Page("definitions", "Definitions", "pages/definitions.html", build_definitions),
 ]
@@ -403,9 +458,11 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
                              fix="Rerun compute_metrics for this period.")
 
     sections = []
+    shared["shown_metrics"] = set()
     for page in PAGES:
         data = page.builder(tables, config, shared)
         if data is not None:
+            shared["shown_metrics"].update(page.metrics)
             sections.append({"id": page.id, "title": page.title.format(**terms), "template": page.template,
                              "data": data})
 

@@ -1,0 +1,376 @@
+"""Pack pages of the at-risk model: the at-risk list, historical vs predicted value, the backtest.
+
+Every number comes from the run's ``scores`` table (columns :data:`cxpipeline.model.SCORE_COLUMNS`)
+and ``model_report.json`` (written by the pipeline's ``score_customers`` stage). The only
+arithmetic is presentation: totals and shares of printed columns, band sums of the scores table,
+and which words the verdict uses. A page returns ``None`` when the run has no scores (the model
+stage did not run), so it and its TOC entry are left out.
+
+Empty content never reaches the page silently: an empty list or a missing backtest is replaced by
+a sentence saying why (``<p class="empty">``), which the pre-delivery check looks for.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from babel.numbers import format_decimal
+
+from cxpipeline.errors import ConfigError, InputError
+from cxpipeline.report.charts import calibration_chart, grouped_bar_chart
+
+if TYPE_CHECKING:  # context.py imports this module; no import cycle at run time
+    from cxpipeline.config import Config
+    from cxpipeline.report.context import ArtifactTables
+
+__all__ = [
+    "AT_RISK_LIST_SIZE",
+    "DO_NOT_LOSE_LIST_SIZE",
+    "AT_RISK_METRICS",
+    "VALUE_METRICS",
+    "BACKTEST_METRICS",
+    "build_at_risk",
+    "build_value_comparison",
+    "build_backtest",
+    "customer_display",
+    "value_bands",
+]
+
+#: Rows of the ranked at-risk list and of the "do not lose them" list printed in the pack (the
+#: full ranking is the ``scores`` table / CSV of the run).
+AT_RISK_LIST_SIZE = 20
+DO_NOT_LOSE_LIST_SIZE = 10
+
+AT_RISK_METRICS = ("p_at_risk", "predicted_value_12m", "historical_value", "value_at_risk", "score_drivers",
+                   "do_not_lose")
+VALUE_METRICS = ("historical_value", "predicted_value_12m", "value_at_risk", "p_at_risk", "do_not_lose")
+BACKTEST_METRICS = ("backtest_lapse_rate", "backtest_roc_auc", "backtest_brier", "backtest_calibration",
+                    "recency_rule", "previous_list_review", "p_at_risk")
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _share(part: float, whole: float) -> float | None:
+    return part / whole if whole and math.isfinite(part / whole) else None
+
+
+def _model_inputs(tables: ArtifactTables) -> tuple[pd.DataFrame, dict] | None:
+    """The scores table and the model report, or ``None`` when the model stage has not run."""
+    if not (tables.has("scores") and tables.has("model_report.json")):
+        return None
+    scores = tables.table("scores")
+    numeric = ["p_at_risk", "predicted_value_12m", "historical_value", "value_at_risk", "revenue_12m"]
+    missing = [c for c in ["customer_id", "at_risk_rank", *numeric, "driver_1", "driver_2", "driver_3",
+                           "is_do_not_lose"] if c not in scores.columns]
+    if missing:
+        raise InputError(f"The scores table lacks the columns {missing}.", where=str(tables.folder),
+                         fix="Rerun the score_customers stage for this period.")
+    for column in numeric:
+        if scores[column].isna().any():
+            raise InputError(f"The scores table has missing values in {column!r}.", where=str(tables.folder),
+                             fix="Rerun score_customers; a NaN must never reach the board pack.")
+    return scores.sort_values("at_risk_rank", kind="stable"), tables.json("model_report.json")
+
+
+def customer_display(ids: pd.Series, names: pd.Series | None, config: Config) -> list[dict]:
+    """``[{"name": str, "id": str}]`` as the pack prints customers.
+
+    With ``delivery.mask_customers`` the masking helper (:mod:`cxpipeline.masking`) decides what
+    is shown; without it, the pack refuses to print customers rather than leak them.
+    """
+    ids = ids.astype("string").reset_index(drop=True)
+    names = (names.astype("string").reset_index(drop=True) if names is not None
+             else pd.Series([pd.NA] * len(ids), dtype="string"))
+    if config.delivery.mask_customers:
+        try:
+            from cxpipeline import masking
+        except ImportError as exc:
+            raise ConfigError("delivery.mask_customers is set but cxpipeline.masking is not available.",
+                              where="config key 'delivery.mask_customers'",
+                              fix="Install a cxpipeline version with the masking helper, or set it to false.") from exc
+        masked = masking.mask_customers(pd.DataFrame({"customer_id": ids, "customer_name": names}), config)
+        ids, names = masked["customer_id"].astype("string"), masked["customer_name"].astype("string")
+    out = []
+    for cid, name in zip(ids, names):
+        name = "" if pd.isna(name) else str(name).strip()
+        out.append({"name": name or str(cid), "id": str(cid) if name else ""})
+    return out
+
+
+def _names(tables: ArtifactTables, ids: pd.Series) -> pd.Series | None:
+    if not tables.has("customers"):
+        return None
+    customers = tables.table("customers")
+    if "customer_name" not in customers.columns:
+        return None
+    lookup = customers.drop_duplicates("customer_id").set_index(customers["customer_id"].drop_duplicates()
+                                                                .astype("string"))["customer_name"]
+    return ids.astype("string").map(lookup)
+
+
+def _list_rows(frame: pd.DataFrame, tables: ArtifactTables, config: Config) -> list[dict]:
+    shown = customer_display(frame["customer_id"], _names(tables, frame["customer_id"]), config)
+    rows = []
+    for who, row in zip(shown, frame.itertuples(index=False)):
+        drivers = [str(d) for d in (row.driver_1, row.driver_2, row.driver_3) if not pd.isna(d) and str(d)]
+        rows.append({
+            "rank": int(row.at_risk_rank), "name": who["name"], "id": who["id"],
+            "p_at_risk": float(row.p_at_risk), "predicted_value_12m": float(row.predicted_value_12m),
+            "historical_value": float(row.historical_value), "value_at_risk": float(row.value_at_risk),
+            "revenue_12m": float(row.revenue_12m), "drivers": drivers,
+        })
+    return rows
+
+
+def _totals(frame: pd.DataFrame) -> dict:
+    return {"count": int(len(frame)), "value_at_risk": round(float(frame["value_at_risk"].sum()), 2),
+            "predicted_value_12m": round(float(frame["predicted_value_12m"].sum()), 2),
+            "historical_value": round(float(frame["historical_value"].sum()), 2),
+            "revenue_12m": round(float(frame["revenue_12m"].sum()), 2)}
+
+
+def _fallback_note(report: dict, terms: dict) -> str | None:
+    if report.get("method") == "logistic":
+        return None
+    reasons = " ".join(str(m) for m in report.get("messages", []))
+    return (f"Too little history for the model, so these scores come from a recency rule: the longer since "
+            f"a {terms['customer']}'s last purchase, the higher P(at risk). {reasons}").strip()
+
+
+def build_at_risk(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
+    """The ranked at-risk list by value at risk, the totals and the 'do not lose them' list."""
+    inputs = _model_inputs(tables)
+    if inputs is None:
+        return None
+    scores, report = inputs
+    terms = shared["terms"]
+    top = scores.head(AT_RISK_LIST_SIZE)
+    keep = scores.loc[scores["is_do_not_lose"].astype(bool)]
+    totals = _totals(scores)
+    return {
+        "horizon_days": int(report["horizon_days"]),
+        "fit_instant": report.get("fit_instant"),
+        "method": report.get("method"),
+        "fallback_note": _fallback_note(report, terms),
+        "totals": totals,
+        "mean_p_at_risk": float(scores["p_at_risk"].mean()) if len(scores) else None,
+        "rows": _list_rows(top, tables, config),
+        "list_totals": _totals(top),
+        "list_share_of_value_at_risk": _share(float(top["value_at_risk"].sum()), totals["value_at_risk"]),
+        "empty_note": (None if len(scores) else
+                       f"No {terms['customer']} had a purchase before the end of the period, so nobody was scored."),
+        "keep": {
+            "rows": _list_rows(keep.head(DO_NOT_LOSE_LIST_SIZE), tables, config),
+            "totals": _totals(keep),
+            "share_of_value_at_risk": _share(float(keep["value_at_risk"].sum()), totals["value_at_risk"]),
+            "empty_note": (None if len(keep) else
+                           f"No {terms['customer']} is long-standing, in the top 20 % by historical value and "
+                           f"predicted to spend less than in the last 12 months this period."),
+        },
+    }
+
+
+def value_bands(scores: pd.DataFrame, names: list[str], top_shares: list[float]) -> pd.DataFrame:
+    """Scored customers in bands by historical value (best first), with band sums.
+
+    Band ``k`` holds positions ``[ceil(top_shares[k-1] * n), ceil(top_shares[k] * n))`` of the
+    ranking by historical value (descending, ties by customer id); the last band takes the rest.
+    """
+    ranked = scores.sort_values(["historical_value", "customer_id"], ascending=[False, True], kind="stable")
+    n = len(ranked)
+    cuts = [0, *[math.ceil(share * n) for share in top_shares], n]
+    band = np.empty(n, dtype=object)
+    for k, name in enumerate(names):
+        band[cuts[k]:cuts[k + 1]] = name
+    ranked = ranked.assign(band=band)
+    rows = []
+    for name in names:
+        part = ranked.loc[ranked["band"] == name]
+        rows.append({"band": name, "count_customers": int(len(part)),
+                     "historical_value": round(float(part["historical_value"].sum()), 2),
+                     "revenue_12m": round(float(part["revenue_12m"].sum()), 2),
+                     "predicted_value_12m": round(float(part["predicted_value_12m"].sum()), 2),
+                     "value_at_risk": round(float(part["value_at_risk"].sum()), 2),
+                     "mean_p_at_risk": float(part["p_at_risk"].mean()) if len(part) else None,
+                     "count_do_not_lose": int(part["is_do_not_lose"].astype(bool).sum())})
+    return pd.DataFrame(rows)
+
+
+def _colors(config: Config) -> dict:
+    brand = config.brand
+    return {"primary": brand.primary_color, "accent": brand.accent_color, "positive": brand.positive_color,
+            "negative": brand.negative_color, "grid": "#D5DAE1", "text": "#1B2230", "muted": "#9AA3AF"}
+
+
+def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
+    """Historical value to date beside the last 12 months and the predicted next 12 months,
+    by band of historical value, and the 'do not lose them' quadrant in figures."""
+    inputs = _model_inputs(tables)
+    if inputs is None:
+        return None
+    scores, report = inputs
+    fmt = shared["fmt"]
+    terms = shared["terms"]
+    names = list(config.tiers.names)
+    bands = value_bands(scores, names, list(config.tiers.top_shares))
+    totals = _totals(scores)
+    rows = []
+    for band in bands.to_dict("records"):
+        rows.append({**band,
+                     "change": band["predicted_value_12m"] - band["revenue_12m"],
+                     "change_pct": _share(band["predicted_value_12m"] - band["revenue_12m"], band["revenue_12m"]),
+                     "share_historical": _share(band["historical_value"], totals["historical_value"]),
+                     "share_predicted": _share(band["predicted_value_12m"], totals["predicted_value_12m"])})
+    chart, chart_note = None, None
+    if len(scores) and totals["historical_value"] > 0 and totals["predicted_value_12m"] > 0:
+        colors = _colors(config)
+        series = [
+            {"label": "Share of historical value", "color": colors["primary"],
+             "values": [r["share_historical"] or 0.0 for r in rows]},
+            {"label": "Share of predicted 12-month value", "color": colors["accent"],
+             "values": [r["share_predicted"] or 0.0 for r in rows]},
+        ]
+        chart = grouped_bar_chart(names, series, colors=colors, label_value=lambda v: fmt.percent(v, 0),
+                                  fonts_dir=shared["templates_dir"] / "fonts", size_inches=(6.3, 2.5))
+    else:
+        chart_note = (f"No chart: the {terms['customers']} scored have no positive historical or predicted value "
+                      f"to compare.")
+    keep = scores.loc[scores["is_do_not_lose"].astype(bool)]
+    keep_totals = _totals(keep)
+    return {
+        "rows": rows,
+        "total": {"band": "Total", **{k: totals[k] for k in ("historical_value", "revenue_12m",
+                                                             "predicted_value_12m", "value_at_risk")},
+                  "count_customers": totals["count"],
+                  "change": totals["predicted_value_12m"] - totals["revenue_12m"],
+                  "change_pct": _share(totals["predicted_value_12m"] - totals["revenue_12m"], totals["revenue_12m"]),
+                  "mean_p_at_risk": float(scores["p_at_risk"].mean()) if len(scores) else None,
+                  "count_do_not_lose": int(len(keep))},
+        "chart": chart,
+        "chart_note": chart_note,
+        "keep": {**keep_totals,
+                 "change": keep_totals["predicted_value_12m"] - keep_totals["revenue_12m"],
+                 "share_historical": _share(keep_totals["historical_value"], totals["historical_value"])},
+        "value_method": report.get("value_model", {}).get("method"),
+        "fallback_note": _fallback_note(report, terms),
+        "empty_note": (None if len(scores) else
+                       f"No {terms['customer']} had a purchase before the end of the period, so nobody was scored."),
+    }
+
+
+def _decimal(value: float | None, config: Config) -> str:
+    if value is None:
+        return "n/a"
+    return format_decimal(value, format="0.0000", locale=config.locale)
+
+
+def _verdict(backtest: dict, fmt, config: Config) -> list[str]:
+    """Plain-words reading of the backtest, from its numbers."""
+    model, rule = backtest["model"], backtest["recency_rule"]
+    words = []
+    if model["roc_auc"] is None:
+        return ["Everyone in the backtest had the same outcome, so the ranking cannot be scored (ROC-AUC needs "
+                "both lapsers and buyers)."]
+    better_auc = model["roc_auc"] > rule["roc_auc"]
+    better_brier = model["brier"] < rule["brier"]
+    auc, rule_auc = _decimal(model["roc_auc"], config), _decimal(rule["roc_auc"], config)
+    brier, rule_brier = _decimal(model["brier"], config), _decimal(rule["brier"], config)
+    if backtest.get("method") != "logistic":
+        words.append(f"The backtest itself used the recency rule (too little history at the snapshot), so model "
+                     f"and rule are the same method here (ROC-AUC {auc} vs {rule_auc}).")
+    elif better_auc and better_brier:
+        words.append(f"The model beats the recency rule on both measures: it ranks those who lapsed above those "
+                     f"who bought more often (ROC-AUC {auc} vs {rule_auc}) and its probabilities are closer to "
+                     f"what happened (Brier {brier} vs {rule_brier}).")
+    elif better_auc or better_brier:
+        won, lost = (("ranking", "probabilities") if better_auc else ("probabilities", "ranking"))
+        words.append(f"Mixed result: the model beats the recency rule on its {won} but not on its {lost} "
+                     f"(ROC-AUC {auc} vs {rule_auc}; Brier {brier} vs {rule_brier}). Read the list as a ranking "
+                     f"close to 'longest since last purchase first'.")
+    else:
+        words.append(f"The model does not beat the recency rule (ROC-AUC {auc} vs {rule_auc}; Brier {brier} vs "
+                     f"{rule_brier}): days since last purchase alone would rank these {config.terminology.customers} "
+                     f"as well.")
+    checked = [row for row in backtest["calibration"] if row["within_5_points"] is not None]
+    off = [row for row in checked if not row["within_5_points"]]
+    if not checked:
+        words.append("No decile has 200 or more people, so calibration is shown but not held to the 5-point test.")
+    elif not off:
+        words.append(f"Its probabilities are well calibrated: every one of the {len(checked)} deciles with 200 or "
+                     f"more {config.terminology.customers} is within 5 points of what happened.")
+    else:
+        worst = max(off, key=lambda r: abs(r["difference"]))
+        words.append(f"{len(off)} of {len(checked)} deciles are more than 5 points off; the largest gap is "
+                     f"{fmt.percent(abs(worst['difference']))} points in decile {worst['decile']}, so read "
+                     f"those probabilities as rough.")
+    return words
+
+
+def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
+    """The backtest on the latest fully observed snapshot, and last period's list checked."""
+    inputs = _model_inputs(tables)
+    if inputs is None:
+        return None
+    _, report = inputs
+    fmt = shared["fmt"]
+    terms = shared["terms"]
+    backtest = report.get("backtest") or {"available": False, "messages": ["The model report holds no backtest."]}
+    out = {
+        "method": report.get("method"),
+        "horizon_days": int(report["horizon_days"]),
+        "fallback_note": _fallback_note(report, terms),
+        "available": bool(backtest.get("available")),
+        "unavailable_note": None,
+        "training": report.get("training_window", {}),
+        "training_rows": report.get("training_rows"),
+        "messages": [str(m) for m in report.get("messages", [])],
+    }
+    if out["available"]:
+        calibration = [dict(row, difference_points=row["difference"]) for row in backtest["calibration"]]
+        colors = _colors(config)
+        out.update({
+            "snapshot": backtest["snapshot"], "outcome_window": backtest["outcome_window"],
+            "n": int(backtest["n"]), "lapse_rate": backtest["lapse_rate"],
+            "backtest_method": backtest.get("method"),
+            "measures": [
+                {"label": "ROC-AUC", "note": "higher is better; 0.5 = chance",
+                 "model": _decimal(backtest["model"]["roc_auc"], config),
+                 "rule": _decimal(backtest["recency_rule"]["roc_auc"], config),
+                 "model_better": (None if backtest["model"]["roc_auc"] is None else
+                                  backtest["model"]["roc_auc"] > backtest["recency_rule"]["roc_auc"])},
+                {"label": "Brier score", "note": "lower is better",
+                 "model": _decimal(backtest["model"]["brier"], config),
+                 "rule": _decimal(backtest["recency_rule"]["brier"], config),
+                 "model_better": (None if backtest["model"]["brier"] is None else
+                                  backtest["model"]["brier"] < backtest["recency_rule"]["brier"])},
+            ],
+            "calibration": calibration,
+            "calibration_chart": (calibration_chart(
+                [r["mean_predicted"] for r in calibration], [r["observed"] for r in calibration],
+                colors={"model": colors["primary"], "diagonal": colors["muted"], "grid": colors["grid"],
+                        "text": colors["text"]},
+                label_percent=lambda v: fmt.percent(v, 0), fonts_dir=shared["templates_dir"] / "fonts",
+                size_inches=(3.6, 3.1)) if calibration else None),
+            "verdict": _verdict(backtest, fmt, config),
+        })
+    else:
+        out["unavailable_note"] = " ".join(str(m) for m in backtest.get("messages", [])) or "No backtest was run."
+        out["messages"] = [m for m in out["messages"] if m not in backtest.get("messages", [])]
+    review = report.get("previous_list_review")
+    if review:
+        out["review"] = {
+            **review,
+            "top_share_no_purchase": _share(review["top_count_no_purchase"], review["top_n"]),
+            "is_partial": review["days_observed"] < out["horizon_days"],
+        }
+        out["review_note"] = None if review["top_n"] else (
+            f"Last period's list was empty: no {terms['customer']} had been scored by then.")
+    else:
+        out["review"] = None
+        out["review_note"] = "Last period's list was not checked in this run (no review in the model report)."
+    return out
