@@ -20,10 +20,13 @@ from markupsafe import Markup
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
+from cxpipeline.errors import ConfigError
 from cxpipeline.report.formatting import Formatter
 
 __all__ = [
     "TEMPLATES_DIR",
+    "require_templates",
+    "resolve_templates_dir",
     "TemplateOnlyFetcher",
     "css_string",
     "make_environment",
@@ -32,11 +35,46 @@ __all__ = [
 
 LOGGER = logging.getLogger(__name__)
 
-#: ``templates/`` at the root of the project (beside the ``cxpipeline`` package); an
-#: installation elsewhere points ``CXPIPELINE_TEMPLATES`` at its copy.
-TEMPLATES_DIR = Path(
-    os.environ.get("CXPIPELINE_TEMPLATES") or Path(__file__).resolve().parents[2] / "templates"
-)
+def resolve_templates_dir(environ: dict | None = None) -> Path:
+    """Where the pack's templates are: ``$CXPIPELINE_TEMPLATES`` if set, else ``templates/`` of
+    a source checkout or editable install (beside the package), else the copy a wheel ships as
+    ``cxpipeline/templates`` (see setup.py).
+
+    Raises
+    ------
+    ConfigError
+        If ``CXPIPELINE_TEMPLATES`` is set but holds no ``board_pack.html``.
+    """
+    environ = os.environ if environ is None else environ
+    override = environ.get("CXPIPELINE_TEMPLATES")
+    if override:
+        path = Path(override).expanduser()
+        if not (path / "board_pack.html").is_file():
+            raise ConfigError(f"CXPIPELINE_TEMPLATES={override!r} holds no board_pack.html.",
+                              where="environment variable CXPIPELINE_TEMPLATES",
+                              fix="Point it at the project's templates/ folder, or unset it to use the "
+                                  "templates installed with cxpipeline.")
+        return path
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parent / "templates", package / "templates"):
+        if (candidate / "board_pack.html").is_file():
+            return candidate
+    return package / "templates"  # missing: require_templates() explains when it is used
+
+
+def require_templates(templates_dir: str | Path) -> Path:
+    """``templates_dir`` if it holds the pack's templates, else a clear error."""
+    path = Path(templates_dir)
+    if not (path / "board_pack.html").is_file():
+        raise ConfigError(f"The board pack templates are not in {str(path)!r}.",
+                          where="cxpipeline.report (templates folder)",
+                          fix="Install cxpipeline from a wheel (it ships the templates), use the source "
+                              "checkout, or set CXPIPELINE_TEMPLATES to a copy of the project's templates/.")
+    return path
+
+
+#: The templates folder (page partials, CSS, fonts); see :func:`resolve_templates_dir`.
+TEMPLATES_DIR = resolve_templates_dir()
 
 
 class TemplateOnlyFetcher(URLFetcher):
@@ -83,7 +121,7 @@ def css_string(text: str) -> Markup:
 def make_environment(formatter: Formatter, templates_dir: str | Path = TEMPLATES_DIR) -> jinja2.Environment:
     """The Jinja environment: autoescaped HTML, undefined names are errors, our filters."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        loader=jinja2.FileSystemLoader(str(require_templates(templates_dir))),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
