@@ -221,6 +221,9 @@ def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict)
     totals = _totals(scores)
     rows = []
     for band in bands.to_dict("records"):
+        # An empty band's mean is None, which the DataFrame round trip turned into NaN.
+        if band["mean_p_at_risk"] is not None and math.isnan(band["mean_p_at_risk"]):
+            band["mean_p_at_risk"] = None
         rows.append({**band,
                      "change": band["predicted_value_12m"] - band["revenue_12m"],
                      "change_pct": _share(band["predicted_value_12m"] - band["revenue_12m"], band["revenue_12m"]),
