@@ -102,7 +102,7 @@ def customer_metric_tables(
     tables["behaviour"] = behaviour
     tables["revenue_decomposition"] = revenue_decomposition(behaviour)
 
-    tables["lapse_sensitivity"] = lapse_sensitivity(panel, s, e, rule, cadence)
+    tables["lapse_sensitivity"] = lapse_sensitivity(panel, s, e, rule, cadence, configured_flows=flows)
     tables["retention"] = retention_table(flows, dims(*attrs, "value_tier"), [*attrs, "value_tier"])
 
     has_data = has_referral_data(customers)

@@ -34,6 +34,7 @@ def lapse_sensitivity(
     rule: LapseRule,
     cadence: pd.DataFrame | None,
     ks: Sequence[float] = SENSITIVITY_K,
+    configured_flows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Ledger lines of P under the fixed window and the personal rule for each k.
 
@@ -50,11 +51,14 @@ def lapse_sensitivity(
     rules += [rule.with_k(k) for k in ks]
     rows = []
     for candidate in rules:
-        flows = customer_flows(panel, period_start, period_end, candidate, cadence)
         personal = candidate.mode == "personal"
+        is_configured = candidate.mode == rule.mode and (candidate.k == rule.k if personal else True)
+        if is_configured and configured_flows is not None:
+            flows = configured_flows
+        else:
+            flows = customer_flows(panel, period_start, period_end, candidate, cadence)
         name = (f"{candidate.k:g} x own median gap ({candidate.floor_days:g}-{candidate.cap_days:g} days)"
                 if personal else f"Fixed {candidate.window_days:g} days")
-        is_configured = candidate.mode == rule.mode and (candidate.k == rule.k if personal else True)
         count_lapsed, value_lapsed = _line(flows, "is_lapsed", "value_lapsed")
         count_closing, value_closing = _line(flows, "is_closing", "value_closing")
         rows.append({
