@@ -95,7 +95,7 @@ def test_manual_runs_catchup_and_registration(timetable_cases):
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    """Nine dag.test() runs in one child process (see airflow_scripts/dag_test_scenario.py)."""
+    """Seven dag.test() runs in one child process (see airflow_scripts/dag_test_scenario.py)."""
     root = tmp_path_factory.mktemp("dagtest")
     packs = root / "packs"
     packs.mkdir()
@@ -115,14 +115,14 @@ def _recipients(run):
 def test_scheduled_period_emails_each_recipient_the_identical_pdf(scenario):
     first = scenario["first"]
     assert first["state"] == "success", first["tasks"]
-    assert first["data_interval"] == ["2025-04-01 00:00:00+00:00", "2025-07-01 00:00:00+00:00"]
-    assert first["metrics"]["period"] == "2025-Q2"
+    assert first["data_interval"] == ["2025-01-01 00:00:00+00:00", "2025-04-01 00:00:00+00:00"]
+    assert first["metrics"]["period"] == "2025-Q1"
     assert _recipients(first) == ["ceo@example.com", "cfo@example.com"]
     for email in first["emails"]:
         assert email["content_type"] == "application/pdf"
-        assert email["filename"] == "demo_airflow_2025-Q2_board_pack.pdf"
+        assert email["filename"] == "demo_airflow_2025-Q1_board_pack.pdf"
         assert email["sha256"] == first["pdf_sha256"]
-        assert email["subject"] == "Demo Retail Ltd board pack 2025-Q2"
+        assert email["subject"] == "Demo Retail Ltd board pack 2025-Q1"
     assert [(r["recipient"], r["result"]) for r in first["ledger"]] == [
         ("ceo@example.com", "sent"), ("cfo@example.com", "sent")]
 
@@ -144,26 +144,28 @@ def test_rejected_recipient_fails_the_run_and_only_they_get_it_after(scenario):
     pack_emails = [e for e in rejected["emails"] if e["to"] != ["ops@example.com"]]
     alerts = [e for e in rejected["emails"] if e["to"] == ["ops@example.com"]]
     assert [e["to"] for e in pack_emails] == [["ceo@example.com"]]
-    assert pack_emails[0]["filename"] == "demo_airflow_2025-Q1_board_pack.pdf"  # params.period won
+    assert pack_emails[0]["filename"] == "demo_airflow_2025-Q2_board_pack.pdf"
     assert len(alerts) == 1 and "failed at deliver" in alerts[0]["subject"]
     assert "cfo@example.com" in alerts[0]["body"] and "550" in alerts[0]["body"]
     assert after["state"] == "success"
+    assert after["data_interval"][0].startswith("2025-07-01")  # its own interval is Q3 ...
+    assert after["metrics"]["period"] == "2025-Q2"  # ... but params.period wins
     assert _recipients(after) == ["cfo@example.com"]
+    assert after["emails"][0]["sha256"] == after["pdf_sha256"] == rejected["pdf_sha256"]
 
 
 def test_backfill_of_four_quarters_gives_four_consistent_packs(scenario):
-    runs = [scenario[f"backfill_q{q}"] for q in range(1, 5)]
-    assert [r["state"] for r in runs] == ["success"] * 4
-    assert [r["metrics"]["period"] for r in runs] == ["2024-Q1", "2024-Q2", "2024-Q3", "2024-Q4"]
-    assert [r["data_interval"][0][:10] for r in runs] == ["2024-01-01", "2024-04-01", "2024-07-01", "2024-10-01"]
-    headlines = [r["metrics"]["headline"] for r in runs]
+    runs = [scenario[name] for name in ("first", "rejected", "backfill_q3", "backfill_q4")]
+    assert [r["data_interval"][0][:10] for r in runs] == ["2025-01-01", "2025-04-01", "2025-07-01", "2025-10-01"]
+    packs = [scenario[name] for name in ("first", "after_fix", "backfill_q3", "backfill_q4")]
+    assert [r["state"] for r in packs] == ["success"] * 4
+    assert [r["metrics"]["period"] for r in packs] == ["2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4"]
+    headlines = [r["metrics"]["headline"] for r in packs]
     assert len({json.dumps(h, sort_keys=True) for h in headlines}) == 4
-    assert len({r["pdf_sha256"] for r in runs}) == 4
-    # each quarter's comparison revenue is the previous quarter's revenue, to the cent;
-    # 2025-Q1 (built by an earlier run) continues the chain
-    chain = headlines + [scenario["after_fix"]["metrics"]["headline"], scenario["first"]["metrics"]["headline"]]
-    for earlier, later in zip(chain, chain[1:]):
+    assert len({r["pdf_sha256"] for r in packs}) == 4
+    # each quarter's comparison revenue is the previous quarter's revenue, to the cent
+    for earlier, later in zip(headlines, headlines[1:]):
         assert round(later["revenue_previous"], 2) == round(earlier["revenue_current"], 2)
-    for run in runs:
+    for run in packs[2:]:
         assert _recipients(run) == ["board@example.com"]
         assert run["emails"][0]["sha256"] == run["pdf_sha256"]

@@ -88,18 +88,17 @@ def at(year, month, day, hour=6):
 
 
 runs = []
-# The data interval decides the period: a run at 2025-07-01 covers 2025-Q2.
-runs.append(run("first", at(2025, 7, 1, 1), {}, "2025-Q2"))
-runs.append(run("rerun", at(2025, 7, 1, 2), {}, "2025-Q2"))
-runs.append(run("resend", at(2025, 7, 1, 3), {"resend": True}, "2025-Q2"))
-# params.period overrides the interval; one recipient is rejected (550) then accepted.
-runs.append(run("rejected", at(2025, 7, 1, 4), {"period": "2025-Q1"}, "2025-Q1",
-                reject=["cfo@example.com"]))
-runs.append(run("after_fix", at(2025, 7, 1, 5), {"period": "2025-Q1"}, "2025-Q1"))
-# A backfill of the four quarters of 2024, one run per data interval.
-for quarter, (year, month) in enumerate([(2024, 4), (2024, 7), (2024, 10), (2025, 1)], start=1):
-    runs.append(run(f"backfill_q{quarter}", at(year, month, 1), {"recipients": ["board@example.com"]},
-                    f"2024-Q{quarter}"))
+# The data interval decides the period: a run dated 2025-04-01 covers 2025-Q1.
+runs.append(run("first", at(2025, 4, 1, 6), {}, "2025-Q1"))
+runs.append(run("rerun", at(2025, 4, 1, 7), {}, "2025-Q1"))
+runs.append(run("resend", at(2025, 4, 1, 8), {"resend": True}, "2025-Q1"))
+# 2025-Q2 with one recipient rejected (550): the run fails, an alert goes out.
+runs.append(run("rejected", at(2025, 7, 1), {}, "2025-Q2", reject=["cfo@example.com"]))
+# Rerun of 2025-Q2 through params.period (it overrides the run's own interval, 2025-Q3).
+runs.append(run("after_fix", at(2025, 10, 1, 7), {"period": "2025-Q2"}, "2025-Q2"))
+# The rest of the backfill of 2025: one run per data interval, to the board only.
+runs.append(run("backfill_q3", at(2025, 10, 1), {"recipients": ["board@example.com"]}, "2025-Q3"))
+runs.append(run("backfill_q4", at(2026, 1, 1), {"recipients": ["board@example.com"]}, "2025-Q4"))
 
 server.stop()
 print(json.dumps({"runs": runs, "timings": timings}, default=str))
