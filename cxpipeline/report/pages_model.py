@@ -113,11 +113,20 @@ def _names(tables: ArtifactTables, ids: pd.Series) -> pd.Series | None:
     return ids.astype("string").map(lookup)
 
 
+def _driver_text(text: str, config: Config) -> str:
+    """A segment driver names its attribute as the pack does ('customer_type: X' -> 'Customer type: X')."""
+    for segment in config.segments:
+        if text.startswith(f"{segment}: "):
+            return _sentence_case(segment.replace("_", " ")) + text[len(segment):]
+    return text
+
+
 def _list_rows(frame: pd.DataFrame, tables: ArtifactTables, config: Config) -> list[dict]:
     shown = customer_display(frame["customer_id"], _names(tables, frame["customer_id"]), config)
     rows = []
     for who, row in zip(shown, frame.itertuples(index=False)):
-        drivers = [str(d) for d in (row.driver_1, row.driver_2, row.driver_3) if not pd.isna(d) and str(d)]
+        drivers = [_driver_text(str(d), config) for d in (row.driver_1, row.driver_2, row.driver_3)
+                   if not pd.isna(d) and str(d)]
         rows.append({
             "rank": int(row.at_risk_rank), "name": who["name"], "id": who["id"],
             "p_at_risk": float(row.p_at_risk), "predicted_value_12m": float(row.predicted_value_12m),

@@ -1,0 +1,344 @@
+"""The model pages of the board pack read back from real PDFs: at-risk list, historical vs
+predicted value, model backtest; the definitions filter, the pre-delivery content check and the
+templates lookup.
+
+One real pipeline run per data set (module fixtures): a demo retailer with enough history for
+the model, and a tiny one whose history is too short (the recency-rule fallback). Expected
+strings are formatted here without Babel.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_EVEN, Decimal
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pdfplumber
+import pytest
+
+from cxpipeline.artifacts import read_json, read_table
+from cxpipeline.checks import pack_content_problems, run_checks
+from cxpipeline.config import config_from_dict, load_config
+from cxpipeline.errors import CheckError, ConfigError
+from cxpipeline.metrics.registry import METRICS
+from cxpipeline.periods import parse_period
+from cxpipeline.pipeline import check_pack, compute_metrics, extract, run_pack, score_customers
+from cxpipeline.report import build_context, render_html, render_pdf
+from cxpipeline.report.context import PAGES
+from cxpipeline.report.pages_model import AT_RISK_LIST_SIZE, DO_NOT_LOSE_LIST_SIZE
+from cxpipeline.report.render import TEMPLATES_DIR, require_templates, resolve_templates_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+MINUS = "\u2212"
+MODEL_SECTIONS = ("at-risk", "value", "model", "definitions")
+
+
+def gbp(value: float) -> str:
+    text = f"£{abs(round(value)):,}"
+    return MINUS + text if round(value) < 0 else text
+
+
+def pct(value: float, signed: bool = False) -> str:
+    """A ratio as 'x.y%', rounded half-even on the decimal value (as the pack's Babel does)."""
+    tenths = (Decimal(repr(float(value))) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+    text = f"{abs(tenths)}%"
+    if signed and tenths != 0:
+        return ("+" if tenths > 0 else MINUS) + text
+    return (MINUS + text) if tenths < 0 else text
+
+
+def flat(text: str) -> str:
+    return " ".join(text.replace("\u00a0", " ").replace("\u202f", " ").split())
+
+
+def render_sections(folder: Path, config, out: Path, ids=MODEL_SECTIONS) -> tuple[str, list[str], str]:
+    """Render only the given sections of the pack (same context, same templates) -> (html, page texts, pdf)."""
+    context = build_context(folder, config)
+    context["sections"] = [s for s in context["sections"] if s["id"] in ids]
+    html = render_html(context)
+    pdf = out / "sections.pdf"
+    pdf.write_bytes(render_pdf(html))
+    with pdfplumber.open(pdf) as doc:
+        texts = [page.extract_text() or "" for page in doc.pages]
+    return html, texts, str(pdf)
+
+
+def section_text(texts: list[str], title: str, next_titles: list[str]) -> str:
+    """The flattened text from the page whose heading is ``title`` up to the next section."""
+    whole = " " + flat("\n".join(texts[2:]))  # after the cover and the contents
+    start = whole.index(f" {title} ")
+    ends = [whole.find(f" {t} ", start + 1) for t in next_titles]
+    ends = [e for e in ends if e > 0]
+    return whole[start:min(ends) if ends else len(whole)]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model_pages")
+    config = config_from_dict({"source": {"kind": "demo", "customers": 900, "years": 3}})
+    result = run_pack(config, output_root=root)
+    html, texts, pdf = render_sections(result.folder, config, root)
+    return result.folder, config, html, texts, pdf
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """150 customers, one year of data, reporting 2026-Q1: too little history for the model."""
+    root = tmp_path_factory.mktemp("model_pages_tiny")
+    config = config_from_dict({"source": {"kind": "demo", "customers": 150, "years": 1}})
+    period = parse_period("2026-Q1", 1)
+    extract(config, period, root)
+    compute_metrics(config, period, root)
+    folder = Path(score_customers(config, period, root)["folder"])
+    html, texts, pdf = render_sections(folder, config, root)
+    return folder, config, html, texts
+
+
+def test_at_risk_list_equals_the_scores_table(demo_run):
+    folder, config, _, texts, _ = demo_run
+    scores = read_table(folder, "scores").sort_values("at_risk_rank")
+    names = read_table(folder, "customers").set_index("customer_id")["customer_name"]
+    text = section_text(texts, "At-risk customers and value at risk", ["Historical vs predicted value"])
+    top = scores.head(AT_RISK_LIST_SIZE)
+    assert len(top) == AT_RISK_LIST_SIZE
+    for row in top.itertuples():
+        numbers = f"{pct(row.p_at_risk)} {gbp(row.predicted_value_12m)} {gbp(row.historical_value)} {gbp(row.value_at_risk)}"
+        assert f"{row.at_risk_rank} {names[row.customer_id]} {row.customer_id} {numbers}" in text, row.customer_id
+        assert flat(row.driver_1).replace("customer_type:", "Customer type:") in text
+    # totals: all scored, the top of the list, the do-not-lose quadrant
+    keep = scores[scores["is_do_not_lose"]]
+    assert ("Value at risk, all customers Customers scored Top 20 on the list Do not lose them "
+            f"{gbp(scores['value_at_risk'].sum())} {len(scores):,} {gbp(top['value_at_risk'].sum())} {len(keep):,}") in text
+    assert f"customers holding {gbp(keep['value_at_risk'].sum())} of value at risk" in text
+    assert (f"Top {AT_RISK_LIST_SIZE} {gbp(top['predicted_value_12m'].sum())} {gbp(top['historical_value'].sum())} "
+            f"{gbp(top['value_at_risk'].sum())}") in text
+    share = top["value_at_risk"].sum() / scores["value_at_risk"].sum()
+    assert f"{pct(share)} of all value at risk" in text
+    report = read_json(folder / "model_report.json")["scores_summary"]
+    assert round(scores["value_at_risk"].sum(), 2) == pytest.approx(report["total_value_at_risk"], abs=0.01)
+
+
+def test_do_not_lose_quadrant_is_named_on_its_own(demo_run):
+    folder, _, _, texts, _ = demo_run
+    scores = read_table(folder, "scores").sort_values("at_risk_rank")
+    names = read_table(folder, "customers").set_index("customer_id")["customer_name"]
+    keep = scores[scores["is_do_not_lose"]]
+    assert len(keep) > DO_NOT_LOSE_LIST_SIZE  # the demo has a real quadrant
+    text = section_text(texts, "At-risk customers and value at risk", ["Historical vs predicted value"])
+    quadrant = text[text.index("Do not lose them Long-standing"):]
+    assert (f"{len(keep):,} customers, historical value {gbp(keep['historical_value'].sum())}, "
+            f"{gbp(keep['revenue_12m'].sum())} in the last 12 months, {gbp(keep['predicted_value_12m'].sum())} "
+            f"predicted for the next 12 and {gbp(keep['value_at_risk'].sum())} at risk") in quadrant
+    for row in keep.head(DO_NOT_LOSE_LIST_SIZE).itertuples():
+        assert (f"{row.at_risk_rank} {names[row.customer_id]} {row.customer_id} {pct(row.p_at_risk)} "
+                f"{gbp(row.revenue_12m)} {gbp(row.predicted_value_12m)} {gbp(row.historical_value)} "
+                f"{gbp(row.value_at_risk)}") in quadrant
+    # the customer after the printed ten is not on the page, and the caption says so
+    not_shown = keep.iloc[DO_NOT_LOSE_LIST_SIZE]
+    assert f"{names[not_shown.customer_id]} {not_shown.customer_id}" not in quadrant
+    assert f"The {DO_NOT_LOSE_LIST_SIZE} with the most value at risk of {len(keep):,}." in quadrant
+
+
+def test_value_bands_equal_the_scores_table(demo_run):
+    folder, config, _, texts, _ = demo_run
+    scores = read_table(folder, "scores")
+    text = section_text(texts, "Historical vs predicted value", ["Model backtest"])
+    ranked = scores.sort_values(["historical_value", "customer_id"], ascending=[False, True])
+    n = len(ranked)
+    cuts = [0, *[math.ceil(s * n) for s in config.tiers.top_shares], n]
+    total_hist, total_pred = scores["historical_value"].sum(), scores["predicted_value_12m"].sum()
+    for k, name in enumerate(config.tiers.names):
+        band = ranked.iloc[cuts[k]:cuts[k + 1]]
+        change = band["predicted_value_12m"].sum() - band["revenue_12m"].sum()
+        expected = (f"{name} {len(band):,} {gbp(band['historical_value'].sum())} {pct(band['historical_value'].sum() / total_hist)} "
+                    f"{gbp(band['revenue_12m'].sum())} {gbp(band['predicted_value_12m'].sum())} "
+                    f"{pct(band['predicted_value_12m'].sum() / total_pred)} {'+' if change > 0 else ''}{gbp(change)}")
+        assert expected in text, expected
+        tail = f"{pct(band['p_at_risk'].mean())} {gbp(band['value_at_risk'].sum())} {int(band['is_do_not_lose'].sum())}"
+        assert tail in text, tail
+    assert f"Total {n:,} {gbp(total_hist)} {gbp(scores['revenue_12m'].sum())} {gbp(total_pred)}" in text
+    keep = scores[scores["is_do_not_lose"]]
+    assert f"{gbp(keep['revenue_12m'].sum())} → {gbp(keep['predicted_value_12m'].sum())}" in text
+
+
+def test_backtest_page_equals_model_report(demo_run):
+    folder, _, _, texts, _ = demo_run
+    report = read_json(folder / "model_report.json")
+    bt = report["backtest"]
+    assert report["method"] == "logistic" and bt["available"]
+    text = section_text(texts, "Model backtest", ["Definitions"])
+    m, r = bt["model"], bt["recency_rule"]
+    assert f"ROC-AUC {m['roc_auc']:.4f} {r['roc_auc']:.4f}" in text
+    assert f"Brier score {m['brier']:.4f} {r['brier']:.4f}" in text
+    assert f"Customers scored {bt['n']:,} {bt['n']:,}" in text
+    assert f"Lapse rate {pct(bt['lapse_rate'])} {pct(bt['lapse_rate'])} no purchase {bt['outcome_window']}" in text
+    assert f"Backtest at {bt['snapshot']}" in text
+    cal = bt["calibration"]
+    assert "Customers " + " ".join(f"{row['n']:,}" for row in cal) in text
+    assert "Predicted " + " ".join(pct(row["mean_predicted"]) for row in cal) in text
+    assert "Observed " + " ".join(pct(row["observed"]) for row in cal) in text
+    assert "Observed − predicted " + " ".join(pct(row["difference"], signed=True) for row in cal) in text
+    # the verdict is the numbers' verdict
+    beats = m["roc_auc"] > r["roc_auc"] and m["brier"] < r["brier"]
+    assert ("The model beats the recency rule on both measures" in text) == beats
+    checked = [row for row in cal if row["within_5_points"] is not None]
+    if checked and all(row["within_5_points"] for row in checked):
+        assert f"every one of the {len(checked)} deciles with 200 or more customers is within 5 points" in text
+    # last period's list, checked against what happened
+    rv = report["previous_list_review"]
+    assert (f"Mean predicted P(at risk) {pct(rv['top_mean_p_at_risk'])} {pct(rv['all_mean_p_at_risk'])}") in text
+    assert f"Bought again {rv['top_count_bought_again']}" in text
+    assert (f"No purchase since {rv['top_count_no_purchase']} ({pct(rv['top_count_no_purchase'] / rv['top_n'])}) "
+            f"{pct(rv['all_share_no_purchase'])}") in text
+    assert f"Value at risk then {gbp(rv['top_value_at_risk'])}" in text
+    assert f"Purchases counted from {rv['from']} to {rv['to']} ({rv['days_observed']} days)" in text
+
+
+def test_fallback_message_when_history_is_too_short(tiny_run):
+    folder, _, html, texts = tiny_run
+    report = read_json(folder / "model_report.json")
+    assert report["method"] == "recency_rule"
+    whole = flat("\n".join(texts))
+    at_risk = section_text(texts, "At-risk customers and value at risk", ["Historical vs predicted value"])
+    model = section_text(texts, "Model backtest", ["Definitions"])
+    for page in (at_risk, model):
+        assert "Too little history for the model, so these scores come from a recency rule" in page
+    reason = next(m for m in report["messages"] if m.startswith("Too little history to fit the at-risk model"))
+    assert flat(reason) in model
+    # numbers on the fallback pages still come from the run's own scores
+    scores = read_table(folder, "scores").sort_values("at_risk_rank")
+    first = scores.iloc[0]
+    assert f"{pct(first.p_at_risk)} {gbp(first.predicted_value_12m)} {gbp(first.historical_value)} {gbp(first.value_at_risk)}" in whole
+    assert pack_content_problems(html) == []
+
+
+def test_terminology_and_currency_follow_the_config(demo_run, tmp_path):
+    folder, _, _, _, _ = demo_run
+    config = load_config(ROOT / "examples" / "brands" / "helfen.yaml")
+    html, texts, _ = render_sections(folder, config, tmp_path)
+    # the segment attribute "customer_type" is the data's own name, printed on the cover
+    whole = flat("\n".join(texts)).replace("Customer type", "")
+    assert "customer" not in whole.lower()  # the definitions page included
+    assert "£" not in whole and "GBP" not in whole
+    assert "At-risk donors and value at risk" in whole and "Donors scored" in whole
+    scores = read_table(folder, "scores")
+    total = f"{round(scores['value_at_risk'].sum()):,}".replace(",", ".") + " €"
+    assert "Value at risk, all donors" in whole and f"{total} {len(scores):,}".replace(",", ".") in whole
+    report = read_json(folder / "model_report.json")["backtest"]
+    assert f"ROC-AUC {report['model']['roc_auc']:.4f}".replace(".", ",") in whole  # German decimals
+
+
+def test_every_registry_definition_follows_the_terminology():
+    for metric in METRICS.values():
+        rendered = metric.render("donors", "donor")
+        assert "customer" not in (rendered.label + " " + rendered.definition).lower(), metric.name
+
+
+def test_definitions_list_only_the_metrics_the_pack_shows(demo_run, tmp_path):
+    folder, config, _, _, _ = demo_run
+    context = build_context(folder, config)
+    shown = {s["id"] for s in context["sections"]}
+    declared = {name for page in PAGES if page.id in shown for name in page.metrics}
+    definitions = next(s for s in context["sections"] if s["id"] == "definitions")["data"]["metrics"]
+    assert {m["name"] for m in definitions} == declared
+    assert {"value_at_risk", "backtest_roc_auc", "recency_rule"} <= declared
+    # a run without the model stage: its metrics leave the definitions page with its pages
+    bare = tmp_path / "bare"
+    shutil.copytree(folder, bare)
+    (bare / "scores.parquet").unlink()
+    context = build_context(bare, config)
+    assert not {"at-risk", "value", "model"} & {s["id"] for s in context["sections"]}
+    names = {m["name"] for s in context["sections"] if s["id"] == "definitions" for m in s["data"]["metrics"]}
+    assert "value_at_risk" not in names and "backtest_roc_auc" not in names and "bridge_new" in names
+
+
+def test_model_pages_do_not_overlap_or_leave_the_page(demo_run):
+    from tests.test_report import overlapping_chars
+
+    _, _, _, _, pdf = demo_run
+    with pdfplumber.open(pdf) as doc:
+        for number, page in enumerate(doc.pages, start=1):
+            assert overlapping_chars(page) == [], f"page {number}"
+
+
+def test_the_full_pack_passes_the_checks_and_a_broken_one_fails(demo_run, tmp_path):
+    folder, config, _, _, _ = demo_run
+    report = read_json(folder / "checks.json")
+    assert report["is_deliverable"] is True
+    assert {c["name"] for c in report["checks"]} >= {"no empty table or chart", "pdf page count"}
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    html = (broken / "board_pack.html").read_text(encoding="utf-8")
+    empty_table = '<table class="data"><thead><tr><th>x</th></tr></thead><tbody></tbody></table>'
+    html = html.replace('<h2>Ranked by value at risk</h2>', '<h2>Ranked by value at risk</h2>' + empty_table, 1)
+    (broken / "board_pack.html").write_text(html, encoding="utf-8")
+    result = run_checks(broken, config)
+    failed = {c["name"]: c["detail"] for c in result["checks"] if not c["is_passed"]}
+    assert result["is_deliverable"] is False
+    assert "section 'at-risk': table 1 has no rows" in failed["no empty table or chart"]
+
+
+def test_check_pack_fails_the_run_with_a_clear_message(demo_run, tmp_path):
+    folder, config, _, _, _ = demo_run
+    period = parse_period(folder.name, 1)
+    root = tmp_path / "root"
+    shutil.copytree(folder, root / config.pack_id / folder.name)
+    target = root / config.pack_id / folder.name / "board_pack.html"
+    target.write_text(target.read_text(encoding="utf-8").replace(
+        '<p class="lead">', '<p class="empty"> </p><p class="lead">', 1), encoding="utf-8")
+    with pytest.raises(CheckError, match="no empty table or chart: .*an empty-content note has no text"):
+        check_pack(config, period, root)
+    assert read_json(target.parent / "checks.json")["is_deliverable"] is False
+
+
+@pytest.mark.parametrize("snippet, problem", [
+    ('<table class="data"><tbody></tbody></table>', "table 1 has no rows"),
+    ('<table class="data"><tbody><tr><td> </td></tr></tbody></table>', "table 1 has no rows"),
+    ('<p class="empty"></p>', "an empty-content note has no text"),
+    ('<img class="chart" src="">', "a chart has no embedded image"),
+    ('<img class="chart" src="data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=">', "a chart draws nothing"),
+    ('<table class="data"><tbody><tr><td class="num">nan</td></tr></tbody></table>', "prints 'nan'"),
+    ('', "section 'x' is empty"),
+])
+def test_content_check_finds_each_kind_of_empty_content(snippet, problem):
+    html = f'<html><body><section class="section" id="x"><header><h1>X</h1></header>{snippet}</section></body></html>'
+    assert any(problem in p for p in pack_content_problems(html)), pack_content_problems(html)
+
+
+def test_content_check_accepts_an_explained_gap():
+    html = ('<section class="section" id="x"><p class="empty">No customer was scored this period.</p>'
+            '<table class="data"><tbody><tr><td class="label">None</td><td class="num">1</td></tr></tbody></table>'
+            '</section>')
+    assert pack_content_problems(html) == []
+
+
+def test_templates_are_found_or_the_error_says_how(tmp_path):
+    assert resolve_templates_dir({}) == TEMPLATES_DIR
+    assert (TEMPLATES_DIR / "pages" / "at_risk.html").is_file()
+    assert resolve_templates_dir({"CXPIPELINE_TEMPLATES": str(TEMPLATES_DIR)}) == TEMPLATES_DIR
+    with pytest.raises(ConfigError, match="CXPIPELINE_TEMPLATES=.* holds no board_pack.html"):
+        resolve_templates_dir({"CXPIPELINE_TEMPLATES": str(tmp_path)})
+    with pytest.raises(ConfigError, match="templates are not in"):
+        require_templates(tmp_path / "missing")
+    # setup.py copies templates/ into the wheel; the sdist carries them (MANIFEST.in)
+    assert "graft templates" in (ROOT / "MANIFEST.in").read_text()
+
+
+def test_masked_pack_never_prints_names(demo_run, tmp_path):
+    folder, _, _, _, _ = demo_run
+    config = config_from_dict({"source": {"kind": "demo", "customers": 900, "years": 3},
+                               "delivery": {"mask_customers": True}})
+    names = read_table(folder, "customers").set_index("customer_id")["customer_name"]
+    first = read_table(folder, "scores").sort_values("at_risk_rank").iloc[0]["customer_id"]
+    try:
+        import cxpipeline.masking  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="mask_customers is set but cxpipeline.masking is not available"):
+            build_context(folder, config)
+        return
+    _, texts, _ = render_sections(folder, config, tmp_path, ids=("at-risk",))
+    whole = flat("\n".join(texts))
+    assert names[first] not in whole and first not in whole
