@@ -342,3 +342,6 @@ def test_masked_pack_never_prints_names(demo_run, tmp_path):
     _, texts, _ = render_sections(folder, config, tmp_path, ids=("at-risk",))
     whole = flat("\n".join(texts))
     assert names[first] not in whole and first not in whole
+    from cxpipeline.masking import mask_id, masking_salt
+
+    assert mask_id(first, masking_salt(config)) in whole  # the stable token stands in for the customer
