@@ -32,6 +32,7 @@ CLI = ROOT / ".venv" / "bin" / "cxpipeline"
 CASES = load_cases()
 BY_NAME = {case["case"]: case for case in CASES}
 PIPELINE_CASES = [c["case"] for c in CASES if c.get("pipeline_period")]
+QUICK_PAGES = ("summary", "bridge", "data-quality", "definitions")
 
 
 def _argv(case: dict, out_root: Path) -> list[str]:
@@ -140,8 +141,14 @@ def run_case_pipeline(name: str, out_root: str) -> dict:
 
     handler = Collect(level=logging.WARNING)
     logging.getLogger("cxpipeline").addHandler(handler)
+    case = BY_NAME[name]
+    if case["outcome"] == "excluded":
+        # Speed: an exclusion case needs the real data-quality page, not all ~16 analysis
+        # pages; the "used" edge cases render the full pack. (This worker process only.)
+        from cxpipeline.report import context
+
+        context.PAGES[:] = [p for p in context.PAGES if p.id in QUICK_PAGES]
     try:
-        case = BY_NAME[name]
         config = load_config(CORPUS / name / "config.yaml")
         result = run_pack(config, case["pipeline_period"], Path(out_root) / name)
     finally:
