@@ -129,6 +129,10 @@ _STALE_ON_EXTRACT = ("checks.json", "board_pack.pdf", "board_pack.html", "manife
 def _invalidate(folder: Path, names: tuple[str, ...]) -> None:
     for name in names:
         (folder / name).unlink(missing_ok=True)
+    if "manifest.json" in names:
+        # Temporary files of a run that was killed mid-write (we hold the lock: no live writer).
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def _extract_in_pandas(data: SourceData, config: Config, period: Period, comparison: Period) -> PanelExtract:
