@@ -6,7 +6,9 @@
 atomically) in the pack's artifact folder::
 
     {"recipient", "period", "pack_id", "content_sha256", "sent_at", "result", "error",
-     "attempts", "message_id"}
+     "attempts", "message_id", "location"}
+
+(``location``: the artifact location named in the email, e.g. the published pointer's URL.)
 
 Rules:
 
@@ -611,7 +613,7 @@ def send_pack(
                        "content_sha256": content_sha256,
                        "sent_at": sent_at.astimezone(timezone.utc).isoformat(),
                        "result": "sent" if error is None else "failed", "error": error,
-                       "attempts": attempts, "message_id": message_id}
+                       "attempts": attempts, "message_id": message_id, "location": location}
                 rows.append(row)
                 _write_ledger(ledger, rows)  # after every email: a crash loses no record
                 if error is None:
