@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,22 @@ from pathlib import Path
 import pandas as pd
 
 from cxpipeline.errors import InputError
-from cxpipeline.panel import CADENCE_SQL, panel_sql
+from cxpipeline.panel import (
+    CADENCE_FROM_GAPS_SQL,
+    CADENCE_SQL,
+    GAPS_FROM_ORDERS_SQL,
+    GAPS_SQL,
+    ORDERS_SQL,
+    panel_from_orders_sql,
+    panel_sql,
+)
 from cxpipeline.periods import Period
 from cxpipeline.quality import Exclusions
 from cxpipeline.schema import PANEL_COLUMNS
 
 __all__ = [
     "AFTER_PERIOD",
+    "DUCKDB_MEMORY_LIMIT",
     "PanelExtract",
     "QUALITY_SQL",
     "QueryFn",
@@ -108,6 +118,7 @@ class PanelExtract:
     first_ordered_at: pd.Timestamp | None
     last_ordered_at: pd.Timestamp | None
     fingerprint: str
+    method: str = "lines"  # "orders": grouped into orders once (see ORDERS_SQL); "lines": per query
 
 
 def _ts(value) -> str:
@@ -177,6 +188,7 @@ def extract_aggregates(
     segment_columns: list[str],
     customers: pd.DataFrame | None,
     description: str,
+    materialize: Callable[[str, str], None] | None = None,
 ) -> PanelExtract:
     """Run the accounting, panel, cadence and segment queries against ``source``.
 
@@ -196,6 +208,12 @@ def extract_aggregates(
         The customer table (or None).
     description
         Where the data came from (for messages and data_quality.json).
+    materialize
+        ``materialize(name, sql)`` creates a temporary table from a query (``sql=None`` drops
+        it), for engines that can:
+        lines are then grouped into orders once (:data:`cxpipeline.panel.ORDERS_SQL`) instead
+        of once per query, unless some order's lines span two months (then the line-level
+        queries run, which are exact for any data).
 
     Raises
     ------
@@ -214,12 +232,30 @@ def extract_aggregates(
         )
     used = USED_SQL.format(source=source)
     end_ts = pd.Timestamp(period.end)
-    panel = query(panel_sql(used, period.kind, period.fiscal_start_month, end_ts)).astype(PANEL_COLUMNS)
-    monthly = panel if period.kind == "month" else query(panel_sql(used, "month", 1, end_ts)).astype(PANEL_COLUMNS)
     instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
-    cadence = query(CADENCE_SQL.format(
-        source=used, end=_ts(instants[-1]), instants=", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants),
-    )).astype(CADENCE_DTYPES)
+    values = ", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants)
+    orders = None
+    if materialize is not None:
+        materialize("cx_orders", ORDERS_SQL.format(source=used, end=end))
+        spanning = int(query("SELECT count(*) AS n FROM cx_orders WHERE is_spanning").iloc[0, 0])
+        orders = "cx_orders" if spanning == 0 else None
+    if orders is not None:
+        materialize("cx_gaps", GAPS_FROM_ORDERS_SQL.format(orders=orders))
+        panel = query(panel_from_orders_sql(orders, period.kind, period.fiscal_start_month))
+        monthly = panel if period.kind == "month" else query(panel_from_orders_sql(orders, "month", 1))
+        materialize(orders, None)  # dropped: the cadence's median needs the memory
+        cadence = query(CADENCE_FROM_GAPS_SQL.format(gaps="cx_gaps", instants=values))
+    else:
+        panel = query(panel_sql(used, period.kind, period.fiscal_start_month, end_ts))
+        monthly = panel if period.kind == "month" else query(panel_sql(used, "month", 1, end_ts))
+        if materialize is not None:
+            materialize("cx_gaps", GAPS_SQL.format(source=used, end=_ts(instants[-1])))
+            cadence = query(CADENCE_FROM_GAPS_SQL.format(gaps="cx_gaps", instants=values))
+        else:
+            cadence = query(CADENCE_SQL.format(source=used, end=_ts(instants[-1]), instants=values))
+    panel = panel.astype(PANEL_COLUMNS)
+    monthly = panel if period.kind == "month" else monthly.astype(PANEL_COLUMNS)
+    cadence = cadence.astype(CADENCE_DTYPES)
     modes = []
     for column in segment_columns:
         if customers is not None and column in customers.columns:
@@ -231,6 +267,7 @@ def extract_aggregates(
         panel=panel, panel_monthly=monthly, cadence=cadence, customers=table, quality=quality,
         description=description, first_ordered_at=first, last_ordered_at=last,
         fingerprint=_fingerprint([panel, monthly, cadence], quality.to_dict(), description),
+        method="orders" if orders is not None else "lines",
     )
 
 
@@ -333,13 +370,28 @@ SELECT file_row_number FROM ranked WHERE copy_number > 1
 """
 
 
-def _duckdb(threads: int | None = None):
+def _arrow_to_pandas(table) -> pd.DataFrame:
+    """Arrow result -> pandas with Arrow-backed strings (no Python string objects)."""
+    import pyarrow as pa
+
+    strings = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    # self_destruct frees each Arrow column once converted: the result is not held twice.
+    return table.to_pandas(types_mapper=strings.get, self_destruct=True, split_blocks=True)
+
+
+#: DuckDB's working memory for the Parquet pushdown; beyond it DuckDB spills to a temporary
+#: folder. Bounds the extract's peak RSS (the panels themselves come on top, in pandas).
+DUCKDB_MEMORY_LIMIT = "1GB"
+
+
+def _duckdb(spill_dir: str | None = None):
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")  # no ordering needed; less memory
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
+    if spill_dir is not None:
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        con.execute(f"SET temp_directory = '{spill_dir}'")
     return con
 
 
@@ -357,18 +409,24 @@ def extract_parquet(
     path = Path(path)
     file_columns = [field.name for field in pq.read_schema(path)]
     present = [c for c in segment_columns if c in file_columns]
-    con = _duckdb()
+    spill = tempfile.TemporaryDirectory(prefix="cx-duckdb-")
+    con = _duckdb(spill.name)
     try:
         raw, relation = _parquet_relation(path, present)
         con.execute(_duplicates_sql(raw, file_columns))
 
         def query(sql: str) -> pd.DataFrame:
-            return con.sql(sql).df()
+            return _arrow_to_pandas(con.sql(sql).to_arrow_table())
+
+        def materialize(name: str, sql: str | None) -> None:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}" if sql else f"DROP TABLE {name}")
 
         result = extract_aggregates(query, relation, period=period, comparison=comparison,
-                                    segment_columns=present, customers=customers, description=str(path))
+                                    segment_columns=present, customers=customers, description=str(path),
+                                    materialize=materialize)
     finally:
         con.close()
+        spill.cleanup()
     return result
 
 
@@ -376,7 +434,7 @@ def parquet_last_day(path: str | Path):
     """Last order date among usable rows of a canonical Parquet file (for the default period)."""
     con = _duckdb()
     try:
-        value = con.sql(
+        value = con.execute(
             f"SELECT max(ordered_at) FROM read_parquet('{Path(path).as_posix()}') "
             "WHERE customer_id IS NOT NULL AND revenue <> 0"
         ).fetchone()[0]

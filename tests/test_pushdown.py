@@ -40,11 +40,19 @@ def _odd_rows(transactions: pd.DataFrame) -> pd.DataFrame:
                          "is_return": bool})
 
 
-@pytest.fixture(scope="module")
-def parquet_file(tmp_path_factory):
+@pytest.fixture(scope="module", params=["whole orders", "an order spanning months"])
+def parquet_file(request, tmp_path_factory):
     transactions, customers = generate_demo(400, 3, seed=5)
+    frame = _odd_rows(transactions)
+    if request.param == "an order spanning months":
+        # Two lines of one order in different months: the order-level shortcut would count it
+        # once per quarter but must count it in both months, so the line-level queries run.
+        first = frame.iloc[0]
+        span = pd.DataFrame([{**first, "order_id": "SPAN", "ordered_at": pd.Timestamp("2026-04-30 23:00")},
+                             {**first, "order_id": "SPAN", "ordered_at": pd.Timestamp("2026-05-01 01:00")}])
+        frame = pd.concat([frame, span.astype(frame.dtypes.to_dict())], ignore_index=True)
     folder = tmp_path_factory.mktemp("canonical")
-    _odd_rows(transactions).to_parquet(folder / "transactions.parquet", index=False)
+    frame.to_parquet(folder / "transactions.parquet", index=False)
     customers.to_parquet(folder / "customers.parquet", index=False)
     return folder
 
@@ -89,6 +97,15 @@ def test_parquet_pushdown_equals_the_pandas_file_source(parquet_file, tmp_path):
     assert reasons["non-numeric amount"] == 1
     panel = read_table(a, "panel")
     assert {"C0000003", "17850"} <= set(panel["customer_id"])
+
+
+def test_orders_are_grouped_once_unless_an_order_spans_months(parquet_file):
+    from cxpipeline.pushdown import extract_parquet
+
+    result = extract_parquet(parquet_file / "transactions.parquet", period=PERIOD,
+                             comparison=comparison_period(PERIOD, "previous"), segment_columns=[], customers=None)
+    spanning = "SPAN" in set(pd.read_parquet(parquet_file / "transactions.parquet")["order_id"].dropna())
+    assert result.method == ("lines" if spanning else "orders")
 
 
 def test_no_usable_rows_is_an_input_error(parquet_file, tmp_path):

@@ -1,0 +1,411 @@
+"""Benchmark the pipeline on the demo retailer at 1M, 3M, 10M and 30M transactions.
+
+Usage::
+
+    .venv/bin/python bench/run.py                 # all sizes, 3 repeats (long: run with nohup)
+    .venv/bin/python bench/run.py --quick         # ~50k transactions, seconds (CI)
+    .venv/bin/python bench/run.py --sizes 10M --repeats 5 --pg-url postgresql://postgres@127.0.0.1/cx_bench
+
+Data: the demo retailer (7 years, seed 7) written once as canonical Parquet under
+``bench/cache/`` (gitignored) in chunks of customers, so generating 30M rows never holds them
+all in memory. The pipeline reads it as a file source, which takes the Parquet pushdown path.
+
+Each measurement runs in a fresh child process; its wall time is taken around the stage call
+and its peak RSS is the child's own ``ru_maxrss`` from ``os.wait4``. Per size:
+
+* ``extract``, ``metrics``, ``model`` (if the pipeline has the stage), ``render`` (render +
+  check): the pipeline stages one after another on one artifact folder;
+* ``pack``: :func:`cxpipeline.pipeline.run_pack` in one process (all stages);
+* ``reference``: the same extract + headline metrics in plain DuckDB SQL, no pandas and no
+  data cleaning (lines grouped into orders once, panel, monthly panel, cadence, the revenue
+  bridge per segment and the customer ledger) -- the yardstick for "extract + metrics";
+* ``floor``: pyarrow reading the columns the panel needs (nothing can be faster than reading);
+* at ``--pg-size``: the PostgreSQL source (``load-demo`` once, cached in the database),
+  ``pg_extract`` and ``pg_pack``.
+
+Times are medians over ``--repeats`` runs; RSS is the largest seen. The table ends with the
+time growth per doubling of rows (``(t2/t1) ** (1 / log2(n2/n1))``) between sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / "cache"
+YEARS = 7
+SEED = 7
+TRANSACTIONS_PER_CUSTOMER = 18.0  # the demo at 7 years: ~18 lines per customer
+PERIOD = "2026-Q3"  # the last complete quarter of the demo (data ends 2026-09-30)
+SIZES = {"50k": 50_000, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000, "30M": 30_000_000}
+PANEL_COLUMNS = ["customer_id", "order_id", "ordered_at", "revenue", "cost", "cost_to_serve", "is_return"]
+
+__all__ = ["main", "ensure_data", "measure"]
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+
+
+def customers_for(rows: int) -> int:
+    return max(100, round(rows / TRANSACTIONS_PER_CUSTOMER))
+
+
+def ensure_data(label: str) -> Path:
+    """The cached Parquet folder for a size label, generated (in chunks) if missing."""
+    sys.path.insert(0, str(ROOT))
+    from cxpipeline.commands.generate_demo import write_demo_files
+
+    customers = customers_for(SIZES[label])
+    folder = CACHE / f"demo_c{customers}_y{YEARS}_s{SEED}"
+    if not (folder / "transactions.parquet").is_file():
+        started = time.perf_counter()
+        write_demo_files(folder, customers, YEARS, SEED, chunk_customers=100_000)
+        print(f"# generated {label} ({customers:,} customers) in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr, flush=True)
+    return folder
+
+
+def file_config(folder: Path, pack_id: str) -> dict:
+    identity = ["order_id", "customer_id", "ordered_at", "revenue", "cost", "cost_to_serve", "quantity", "is_return"]
+    return {
+        "pack_id": pack_id,
+        "source": {
+            "kind": "file", "path": str(folder / "transactions.parquet"), "columns": {c: c for c in identity},
+            "customers_path": str(folder / "customers.parquet"),
+            "customer_columns": {c: c for c in ("customer_id", "customer_name", "region", "channel",
+                                                "customer_type", "referred_by")},
+        },
+        "period": {"type": "quarter"},
+    }
+
+
+def sql_config(url: str, pack_id: str) -> dict:
+    return {"pack_id": pack_id, "source": {"kind": "sql", "url": url}, "period": {"type": "quarter"}}
+
+
+# ------------------------------------------------------------------------------------------
+# Child process: one measurement
+
+
+REFERENCE_SQL = """
+CREATE TEMP TABLE orders AS {orders};
+CREATE TEMP TABLE gaps AS {gaps};
+CREATE TEMP TABLE panel AS {panel};
+CREATE TEMP TABLE panel_monthly AS {monthly};
+CREATE TEMP TABLE cadence AS {cadence};
+CREATE TEMP TABLE customers AS SELECT * FROM read_parquet('{customers}');
+CREATE TEMP TABLE states AS
+    SELECT coalesce(c.customer_id, p.customer_id) AS customer_id,
+           coalesce(p.revenue, 0) AS previous, coalesce(c.revenue, 0) AS current,
+           (SELECT count(*) FROM panel e WHERE e.customer_id = coalesce(c.customer_id, p.customer_id)
+              AND e.period_start < TIMESTAMP '{previous_start}' AND e.count_orders > 0) AS earlier
+    FROM (SELECT * FROM panel WHERE period_start = TIMESTAMP '{current_start}') c
+    FULL JOIN (SELECT * FROM panel WHERE period_start = TIMESTAMP '{previous_start}') p
+      ON c.customer_id = p.customer_id;
+CREATE TEMP TABLE bridge AS
+    WITH classified AS (
+        SELECT s.*, k.region, k.channel, k.customer_type,
+               CASE WHEN previous = 0 AND earlier = 0 THEN 'new'
+                    WHEN previous = 0 THEN 'reactivated'
+                    WHEN current = 0 THEN 'stopped'
+                    WHEN current > previous THEN 'increased'
+                    WHEN current < previous THEN 'decreased' ELSE 'flat' END AS bridge_class
+        FROM states s LEFT JOIN customers k USING (customer_id)
+    )
+    SELECT 'all' AS segment, 'All' AS segment_value, bridge_class, count(*) AS count_customers,
+           sum(current - previous) AS value FROM classified GROUP BY 1, 2, 3
+    UNION ALL SELECT 'region', region, bridge_class, count(*), sum(current - previous) FROM classified GROUP BY 1, 2, 3
+    UNION ALL SELECT 'channel', channel, bridge_class, count(*), sum(current - previous) FROM classified GROUP BY 1, 2, 3
+    UNION ALL SELECT 'customer_type', customer_type, bridge_class, count(*), sum(current - previous)
+              FROM classified GROUP BY 1, 2, 3;
+CREATE TEMP TABLE ledger AS
+    WITH recent AS (
+        SELECT customer_id,
+               sum(revenue) FILTER (WHERE period_start >= TIMESTAMP '{year_before_end}') AS closing_value,
+               sum(revenue) FILTER (WHERE period_start >= TIMESTAMP '{year_before_start}'
+                                      AND period_start < TIMESTAMP '{current_start}') AS opening_value,
+               max(last_order_at) FILTER (WHERE period_start < TIMESTAMP '{current_start}') AS last_before,
+               max(last_order_at) AS last_order
+        FROM panel_monthly GROUP BY 1
+    )
+    SELECT count(*) FILTER (WHERE last_before >= TIMESTAMP '{year_before_start}') AS opening,
+           count(*) FILTER (WHERE last_order >= TIMESTAMP '{year_before_end}') AS closing,
+           sum(closing_value) AS closing_value, sum(opening_value) AS opening_value
+    FROM recent;
+"""
+
+
+def _reference(config: dict, period_label: str) -> None:
+    """Extract + headline metrics in plain DuckDB SQL (the yardstick)."""
+    import duckdb
+    import pandas as pd
+
+    from cxpipeline.panel import CADENCE_FROM_GAPS_SQL, GAPS_FROM_ORDERS_SQL, ORDERS_SQL, panel_from_orders_sql
+    from cxpipeline.periods import comparison_period, parse_period
+
+    period = parse_period(period_label)
+    comparison = comparison_period(period, "previous")
+    path = config["source"]["path"]
+    source = f"(SELECT * FROM read_parquet('{path}') WHERE customer_id IS NOT NULL AND revenue <> 0) AS t"
+    end = pd.Timestamp(period.end)
+    instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
+    fmt = "%Y-%m-%d %H:%M:%S"
+    script = REFERENCE_SQL.format(
+        orders=ORDERS_SQL.format(source=source, end=end.strftime(fmt)),
+        gaps=GAPS_FROM_ORDERS_SQL.format(orders="orders"),
+        panel=panel_from_orders_sql("orders", "quarter", 1),
+        monthly=panel_from_orders_sql("orders", "month", 1),
+        cadence=CADENCE_FROM_GAPS_SQL.format(gaps="gaps", instants=", ".join(
+            f"(TIMESTAMP '{t.strftime(fmt)}')" for t in instants)),
+        customers=config["source"]["customers_path"],
+        current_start=pd.Timestamp(period.start).strftime(fmt),
+        previous_start=pd.Timestamp(comparison.start).strftime(fmt),
+        year_before_start=(pd.Timestamp(period.start) - pd.DateOffset(years=1)).strftime(fmt),
+        year_before_end=(end - pd.DateOffset(years=1)).strftime(fmt),
+    )
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    for statement in [s for s in script.split(";") if s.strip()]:
+        con.execute(statement)
+    # Results leave the engine like the pipeline's do (as DataFrames).
+    for table in ("panel", "panel_monthly", "cadence", "bridge", "ledger"):
+        con.sql(f"SELECT * FROM {table}").df()
+    con.close()
+
+
+def _floor(config: dict) -> None:
+    import pyarrow.parquet as pq
+
+    pq.read_table(config["source"]["path"], columns=PANEL_COLUMNS)
+
+
+def child(stage: str, config_json: str, period_label: str, out: str) -> None:
+    """Run one stage and print ``{"seconds": ...}`` as the last line."""
+    sys.path.insert(0, str(ROOT))
+    import logging
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    from cxpipeline import pipeline
+    from cxpipeline.config import config_from_dict
+    from cxpipeline.periods import parse_period
+
+    raw = json.loads(config_json)
+    config = config_from_dict(raw)
+    period = parse_period(period_label)
+    started = time.perf_counter()
+    if stage in ("extract", "pg_extract"):
+        pipeline.extract(config, period, out)
+    elif stage == "metrics":
+        pipeline.compute_metrics(config, period, out)
+    elif stage == "model":
+        pipeline.score_customers(config, period, out)
+    elif stage == "render":
+        pipeline.render_pack(config, period, out)
+        pipeline.check_pack(config, period, out)
+    elif stage in ("pack", "pg_pack"):
+        pipeline.run_pack(config, period_label, out)
+    elif stage == "reference":
+        _reference(raw, period_label)
+    elif stage == "floor":
+        _floor(raw)
+    else:
+        raise SystemExit(f"unknown stage {stage}")
+    print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+
+
+def measure(stage: str, config: dict, out: Path) -> dict:
+    """Run ``stage`` in a fresh child; wall seconds (inside the child) and the child's peak RSS."""
+    import tempfile
+
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", stage, "--config-json", json.dumps(config),
+               "--period", PERIOD, "--out", str(out)]
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: ru_maxrss in KiB (Linux)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        elapsed = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        output, errors = stdout.read(), stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed (exit {proc.returncode}):\n{errors[-3000:]}")
+    seconds = json.loads(output.strip().splitlines()[-1])["seconds"]
+    return {"seconds": seconds, "process_seconds": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+# ------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def ensure_postgres(url: str, label: str) -> bool:
+    """Load the size into PostgreSQL once (kept between runs, recognised by a table comment)."""
+    import psycopg
+
+    from cxpipeline.commands.load_demo import libpq_url, load_demo_into_postgres
+
+    customers = customers_for(SIZES[label])
+    marker = f"cxpipeline demo customers={customers} years={YEARS} seed={SEED}"
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=3) as conn:
+            row = conn.execute("SELECT obj_description(to_regclass('transactions'), 'pg_class')").fetchone()
+    except psycopg.OperationalError as exc:
+        print(f"# PostgreSQL unavailable ({str(exc).strip()}); skipping the SQL source", file=sys.stderr)
+        return False
+    if row and row[0] == marker:
+        return True
+    started = time.perf_counter()
+    load_demo_into_postgres(url, customers, YEARS, SEED, replace=True)
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(f"COMMENT ON TABLE transactions IS '{marker}'")
+        conn.execute("VACUUM ANALYZE transactions")
+    print(f"# loaded {label} into PostgreSQL in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return True
+
+
+# ------------------------------------------------------------------------------------------
+# Driver
+
+
+def _has_model_stage() -> bool:
+    sys.path.insert(0, str(ROOT))
+    from cxpipeline import pipeline
+
+    return hasattr(pipeline, "score_customers") and any(name == "model" for name, _ in pipeline._stages())
+
+
+def machine() -> dict:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal"))
+    return {"nproc": os.cpu_count(), "ram_gib": round(memory_kb / 1024**2, 1), "cpu": cpu,
+            "python": platform.python_version(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None) -> dict:
+    folder = ensure_data(label)
+    stages = ["extract", "metrics"] + (["model"] if _has_model_stage() else []) + ["render"]
+    samples: dict[str, list[dict]] = {}
+    for repeat in range(repeats):
+        out = out_root / f"{label}-{repeat}"
+        config = file_config(folder, "bench")
+        for stage in stages:
+            samples.setdefault(stage, []).append(measure(stage, config, out))
+        samples.setdefault("pack", []).append(measure("pack", file_config(folder, "bench_pack"), out))
+        samples.setdefault("reference", []).append(measure("reference", config, out))
+        samples.setdefault("floor", []).append(measure("floor", config, out))
+        if with_pg:
+            samples.setdefault("pg_extract", []).append(measure("pg_extract", sql_config(with_pg, "bench_pg"), out))
+            samples.setdefault("pg_pack", []).append(measure("pg_pack", sql_config(with_pg, "bench_pg_pack"), out))
+        print(f"# {label} repeat {repeat + 1}/{repeats}: "
+              + ", ".join(f"{k} {v[-1]['seconds']:.1f}s/{v[-1]['peak_rss_mb']:.0f}MB" for k, v in samples.items()),
+              file=sys.stderr, flush=True)
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(folder / "transactions.parquet").metadata.num_rows
+    result = {"label": label, "rows": rows, "customers": customers_for(SIZES[label]), "stages": {}}
+    for stage, values in samples.items():
+        result["stages"][stage] = {
+            "seconds": statistics.median(v["seconds"] for v in values),
+            "peak_rss_mb": max(v["peak_rss_mb"] for v in values),
+            "all_seconds": [round(v["seconds"], 2) for v in values],
+        }
+    s = result["stages"]
+    result["extract_metrics"] = s["extract"]["seconds"] + s["metrics"]["seconds"]
+    result["ratio_to_reference"] = result["extract_metrics"] / s["reference"]["seconds"]
+    if "pg_pack" in s:
+        result["pg_pack_ratio"] = s["pg_pack"]["seconds"] / s["pack"]["seconds"]
+    return result
+
+
+def render_table(results: list[dict]) -> str:
+    stage_names = [n for n in ("extract", "metrics", "model", "render", "pack", "reference", "floor",
+                               "pg_extract", "pg_pack") if any(n in r["stages"] for r in results)]
+    header = ["rows", "customers"] + [f"{n} s / MB" for n in stage_names] + ["extract+metrics s", "ratio to ref"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        cells = [f"{r['rows']:,}", f"{r['customers']:,}"]
+        for n in stage_names:
+            st = r["stages"].get(n)
+            cells.append(f"{st['seconds']:.1f} / {st['peak_rss_mb']:.0f}" if st else "-")
+        cells += [f"{r['extract_metrics']:.1f}", f"{r['ratio_to_reference']:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(results) > 1:
+        lines.append("")
+        lines.append("| from -> to | pack growth per doubling | extract+metrics growth per doubling |")
+        lines.append("|---|---|---|")
+        for a, b in zip(results, results[1:]):
+            doublings = math.log2(b["rows"] / a["rows"])
+            pack = (b["stages"]["pack"]["seconds"] / a["stages"]["pack"]["seconds"]) ** (1 / doublings)
+            em = (b["extract_metrics"] / a["extract_metrics"]) ** (1 / doublings)
+            lines.append(f"| {a['label']} -> {b['label']} | {pack:.2f}x | {em:.2f}x |")
+    pg = [r for r in results if "pg_pack_ratio" in r]
+    for r in pg:
+        lines.append("")
+        lines.append(f"PostgreSQL source at {r['label']}: pack {r['stages']['pg_pack']['seconds']:.1f} s = "
+                     f"{r['pg_pack_ratio']:.2f}x the file source; extract {r['stages']['pg_extract']['seconds']:.1f} s "
+                     f"(panel computed in the database).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one tiny size (~50k rows), one repeat")
+    parser.add_argument("--sizes", default="1M,3M,10M,30M", help="comma-separated: " + ",".join(SIZES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pg-url", default=None, help="PostgreSQL URL for the SQL source (a database you own)")
+    parser.add_argument("--pg-size", default="10M", help="size measured on PostgreSQL (default 10M)")
+    parser.add_argument("--out", default=None, help="artifact folder (default: a temporary folder)")
+    parser.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--config-json", help=argparse.SUPPRESS)
+    parser.add_argument("--period", default=PERIOD, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.config_json, args.period, args.out)
+        return 0
+
+    import tempfile
+
+    sizes = ["50k"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
+    repeats = 1 if args.quick else args.repeats
+    info = machine()
+    print(f"# machine: {info['nproc']} cores, {info['ram_gib']} GiB, {info['cpu']}; "
+          f"load average at start {info['load_average']}", file=sys.stderr, flush=True)
+    pg_label = "50k" if args.quick else args.pg_size
+    with tempfile.TemporaryDirectory(prefix="cxbench-") as tmp:
+        out_root = Path(args.out) if args.out else Path(tmp)
+        results = []
+        for label in sizes:
+            with_pg = args.pg_url if args.pg_url and label == pg_label and ensure_postgres(args.pg_url, label) else None
+            results.append(run_size(label, repeats, out_root, with_pg))
+    info_end = machine()
+    table = render_table(results)
+    print(table)
+    print(f"\nmachine: {info['nproc']} cores, {info['ram_gib']} GiB RAM, {info['cpu']}; load average "
+          f"{info['load_average']} at start, {info_end['load_average']} at end; medians of {repeats} run(s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "machine_end": info_end, "results": results},
+                                              indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
