@@ -5,7 +5,6 @@ error with no partial artifacts."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -256,4 +255,7 @@ def test_url_resolution(monkeypatch):
         sql_source.resolve_url(by_conn)
     # The DAG resolves the connection (Airflow writes postgres://) and passes the URL.
     assert sql_source.resolve_url(by_conn, "postgres://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
-    Path  # noqa: B018 (imported for type hints in helpers)
+    config = config_from_dict({"source": {"kind": "sql", "conn_id": "warehouse"}})
+    applied = sql_source.with_url(config, "postgres://u@h:5432/db")
+    assert sql_source.resolve_url(applied.source) == "postgresql+psycopg://u@h:5432/db"
+    assert applied.source.conn_id == "warehouse" and config.source.url is None

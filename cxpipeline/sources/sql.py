@@ -42,6 +42,7 @@ __all__ = [
     "CHUNK_ROWS",
     "WORK_MEM",
     "resolve_url",
+    "with_url",
     "sqlalchemy_url",
     "redact",
     "snapshot",
@@ -92,6 +93,17 @@ def resolve_url(source: SqlSource, url: str | None = None) -> str:
         where="source.conn_id",
         fix="Run the pack from the Airflow DAG (it resolves the connection), or set source.url / url_env.",
     )
+
+
+def with_url(config, url: str):
+    """The config with its SQL source pointed at ``url`` (how the DAG applies an Airflow connection).
+
+    Example (in a task)::
+
+        uri = BaseHook.get_connection(config.source.conn_id).get_uri()
+        config = with_url(config, uri)
+    """
+    return config.model_copy(update={"source": config.source.model_copy(update={"url": url})})
 
 
 def sqlalchemy_url(url: str) -> str:
