@@ -142,16 +142,18 @@ def run_case_pipeline(name: str, out_root: str) -> dict:
     handler = Collect(level=logging.WARNING)
     logging.getLogger("cxpipeline").addHandler(handler)
     case = BY_NAME[name]
+    from cxpipeline.report import context
+
+    all_pages = list(context.PAGES)
     if case["outcome"] == "excluded":
         # Speed: an exclusion case needs the real data-quality page, not all ~16 analysis
-        # pages; the "used" edge cases render the full pack. (This worker process only.)
-        from cxpipeline.report import context
-
-        context.PAGES[:] = [p for p in context.PAGES if p.id in QUICK_PAGES]
+        # pages; the "used" edge cases render the full pack. (Restored below: workers are reused.)
+        context.PAGES[:] = [p for p in all_pages if p.id in QUICK_PAGES]
     try:
         config = load_config(CORPUS / name / "config.yaml")
         result = run_pack(config, case["pipeline_period"], Path(out_root) / name)
     finally:
+        context.PAGES[:] = all_pages
         logging.getLogger("cxpipeline").removeHandler(handler)
     pages = [page.extract_text() or "" for page in PdfReader(result.pdf_path).pages]
     return {
