@@ -3,10 +3,14 @@
 Every ``*.yaml`` in ``$CXPIPELINE_PACKS_DIR`` (default ``examples/airflow/packs``) becomes the DAG
 ``cx_board_pack_<pack_id>``::
 
-    validate -> extract -> metrics -> model -> render -> check -> deliver
+    extract -> validate -> metrics -> model -> render -> check -> publish -> deliver
 
 Each task calls one :mod:`cxpipeline` function and passes only the period label, paths and
-small dicts through XCom; artifacts go to ``<output root>/<pack_id>/<period>/``.
+small dicts through XCom; artifacts are built in the local folder
+``<output root>/<pack_id>/<period>/``. ``extract`` decides the period and loads the data;
+``validate`` refuses an unusable extract; ``publish`` copies the checked folder to
+``$CXPIPELINE_ARTIFACT_URL/<pack_id>/<period>/`` (any ``ObjectStoragePath``: s3://, gs://,
+file://) as a new version committed by one small pointer write (``LATEST.json``).
 
 - The schedule is a :class:`cx_timetables.ReportingPeriodTimetable`: one run per month /
   quarter / (fiscal) year, after the period ends; the run's data interval *is* the period, so
@@ -108,6 +112,26 @@ def _run_stage(function_name: str, config_path: str, period_label: str) -> dict:
     return json.loads(json.dumps(result, default=str))  # XCom: JSON only
 
 
+def _artifact_destination(pack_id: str, period_label: str):
+    """``$CXPIPELINE_ARTIFACT_URL/<pack_id>/<period>`` as an ObjectStoragePath, or None."""
+    url = os.environ.get("CXPIPELINE_ARTIFACT_URL", "").strip()
+    if not url:
+        return None
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach, has_fs
+
+    if "://" not in url:
+        url = Path(url).resolve().as_uri()
+    scheme = url.split("://", 1)[0]
+    if not has_fs(scheme):
+        # A scheme no Airflow provider registers (e.g. memory://) is used as plain fsspec.
+        import fsspec
+
+        attach(scheme, fs=fsspec.filesystem(scheme))
+    root = ObjectStoragePath(url, conn_id=os.environ.get("CXPIPELINE_ARTIFACT_CONN_ID") or None)
+    return root / pack_id / period_label
+
+
 def _smtp_settings(conn_id: str):
     from airflow.sdk import Connection
 
@@ -175,19 +199,33 @@ def build_dag(config_path: Path, header: dict):
     )
     def board_pack():
         @task
-        def validate() -> dict:
-            """Validate the full config and decide the period of this run."""
+        def extract() -> dict:
+            """Validate the config, decide the period of this run and extract its data."""
             from cxpipeline.config import config_hash
 
             _quiet_logs()
             config = _load(config_file)
             period = _period_of_run(config, get_current_context())
             log.info("pack %s, period %s", config.pack_id, period.title)
-            return {"period": period.label, "title": period.title, "config_hash": config_hash(config)}
+            summary = _run_stage("extract", config_file, period.label)
+            return {**summary, "period": period.label, "title": period.title,
+                    "config_hash": config_hash(config)}
 
         @task
-        def extract(run: dict) -> dict:
-            return _run_stage("extract", config_file, run["period"])
+        def validate(run: dict) -> dict:
+            """Refuse an extract a pack must not be built from; log what was excluded."""
+            from cxpipeline.periods import parse_period
+            from cxpipeline.validation import DEFAULT_MAX_EXCLUDED_SHARE, validate_extract
+
+            config = _load(config_file)
+            share = os.environ.get("CXPIPELINE_MAX_EXCLUDED_SHARE", "").strip()
+            summary = validate_extract(
+                run["folder"], parse_period(run["period"], config.period.fiscal_year_start_month),
+                max_excluded_share=float(share) if share else DEFAULT_MAX_EXCLUDED_SHARE)
+            log.info("extract usable: %s of %s rows used, excluded share %s, warnings %s",
+                     summary["rows_used"], summary["rows_in"], summary["excluded_share"],
+                     summary["warnings"])
+            return summary
 
         @task
         def metrics(run: dict) -> dict:
@@ -206,17 +244,39 @@ def build_dag(config_path: Path, header: dict):
             return _run_stage("check_pack", config_file, run["period"])
 
         @task
-        def deliver(run: dict, checked: dict) -> dict:
-            from cxpipeline.artifacts import read_json
+        def publish(run: dict, checked: dict) -> dict:
+            """Copy the checked folder to $CXPIPELINE_ARTIFACT_URL (skipped when unset)."""
+            from cxpipeline.publish import publish_pack
+
+            destination = _artifact_destination(header["pack_id"], run["period"])
+            if destination is None:
+                return {"url": None}
+            stamp = pendulum.now("UTC").isoformat()
+            result = publish_pack(checked["folder"], destination, published_at=stamp)
+            log.info("published %s (%s files) to %s", result["version"], result["count_files"],
+                     result["pointer"])
+            return result
+
+        @task
+        def deliver(run: dict, checked: dict, published: dict) -> dict:
+            from cxpipeline.artifacts import read_json, sha256_file
             from cxpipeline.delivery import send_pack
+            from cxpipeline.errors import CheckError
 
             _quiet_logs()
             params = get_current_context()["params"]
             config = _load(config_file)
             folder = Path(checked["folder"])
+            pdf = folder / "board_pack.pdf"  # the local checked file, never a download
+            location = str(folder)
+            if published.get("url"):
+                if sha256_file(pdf) != published["pdf_sha256"]:
+                    raise CheckError("The local PDF is not the one that was published.",
+                                     where=str(pdf), fix="Rerun the period from extract.")
+                location = published["pointer"]  # readers go through the pointer
             dry_run = bool(params.get("dry_run"))
             report = send_pack(
-                folder / "board_pack.pdf",
+                pdf,
                 params.get("recipients") or config.delivery.recipients,
                 period_label=run["period"],
                 pack_id=config.pack_id,
@@ -227,7 +287,7 @@ def build_dag(config_path: Path, header: dict):
                 allowed_domains=config.delivery.allowed_domains,
                 subject=config.delivery.subject.format(
                     company=config.brand.company_name, period=run["period"], pack_id=config.pack_id),
-                artifact_location=str(folder),
+                artifact_location=location,
                 currency=config.currency,
                 locale=config.locale,
                 customers=config.terminology.customers,
@@ -239,10 +299,12 @@ def build_dag(config_path: Path, header: dict):
             report.raise_for_failures()
             return report.to_dict()
 
-        run = validate()
+        run = extract()
+        validated = validate(run)
         checked = check(run)
-        run >> extract(run) >> metrics(run) >> model(run) >> render(run) >> checked
-        deliver(run, checked)
+        published = publish(run, checked)
+        validated >> metrics(run) >> model(run) >> render(run) >> checked
+        deliver(run, checked, published)
 
     return board_pack()
 

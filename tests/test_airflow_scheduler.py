@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cxpipeline.publish import read_pointer, read_published
 from tests.airflow_fixtures import REPO, airflow_env
 from tests.smtp_fixtures import attachment_of, free_port, start_smtp_server
 
@@ -105,6 +106,7 @@ def airflow_stack(tmp_path):
                                    "&from_email=board-packs%40example.com&timeout=10&retry_limit=0"),
         CXPIPELINE_PACKS_DIR=str(packs),
         CXPIPELINE_OUTPUT_ROOT=str(tmp_path / "out"),
+        CXPIPELINE_ARTIFACT_URL=(tmp_path / "published").as_uri(),
         CXPIPELINE_START_DATE="2100-01-01",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
@@ -119,6 +121,7 @@ def airflow_stack(tmp_path):
                                      stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield {"url": f"http://127.0.0.1:{port}", "smtp": smtp, "out": tmp_path / "out",
+               "published": tmp_path / "published",
                "processes": processes, "logs": logs}
     finally:
         group = os.getpgid(processes.pid)
@@ -137,7 +140,10 @@ def airflow_stack(tmp_path):
                 break
             time.sleep(0.5)
         else:
-            os.killpg(group, signal.SIGKILL)
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:  # the last one exited just now
+                pass
         smtp.stop()
         _drop_database()
 
@@ -173,7 +179,8 @@ def test_rest_triggered_run_for_a_past_quarter_delivers_the_pack(airflow_stack):
     tasks = _request("GET", f"{run_url}/taskInstances", token=token)[1]["task_instances"]
     assert state == "success", {t["task_id"]: t["state"] for t in tasks}
     assert {t["task_id"]: t["state"] for t in tasks} == {
-        name: "success" for name in ["validate", "extract", "metrics", "model", "render", "check", "deliver"]}
+        name: "success" for name in ["extract", "validate", "metrics", "model", "render", "check",
+                                     "publish", "deliver"]}
 
     folder = airflow_stack["out"] / "demo_airflow" / "2025-Q1"
     pdf = (folder / "board_pack.pdf").read_bytes()
@@ -184,4 +191,8 @@ def test_rest_triggered_run_for_a_past_quarter_delivers_the_pack(airflow_stack):
     content_type, filename, _, digest = attachment_of(messages[0][1])
     assert (content_type, filename) == ("application/pdf", "demo_airflow_2025-Q1_board_pack.pdf")
     assert digest == hashlib.sha256(pdf).hexdigest()
+    # published through ObjectStoragePath (file://): the pointer names the version holding this PDF
+    published = airflow_stack["published"] / "demo_airflow" / "2025-Q1"
+    assert read_published(published) == pdf
+    assert read_pointer(published)["pdf_sha256"] == digest
     assert time.monotonic() - started < 170

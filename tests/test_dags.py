@@ -10,7 +10,8 @@ import pytest
 from tests.airflow_fixtures import REPO, airflow_env, run_script
 
 PACK = REPO / "examples" / "airflow" / "packs" / "demo.yaml"
-STAGES = ["validate", "extract", "metrics", "model", "render", "check", "deliver"]
+STAGES = ["extract", "validate", "metrics", "model", "render", "check", "publish", "deliver"]
+STORE = "memory://cx-published"  # the artifact store of the dag.test scenario (fsspec, in-process)
 
 
 def test_example_packs_parse_fast_without_db_or_connections(tmp_path):
@@ -95,14 +96,14 @@ def test_manual_runs_catchup_and_registration(timetable_cases):
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
-    """Seven dag.test() runs in one child process (see airflow_scripts/dag_test_scenario.py)."""
+    """Eight dag.test() runs in one child process (see airflow_scripts/dag_test_scenario.py)."""
     root = tmp_path_factory.mktemp("dagtest")
     packs = root / "packs"
     packs.mkdir()
     shutil.copy(PACK, packs / "demo.yaml")
     env = airflow_env(root / "home", CXPIPELINE_PACKS_DIR=str(packs),
                       CXPIPELINE_OUTPUT_ROOT=str(root / "out"), CXPIPELINE_ALERT_TO="ops@example.com",
-                      CXPIPELINE_SMTP_BACKOFF_SECONDS="0.05")
+                      CXPIPELINE_SMTP_BACKOFF_SECONDS="0.05", CXPIPELINE_ARTIFACT_URL=STORE)
     result = run_script("dag_test_scenario.py", env, "cx_board_pack_demo_airflow", str(root / "out"),
                         timeout=600)
     return {run["name"]: run for run in result["runs"]}
@@ -125,6 +126,36 @@ def test_scheduled_period_emails_each_recipient_the_identical_pdf(scenario):
         assert email["subject"] == "Demo Retail Ltd board pack 2025-Q1"
     assert [(r["recipient"], r["result"]) for r in first["ledger"]] == [
         ("ceo@example.com", "sent"), ("cfo@example.com", "sent")]
+    assert first["tasks"] == {name: "success" for name in STAGES}
+
+
+def test_checked_pack_is_published_and_the_email_links_the_pointer(scenario):
+    first, rerun = scenario["first"], scenario["rerun"]
+    published = first["published"]
+    pointer_url = f"{STORE}/demo_airflow/2025-Q1/LATEST.json"
+    assert published["pointer_url"] == pointer_url
+    # the store's committed PDF, the local checked PDF and every attachment are the same bytes
+    assert published["pdf_sha256"] == first["pdf_sha256"]
+    assert published["versions"] == [published["version"]]
+    for email in first["emails"]:
+        assert f"All artifacts: {pointer_url}" in email["text"]
+    assert {row["location"] for row in first["ledger"]} == {pointer_url}
+    # the rerun republished the rebuilt folder; one version is kept
+    assert rerun["published"]["pdf_sha256"] == first["pdf_sha256"]
+    assert rerun["published"]["versions"] == [rerun["published"]["version"]]
+    for name in ("after_fix", "backfill_q3", "backfill_q4"):
+        assert scenario[name]["published"]["pdf_sha256"] == scenario[name]["pdf_sha256"]
+
+
+def test_validate_stops_a_period_the_data_does_not_cover(scenario):
+    uncovered = scenario["uncovered"]
+    assert uncovered["state"] == "failed"
+    assert uncovered["tasks"]["extract"] == "success" and uncovered["tasks"]["validate"] == "failed"
+    assert {uncovered["tasks"][t] for t in STAGES[2:]} == {"upstream_failed"}
+    assert "published" not in uncovered and "pdf_sha256" not in uncovered
+    [alert] = uncovered["emails"]  # nothing to the recipients, one alert to ops
+    assert alert["to"] == ["ops@example.com"] and "failed at validate" in alert["subject"]
+    assert "does not cover 2027-Q1" in alert["body"]
 
 
 def test_rerun_sends_nothing_and_resend_sends_again(scenario):
@@ -140,7 +171,8 @@ def test_rerun_sends_nothing_and_resend_sends_again(scenario):
 def test_rejected_recipient_fails_the_run_and_only_they_get_it_after(scenario):
     rejected, after = scenario["rejected"], scenario["after_fix"]
     assert rejected["state"] == "failed"
-    assert rejected["tasks"]["deliver"] == "failed" and rejected["tasks"]["check"] == "success"
+    assert rejected["tasks"]["deliver"] == "failed"
+    assert rejected["tasks"]["check"] == rejected["tasks"]["publish"] == "success"
     pack_emails = [e for e in rejected["emails"] if e["to"] != ["ops@example.com"]]
     alerts = [e for e in rejected["emails"] if e["to"] == ["ops@example.com"]]
     assert [e["to"] for e in pack_emails] == [["ceo@example.com"]]

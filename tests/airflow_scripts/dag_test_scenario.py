@@ -2,8 +2,9 @@
 
 Usage: dag_test_scenario.py <dag_id> <output_root>. The environment (see
 tests/airflow_fixtures.airflow_env) points Airflow at a fresh SQLite DB and at a packs folder.
-Prints one JSON line with, per run: its state, the task states, the emails the server received
-and the artifact folder's PDF hash and headline numbers.
+Prints one JSON line with, per run: its state, the task states, the emails the server received,
+the artifact folder's PDF hash and headline numbers, and what $CXPIPELINE_ARTIFACT_URL (a
+``memory://`` store in this process) holds for the period: the pointer and the published PDF.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from cxpipeline.publish import VERSION_PREFIX, read_pointer, read_published, storage_path
 from tests.smtp_fixtures import attachment_of, start_smtp_server
 
 dag_id, output_root = sys.argv[1], sys.argv[2]
@@ -48,6 +50,16 @@ def folder_state(period: str) -> dict:
     ledger = os.path.join(folder, "delivery_ledger.jsonl")
     if os.path.exists(ledger):
         out["ledger"] = [json.loads(line) for line in open(ledger) if line.strip()]
+    store_url = os.environ.get("CXPIPELINE_ARTIFACT_URL")
+    published = storage_path(store_url) / dag_id.removeprefix("cx_board_pack_") / period if store_url else None
+    if published is not None and (published / "LATEST.json").exists():
+        pointer = read_pointer(published)
+        out["published"] = {
+            "pointer_url": str(published / "LATEST.json"),
+            "version": pointer["version"],
+            "pdf_sha256": hashlib.sha256(read_published(published)).hexdigest(),
+            "versions": sorted(c.name for c in published.iterdir() if c.name.startswith(VERSION_PREFIX)),
+        }
     return out
 
 
@@ -68,7 +80,8 @@ def run(name: str, logical_date: datetime, conf: dict, period: str, reject=()) -
         entry = {"to": rcpts, "subject": message["Subject"]}
         if any(True for _ in message.iter_attachments()):
             content_type, filename, _, digest = attachment_of(message)
-            entry.update(content_type=content_type, filename=filename, sha256=digest)
+            entry.update(content_type=content_type, filename=filename, sha256=digest,
+                         text=message.get_body(("plain",)).get_content())
         else:
             entry["body"] = message.get_body(("html", "plain")).get_content()[:2000]
         emails.append(entry)
@@ -99,6 +112,8 @@ runs.append(run("after_fix", at(2025, 10, 1, 7), {"period": "2025-Q2"}, "2025-Q2
 # The rest of the backfill of 2025: one run per data interval, to the board only.
 runs.append(run("backfill_q3", at(2025, 10, 1), {"recipients": ["board@example.com"]}, "2025-Q3"))
 runs.append(run("backfill_q4", at(2026, 1, 1), {"recipients": ["board@example.com"]}, "2025-Q4"))
+# A period the data (to 2026-09-30) does not cover: validate stops the run after extract.
+runs.append(run("uncovered", at(2026, 1, 1, 9), {"period": "2027-Q1"}, "2027-Q1"))
 
 server.stop()
 print(json.dumps({"runs": runs, "timings": timings}, default=str))
