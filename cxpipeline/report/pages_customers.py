@@ -228,9 +228,10 @@ def build_lapse(tables: ArtifactTables, config: Config, shared: dict) -> dict | 
 
 def _display_name(name, customer_id, config: Config) -> str:
     if config.delivery.mask_customers:
-        import hashlib
+        # The same salted token as every other customer list of the pack (cxpipeline.masking).
+        from cxpipeline.masking import mask_id, masking_salt
 
-        return "#" + hashlib.sha256(str(customer_id).encode()).hexdigest()[:8]
+        return mask_id(customer_id, masking_salt(config))
     return str(name) if name is not None and not pd.isna(name) else str(customer_id)
 
 
