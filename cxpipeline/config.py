@@ -174,6 +174,8 @@ class OutputConfig(_Strict):
     root: str = "out"  # artifacts go to <root>/<pack_id>/<period>/
     page_size: Literal["A4", "Letter"] = "A4"
     orientation: Literal["landscape", "portrait"] = "landscape"
+    # Page ids to include, in pack order (default: all). E.g. [summary, bridge, ledger, data-quality].
+    sections: list[str] | None = None
 
 
 # A plain address (no display name); the same rule as cxpipeline.delivery applies when sending.

@@ -408,3 +408,23 @@ def test_overlap_detector_catches_an_overlap():
             '<p style="position: absolute; top: 10.5mm; left: 11mm">Overlapping text</p></body></html>')
     with pdfplumber.open(__import__("io").BytesIO(render_pdf(html))) as pdf:
         assert overlapping_chars(pdf.pages[0])
+
+
+def test_output_sections_choose_the_pages_in_pack_order(tmp_path):
+    folder = write_fixture_folder(tmp_path / "sections" / "demo" / "2024-Q4")
+    config = config_from_dict({"output": {"sections": ["data-quality", "summary"]}})
+    result = render_board_pack(folder, config)
+    text = "\n".join(page_texts(Path(result["pdf"])))
+    assert "Executive summary" in text and "Data quality" in text
+    assert "Revenue bridge by segment" not in text and "asset ledger" not in text
+    assert text.index("Executive summary") < text.index("Data quality")  # pack order, not list order
+
+
+def test_unknown_output_section_is_a_clear_config_error(tmp_path):
+    from cxpipeline.errors import ConfigError
+
+    folder = write_fixture_folder(tmp_path / "bad" / "demo" / "2024-Q4")
+    config = config_from_dict({"output": {"sections": ["summary", "exec-summary"]}})
+    with pytest.raises(ConfigError, match="exec-summary") as error:
+        render_board_pack(folder, config)
+    assert "data-quality" in str(error.value)  # the fix lists the valid page ids

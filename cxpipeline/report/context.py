@@ -416,6 +416,22 @@ PAGES: list[Page] = [
 ]
 
 
+def _selected_pages(config: Config) -> list[Page]:
+    """The pages of :data:`PAGES` chosen by ``output.sections`` (all when unset), in pack order."""
+    wanted = config.output.sections
+    if wanted is None:
+        return list(PAGES)
+    known = [page.id for page in PAGES]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"Unknown section(s) in output.sections: {', '.join(unknown)}.",
+            where="config key 'output.sections'",
+            fix=f"Use page ids from: {', '.join(known)}.",
+        )
+    return [page for page in PAGES if page.id in wanted]
+
+
 def build_context(folder: str | Path, config: Config, *, templates_dir: str | Path | None = None) -> dict:
     """The template context for a run's artifact folder (plain dicts, lists, str, int, float).
 
@@ -459,7 +475,7 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
 
     sections = []
     shared["shown_metrics"] = set()
-    for page in PAGES:
+    for page in _selected_pages(config):
         data = page.builder(tables, config, shared)
         if data is not None:
             shared["shown_metrics"].update(page.metrics)
