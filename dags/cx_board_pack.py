@@ -93,10 +93,16 @@ def _period_of_run(config, context):
     if start is not None and end is not None:
         middle = start + (end - start) / 2  # safe whatever the timetable's time zone
         return period_containing(middle.date(), config.period.type, config.period.fiscal_year_start_month)
+    import pandas as pd
+
+    from cxpipeline.pushdown import pushdown_kind, pushdown_last_day
     from cxpipeline.sources import load_source
 
-    last = load_source(config).transactions["ordered_at"].max()
-    return resolve_period(config, None, last.date())
+    if pushdown_kind(config) is not None:  # a warehouse / Parquet file: ask the engine, load nothing
+        last = pd.Timestamp(pushdown_last_day(config) or pd.NaT)
+    else:
+        last = load_source(config).transactions["ordered_at"].max()
+    return resolve_period(config, None, None if pd.isna(last) else last.date())
 
 
 def _run_stage(function_name: str, config_path: str, period_label: str) -> dict:
@@ -127,7 +133,15 @@ def _artifact_destination(pack_id: str, period_label: str):
         # A scheme no Airflow provider registers (e.g. memory://) is used as plain fsspec.
         import fsspec
 
-        attach(scheme, fs=fsspec.filesystem(scheme))
+        from cxpipeline.errors import ConfigError
+
+        try:
+            attach(scheme, fs=fsspec.filesystem(scheme))
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"No filesystem for the artifact URL {url!r}: {exc}",
+                              where="CXPIPELINE_ARTIFACT_URL",
+                              fix="Install the Airflow provider for this store (amazon for s3://, "
+                                  "google for gs://) or use file://.") from exc
     root = ObjectStoragePath(url, conn_id=os.environ.get("CXPIPELINE_ARTIFACT_CONN_ID") or None)
     return root / pack_id / period_label
 
