@@ -11,7 +11,9 @@ Data: the demo retailer (7 years, seed 7) written once as canonical Parquet unde
 all in memory. The pipeline reads it as a file source, which takes the Parquet pushdown path.
 
 Each measurement runs in a fresh child process; its wall time is taken around the stage call
-and its peak RSS is the child's own ``ru_maxrss`` from ``os.wait4``. Per size:
+and its peak RSS is the child's ``VmHWM`` (``/proc/self/status``) read at the end. The
+``ru_maxrss`` that ``os.wait4`` returns is kept too, but on Linux it includes the parent's
+memory at fork time, so a driver that generated data would inflate it. Per size:
 
 * ``extract``, ``metrics``, ``model`` (if the pipeline has the stage), ``render`` (render +
   check): the pipeline stages one after another on one artifact folder;
@@ -220,7 +222,19 @@ def child(stage: str, config_json: str, period_label: str, out: str) -> None:
         _floor(raw)
     else:
         raise SystemExit(f"unknown stage {stage}")
-    print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": _high_water_mb()}), flush=True)
+
+
+def _high_water_mb() -> float:
+    """This process's peak resident set (VmHWM). Unlike ru_maxrss it starts from zero at exec,
+    so a child does not inherit the high-water mark of the (possibly large) parent it forked from."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(stage: str, config: dict, out: Path) -> dict:
@@ -241,8 +255,10 @@ def measure(stage: str, config: dict, out: Path) -> dict:
         output, errors = stdout.read(), stderr.read()
     if proc.returncode != 0:
         raise RuntimeError(f"stage {stage} failed (exit {proc.returncode}):\n{errors[-3000:]}")
-    seconds = json.loads(output.strip().splitlines()[-1])["seconds"]
-    return {"seconds": seconds, "process_seconds": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024}
+    reported = json.loads(output.strip().splitlines()[-1])
+    # ru_maxrss of the child (wait4) also counts the parent's memory at fork time; VmHWM does not.
+    return {"seconds": reported["seconds"], "process_seconds": elapsed, "peak_rss_mb": reported["peak_rss_mb"],
+            "ru_maxrss_mb": usage.ru_maxrss / 1024}
 
 
 # ------------------------------------------------------------------------------------------
