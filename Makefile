@@ -13,7 +13,7 @@ demo: setup
 	@$(VENV)/bin/cxpipeline demo
 
 test: setup services
-	@$(PY) -m pytest -q -p no:cacheprovider --durations=25
+	@$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25
 
 setup: system $(VENV)/.installed
 
