@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 __all__ = [
     "artifact_dir",
@@ -30,6 +33,12 @@ __all__ = [
     "read_table",
     "sha256_file",
 ]
+
+
+#: Permissions of every artifact (readable by the group and others, like a plain file).
+ARTIFACT_MODE = 0o644
+#: Significant digits of floats in the CSV copies of tables (the Parquet keeps every bit).
+CSV_DIGITS = 10
 
 
 def artifact_dir(output_root: str | Path, pack_id: str, period_label: str) -> Path:
@@ -48,6 +57,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # mkstemp creates 0600; artifacts are read by other users (mounted folders, mail, web)
+    os.fchmod(fd, ARTIFACT_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -79,15 +90,61 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def _significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """Floats rounded to ``digits`` significant digits (what ``%.{digits}g`` prints)."""
+    finite = np.isfinite(values) & (values != 0)
+    safe = np.where(finite, np.abs(values), 1.0)
+    exponent = np.floor(np.log10(safe)).astype("int64") - (digits - 1)
+    up = np.power(10.0, np.clip(-exponent, 0, 300))  # divide/multiply by exact powers of ten
+    down = np.power(10.0, np.clip(exponent, 0, 300))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.where(exponent < 0, values * up, values / down)
+        rounded = np.where(exponent < 0, np.rint(scaled) / up, np.rint(scaled) * down)
+        # near a half the scaling itself may round; let printf decide those few exactly
+        near_half = finite & ~(np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) > 1e-3)
+    extreme = finite & ((safe >= 1e15) | (safe < 1e-12))  # 10**k beyond 1e22 is not exact
+    for i in np.flatnonzero(near_half | extreme):
+        rounded[i] = float(f"{values[i]:.{digits}g}")
+    return np.where(finite, rounded, values)
+
+
+def _csv_ready(df: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table printed like the pandas CSV did: floats to 10 significant
+    digits, whole-second timestamps without a fraction (dates when all are midnight), missing
+    values as empty cells."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        column = table.column(i)
+        if pa.types.is_floating(field.type):
+            values = column.to_numpy().astype("float64")  # nulls come back as NaN
+            column = pa.array(_significant(values, CSV_DIGITS), mask=column.is_null().to_numpy(zero_copy_only=False))
+        elif pa.types.is_timestamp(field.type) and field.type.unit != "s":
+            ticks = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            per_second = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[field.type.unit]
+            valid = ~column.is_null().to_numpy(zero_copy_only=False)
+            if field.type.tz is None and not (ticks[valid] % (per_second * 86400)).any():
+                column = column.cast(pa.date32())  # midnight only: the date, as pandas printed it
+            elif not (ticks[valid] % per_second).any():
+                column = column.cast(pa.timestamp("s", tz=field.type.tz))
+        else:
+            continue
+        table = table.set_column(i, pa.field(field.name, column.type), column)
+    return table
+
+
 def write_table(folder: str | Path, name: str, df: pd.DataFrame, *, csv: bool = True) -> Path:
-    """Write ``<name>.parquet`` (and ``<name>.csv``) atomically; return the Parquet path."""
+    """Write ``<name>.parquet`` (and ``<name>.csv``) atomically; return the Parquet path.
+
+    The CSV is written by Arrow (pandas' writer formats every cell in Python, minutes for
+    a few million cells): strings are quoted, booleans are ``true``/``false``.
+    """
     folder = Path(folder)
     parquet = folder / f"{name}.parquet"
     with atomic_path(parquet) as tmp:
         df.to_parquet(tmp, index=False)
     if csv:
         with atomic_path(folder / f"{name}.csv") as tmp:
-            df.to_csv(tmp, index=False, float_format="%.10g")
+            pa_csv.write_csv(_csv_ready(df), str(tmp))
     return parquet
 
 

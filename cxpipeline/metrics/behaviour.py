@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.metrics.breakdown import by_segment
-from cxpipeline.metrics.ledger import LapseRule, active_at, last_purchase_before
+from cxpipeline.metrics.ids import as_ids
+from cxpipeline.metrics.ledger import LapseRule, is_active, last_purchase_before
 
 __all__ = [
     "PERIOD_ROLES",
@@ -49,7 +50,8 @@ PERIOD_ROLES = ["current", "comparison"]
 
 
 def _period_rows(panel: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
-    rows = panel.loc[panel["period_start"] == pd.Timestamp(start)]
+    rows = panel.loc[panel["period_start"] == pd.Timestamp(start),
+                     ["customer_id", "revenue", "count_orders", "first_order_at", "last_order_at"]]
     return rows.groupby("customer_id", observed=True).agg(
         revenue=("revenue", "sum"), orders=("count_orders", "sum"),
         first=("first_order_at", "min"), last=("last_order_at", "max"))
@@ -58,8 +60,10 @@ def _period_rows(panel: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
 def _overdue(panel: pd.DataFrame, instant: pd.Timestamp, rule: LapseRule, cadence: pd.DataFrame | None) -> tuple[pd.Series, pd.Series]:
     """(has_cadence, is_overdue) per customer active at ``instant`` with 2+ orders to date."""
     instant = pd.Timestamp(instant)
-    active = active_at(panel, instant, rule, cadence)
-    active = active[active]
+    last = last_purchase_before(panel, instant)
+    active = is_active(last, instant, rule, cadence)
+    since_last = ((instant - last).dt.total_seconds() / 86400)[active]
+    active = pd.Series(True, index=last.index[active])
     if cadence is None or not (cadence["as_of"] == instant).any():
         empty = pd.Series(False, index=active.index)
         return empty, empty
@@ -67,8 +71,7 @@ def _overdue(panel: pd.DataFrame, instant: pd.Timestamp, rule: LapseRule, cadenc
     median = at["median_gap_days"].reindex(active.index)
     orders = at["count_orders"].reindex(active.index).fillna(0)
     has = median.notna() & (orders >= 2)
-    since = (instant - last_purchase_before(panel, instant).reindex(active.index)).dt.total_seconds() / 86400
-    return has, has & (since > median)
+    return has, has & (since_last > median)
 
 
 def behaviour_customers(
@@ -91,7 +94,7 @@ def behaviour_customers(
     customer_ids
         Every customer of the run (rows for all of them, zeros where they did nothing).
     """
-    ids = pd.Index(pd.Series(customer_ids, dtype="string").drop_duplicates(), name="customer_id")
+    ids = pd.Index(as_ids(pd.Series(customer_ids)).drop_duplicates(), name="customer_id")
     out = pd.DataFrame(index=ids)
     for role in PERIOD_ROLES:
         this = _period_rows(panel, starts[role]).reindex(ids)
@@ -106,7 +109,7 @@ def behaviour_customers(
         bought_both = (orders > 0) & (before.to_numpy() > 0)
         out[f"bought_both_{role}"] = bought_both
         out[f"more_often_{role}"] = bought_both & (orders > before.to_numpy())
-        has, overdue = _overdue(panel.loc[panel["period_start"] < pd.Timestamp(ends[role])], ends[role], rule, cadence)
+        has, overdue = _overdue(panel, ends[role], rule, cadence)  # only rows before the end count
         out[f"has_cadence_{role}"] = has.reindex(ids, fill_value=False).to_numpy(dtype=bool)
         out[f"overdue_{role}"] = overdue.reindex(ids, fill_value=False).to_numpy(dtype=bool)
     return out.reset_index()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from cxpipeline.errors import ConfigError
+from cxpipeline.metrics.ids import as_ids
 
 __all__ = ["ALL", "UNKNOWN", "customer_segments", "by_segment"]
 
@@ -34,7 +36,7 @@ def customer_segments(
     ConfigError
         If a configured segment is not a column of the customer table.
     """
-    ids = pd.DataFrame({customer_col: pd.Series(customer_ids, dtype="string").drop_duplicates()})
+    ids = pd.DataFrame({customer_col: as_ids(pd.Series(customer_ids)).drop_duplicates()})
     if not segment_columns:
         return ids.reset_index(drop=True)
     available = [] if customers is None else list(customers.columns)
@@ -47,7 +49,7 @@ def customer_segments(
             " or map them in the source (segment_columns / customer_columns).",
         )
     attrs = customers[[customer_col, *segment_columns]].copy()
-    attrs[customer_col] = attrs[customer_col].astype("string")
+    attrs[customer_col] = as_ids(attrs[customer_col])
     out = ids.merge(attrs, on=customer_col, how="left")
     for column in segment_columns:
         out[column] = out[column].astype("string").fillna(UNKNOWN).replace("", UNKNOWN)
@@ -61,13 +63,29 @@ def by_segment(
 ) -> pd.DataFrame:
     """Apply ``summarise`` to the whole frame and to each segment value's rows.
 
-    ``summarise`` takes the per-customer rows of one group and returns a frame (any rows);
-    the result stacks them with ``segment`` / ``segment_value`` columns in front.
+    ``summarise`` takes the per-customer rows of one group (without the segment columns, which
+    it never needs) and returns a frame (any rows); the result stacks them with ``segment`` /
+    ``segment_value`` columns in front. Segment values come in sorted order; customers
+    without a value (missing) are in no segment row. Each group keeps the frame's row order.
     """
-    parts = [summarise(frame).assign(segment="all", segment_value=ALL)]
+    segment_columns = list(segment_columns)
+    rows_only = frame.drop(columns=[c for c in segment_columns if c in frame.columns])
+    # text columns (classes, tiers) as categoricals: every group's rows are then cut and
+    # grouped on small integer codes instead of re-hashing the strings in every group
+    text = {c: "category" for c in rows_only.columns
+            if c != "customer_id" and pd.api.types.is_string_dtype(rows_only[c]) and not isinstance(rows_only[c].dtype, pd.CategoricalDtype)}
+    if text:
+        rows_only = rows_only.astype(text)
+    parts = [summarise(rows_only).assign(segment="all", segment_value=ALL)]
     for column in segment_columns:
-        for value, rows in frame.groupby(column, sort=True, observed=True):
-            parts.append(summarise(rows).assign(segment=column, segment_value=str(value)))
+        codes, values = pd.factorize(frame[column], sort=True)
+        # one stable sort, then each value's rows are a contiguous run (in frame order)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(values) + 1))
+        for code, value in enumerate(values):
+            group = rows_only.take(order[bounds[code]:bounds[code + 1]])
+            if len(group):
+                parts.append(summarise(group).assign(segment=column, segment_value=str(value)))
     out = pd.concat(parts, ignore_index=True)
     front = ["segment", "segment_value"]
     return out[front + [c for c in out.columns if c not in front]]

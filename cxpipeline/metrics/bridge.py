@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from cxpipeline.metrics.ids import as_ids
+
 __all__ = ["BRIDGE_CLASSES", "BRIDGE_ORDER", "classify_customers", "revenue_bridge"]
 
 BRIDGE_CLASSES = ["new", "reactivated", "increased", "decreased", "flat", "stopped", "returns_only"]
@@ -69,7 +71,7 @@ def classify_customers(
     out = pd.DataFrame({"revenue_previous": previous, "revenue_current": current}).fillna(0.0)
     out.index.name = customer_col
     out = out.reset_index()
-    out[customer_col] = out[customer_col].astype("string")
+    out[customer_col] = as_ids(out[customer_col])
 
     prev_c, cur_c = _cents(out["revenue_previous"]), _cents(out["revenue_current"])
     first = first_purchase.reindex(out[customer_col]).to_numpy(dtype="datetime64[us]")

@@ -12,6 +12,8 @@ attribute segments, two derived dimensions are used where they help the reader:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from cxpipeline.config import Config
@@ -54,6 +56,7 @@ def customer_metric_tables(
     segments: pd.DataFrame,
     classified: pd.DataFrame,
     flows: pd.DataFrame,
+    flows_by_rule: Mapping[LapseRule, pd.DataFrame] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of the metric families; keys are artifact table names.
 
@@ -102,7 +105,7 @@ def customer_metric_tables(
     tables["behaviour"] = behaviour
     tables["revenue_decomposition"] = revenue_decomposition(behaviour)
 
-    tables["lapse_sensitivity"] = lapse_sensitivity(panel, s, e, rule, cadence, configured_flows=flows)
+    tables["lapse_sensitivity"] = lapse_sensitivity(panel, s, e, rule, cadence, configured_flows=flows, flows_by_rule=flows_by_rule)
     tables["retention"] = retention_table(flows, dims(*attrs, "value_tier"), [*attrs, "value_tier"])
 
     has_data = has_referral_data(customers)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.metrics.breakdown import by_segment
+from cxpipeline.metrics.ids import as_ids
 
 __all__ = ["profit_customers", "profitability_table", "whale_curve", "WHALE_POINTS"]
 
@@ -40,7 +41,7 @@ def profit_customers(panel: pd.DataFrame, period_end: pd.Timestamp, months: int 
     out["is_unprofitable"] = np.rint(out["margin"] * 100) < 0
     out.index.name = "customer_id"
     out = out.reset_index()
-    out["customer_id"] = out["customer_id"].astype("string")
+    out["customer_id"] = as_ids(out["customer_id"])
     return out
 
 

@@ -16,13 +16,20 @@ from collections.abc import Sequence
 import pandas as pd
 
 from cxpipeline.metrics.breakdown import by_segment
+from cxpipeline.metrics.ids import as_ids, is_coded
 
-__all__ = ["has_referral_data", "referral_customers", "referral_summary", "top_referrers", "referral_stories"]
+__all__ = ["clean_text", "has_referral_data", "referral_customers", "referral_summary", "top_referrers", "referral_stories"]
 
 
-def _clean(values: pd.Series) -> pd.Series:
+def clean_text(values: pd.Series) -> pd.Series:
+    """Text stripped of surrounding blanks, empty text missing; coded ids (already clean) as they are."""
+    if is_coded(values):
+        return values
     text = values.astype("string").str.strip()
     return text.mask(text == "")
+
+
+_clean = clean_text
 
 
 def has_referral_data(customers: pd.DataFrame | None) -> bool:
@@ -50,7 +57,7 @@ def referral_customers(flows: pd.DataFrame, customers: pd.DataFrame | None, pane
     columns = [c for c in ("referred_by", "referral_note") if customers is not None and c in customers.columns]
     if columns:
         attrs = customers[["customer_id", *columns]].copy()
-        attrs["customer_id"] = attrs["customer_id"].astype("string")
+        attrs["customer_id"] = as_ids(attrs["customer_id"])
         new = new.merge(attrs, on="customer_id", how="left")
     for column in ("referred_by", "referral_note"):
         new[column] = _clean(new[column]) if column in new.columns else pd.Series(pd.NA, index=new.index, dtype="string")
@@ -88,7 +95,7 @@ def referral_summary(referred: pd.DataFrame, has_data: bool, segments: pd.DataFr
 def _names(customers: pd.DataFrame | None) -> pd.Series:
     if customers is None or "customer_name" not in customers.columns:
         return pd.Series(dtype="string")
-    return customers.assign(customer_id=customers["customer_id"].astype("string")).set_index("customer_id")["customer_name"].astype("string")
+    return customers.assign(customer_id=as_ids(customers["customer_id"])).set_index("customer_id")["customer_name"].astype("string")
 
 
 def top_referrers(referred: pd.DataFrame, customers: pd.DataFrame | None, panel: pd.DataFrame, period_end: pd.Timestamp) -> pd.DataFrame:
@@ -104,16 +111,18 @@ def top_referrers(referred: pd.DataFrame, customers: pd.DataFrame | None, panel:
     rows = referred.loc[referred["is_referred"]]
     out = rows.groupby("referred_by", observed=True).agg(count_referred=("customer_id", "size"), value_referred=("value", "sum"))
     out.index.name = "referrer_id"
+    # nullable, as a size over string referrer ids has always been (same column type with codes)
+    out["count_referred"] = out["count_referred"].astype("Int64")
     out["value_referred"] = out["value_referred"].round(2)
     buyers = panel.loc[(panel["period_start"] < pd.Timestamp(period_end)) & (panel["count_orders"] > 0), "customer_id"].unique()
     if customers is not None and "referred_by" in customers.columns:
-        ever = customers.loc[customers["customer_id"].astype("string").isin(buyers)]
+        ever = customers.loc[as_ids(customers["customer_id"]).isin(buyers)]
         to_date = _clean(ever["referred_by"]).value_counts()
     else:
         to_date = pd.Series(dtype="int64")
     out["count_referred_to_date"] = to_date.reindex(out.index, fill_value=0).astype("int64")
     out = out.reset_index()
-    out["referrer_id"] = out["referrer_id"].astype("string")
+    out["referrer_id"] = as_ids(out["referrer_id"])
     out["referrer_name"] = out["referrer_id"].map(_names(customers)).astype("string")
     out = out.sort_values(["value_referred", "count_referred", "referrer_id"], ascending=[False, False, True], kind="stable")
     return out[["referrer_id", "referrer_name", "count_referred", "value_referred", "count_referred_to_date"]].reset_index(drop=True)
@@ -148,6 +157,7 @@ def referral_stories(referred: pd.DataFrame, customers: pd.DataFrame | None, ref
     columns = ["kind", "customer_id", "customer_name", "referrer_id", "referrer_name", "value", "count_orders",
                "first_order_at", "referral_note", "referrer_count_referred_to_date"]
     out = pd.DataFrame.from_records(records, columns=columns)
-    return out.astype({"kind": "string", "customer_id": "string", "customer_name": "string", "referrer_id": "string",
+    id_dtype = referred["customer_id"].dtype if is_coded(referred["customer_id"]) else "string"
+    return out.astype({"kind": "string", "customer_id": id_dtype, "customer_name": "string", "referrer_id": id_dtype,
                        "referrer_name": "string", "value": "float64", "count_orders": "int64",
                        "first_order_at": "datetime64[us]", "referral_note": "string", "referrer_count_referred_to_date": "int64"})

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.metrics.breakdown import by_segment
+from cxpipeline.metrics.ids import as_ids
 
 __all__ = ["RFM_SEGMENTS", "RFM_GRID", "quintile_scores", "rfm_customers", "rfm_segments"]
 
@@ -68,7 +69,7 @@ def rfm_customers(panel: pd.DataFrame, period_end: pd.Timestamp) -> pd.DataFrame
     frame = frame.loc[frame["last_order_at"].notna() & (frame["frequency"] > 0)]
     frame.index.name = "customer_id"
     frame = frame.reset_index()
-    frame["customer_id"] = frame["customer_id"].astype("string")
+    frame["customer_id"] = as_ids(frame["customer_id"])
     frame["recency_days"] = (end - frame["last_order_at"]).dt.total_seconds() / 86400
     frame["r_score"] = quintile_scores(-frame["recency_days"])
     frame["f_score"] = quintile_scores(frame["frequency"])

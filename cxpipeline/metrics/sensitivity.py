@@ -10,14 +10,14 @@ only ever written in a table that also holds the raw gained and lost counts and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from cxpipeline.metrics.breakdown import by_segment
-from cxpipeline.metrics.ledger import LapseRule, customer_flows
+from cxpipeline.metrics.ledger import LapseRule, customer_flows_by_rule
 
-__all__ = ["SENSITIVITY_K", "lapse_sensitivity", "retention_table"]
+__all__ = ["SENSITIVITY_K", "sensitivity_rules", "lapse_sensitivity", "retention_table"]
 
 SENSITIVITY_K = (1.5, 2.0, 3.0)
 
@@ -25,6 +25,15 @@ SENSITIVITY_K = (1.5, 2.0, 3.0)
 def _line(flows: pd.DataFrame, flag: str, value: str) -> tuple[int, float]:
     mask = flows[flag]
     return int(mask.sum()), round(float(flows.loc[mask, value].sum()), 2)
+
+
+def sensitivity_rules(rule: LapseRule, ks: Sequence[float] = SENSITIVITY_K) -> list[LapseRule]:
+    """The rows of the sensitivity table: the fixed window, then the personal rule for each k
+    (the configured rule, fixed or personal, is always one of them)."""
+    if rule.mode == "personal":
+        ks = sorted({*ks, rule.k})  # the configured k is always one of the rows
+    rules = [LapseRule("fixed", rule.window_days, rule.k, rule.floor_days, rule.cap_days)]
+    return rules + [rule.with_k(k) for k in ks]
 
 
 def lapse_sensitivity(
@@ -35,8 +44,12 @@ def lapse_sensitivity(
     cadence: pd.DataFrame | None,
     ks: Sequence[float] = SENSITIVITY_K,
     configured_flows: pd.DataFrame | None = None,
+    flows_by_rule: Mapping[LapseRule, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Ledger lines of P under the fixed window and the personal rule for each k.
+
+    ``configured_flows`` / ``flows_by_rule``: ledger flows already computed (for the
+    configured rule / per rule of :func:`sensitivity_rules`); the others are computed here.
 
     Returns
     -------
@@ -45,18 +58,22 @@ def lapse_sensitivity(
         value_lapsed, count_closing, value_closing, is_configured`` (k = 0 for the fixed
         window; window_days = 0 for personal rules).
     """
-    if rule.mode == "personal":
-        ks = sorted({*ks, rule.k})  # the configured k is always one of the rows
-    rules = [LapseRule("fixed", rule.window_days, rule.k, rule.floor_days, rule.cap_days)]
-    rules += [rule.with_k(k) for k in ks]
+    rules = sensitivity_rules(rule, ks)
+    known = dict(flows_by_rule or {})
+
+    def configured(candidate: LapseRule) -> bool:
+        personal = candidate.mode == "personal"
+        return candidate.mode == rule.mode and (candidate.k == rule.k if personal else True)
+
+    # every rule's flows from one pass over the panel; the configured rule's are reused
+    missing = [c for c in rules if c not in known and not (configured(c) and configured_flows is not None)]
+    if missing:
+        known.update(zip(missing, customer_flows_by_rule(panel, period_start, period_end, missing, cadence)))
     rows = []
     for candidate in rules:
         personal = candidate.mode == "personal"
-        is_configured = candidate.mode == rule.mode and (candidate.k == rule.k if personal else True)
-        if is_configured and configured_flows is not None:
-            flows = configured_flows
-        else:
-            flows = customer_flows(panel, period_start, period_end, candidate, cadence)
+        is_configured = configured(candidate)
+        flows = configured_flows if is_configured and configured_flows is not None else known[candidate]
         name = (f"{candidate.k:g} x own median gap ({candidate.floor_days:g}-{candidate.cap_days:g} days)"
                 if personal else f"Fixed {candidate.window_days:g} days")
         count_lapsed, value_lapsed = _line(flows, "is_lapsed", "value_lapsed")

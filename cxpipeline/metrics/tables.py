@@ -14,7 +14,10 @@ from cxpipeline.config import Config
 from cxpipeline.metrics.breakdown import customer_segments
 from cxpipeline.metrics.bridge import classify_customers, revenue_bridge
 from cxpipeline.metrics.families import customer_metric_tables
-from cxpipeline.metrics.ledger import LapseRule, asset_ledger, customer_flows
+from cxpipeline.metrics.ids import CustomerCodes
+from cxpipeline.metrics.ledger import LapseRule, asset_ledger, customer_flows_by_rule
+from cxpipeline.metrics.referrals import clean_text
+from cxpipeline.metrics.sensitivity import sensitivity_rules
 from cxpipeline.periods import Period
 
 __all__ = ["MetricInputs", "compute_tables", "headline"]
@@ -31,17 +34,60 @@ class MetricInputs:
     comparison: Period
 
 
+#: Tables whose customer id column has always been written as plain Python strings (object).
+_OBJECT_ID_TABLES = ("tier_customers",)
+
+
+def _coded_inputs(inputs: MetricInputs) -> tuple[MetricInputs, CustomerCodes]:
+    """The inputs with every customer id (and ``referred_by``) replaced by its integer code."""
+    customers = inputs.customers
+    columns = [inputs.panel["customer_id"]]
+    if customers is not None:
+        columns.append(customers["customer_id"])
+        if "referred_by" in customers.columns:
+            columns.append(clean_text(customers["referred_by"]))
+    if inputs.cadence is not None:
+        columns.append(inputs.cadence["customer_id"])
+    codes, coded = CustomerCodes.build(columns)
+    coded = iter(coded)
+    panel = inputs.panel.assign(customer_id=next(coded))
+    if customers is not None:
+        customers = customers.assign(customer_id=next(coded))
+        if "referred_by" in customers.columns:
+            customers["referred_by"] = next(coded)
+    cadence = inputs.cadence.assign(customer_id=next(coded)) if inputs.cadence is not None else None
+    return MetricInputs(panel, customers, cadence, inputs.period, inputs.comparison), codes
+
+
 def compute_tables(inputs: MetricInputs, config: Config) -> dict[str, pd.DataFrame]:
-    """Compute every metric table for the period; keys are artifact table names."""
+    """Compute every metric table for the period; keys are artifact table names.
+
+    The metrics run on integer customer codes (see :mod:`cxpipeline.metrics.ids`); the
+    returned tables carry the string ids.
+    """
+    coded, codes = _coded_inputs(inputs)
+    tables = _compute_tables(coded, config)
+    out = {}
+    for name, table in tables.items():
+        table = codes.decode_table(table)
+        if name in _OBJECT_ID_TABLES:
+            table["customer_id"] = table["customer_id"].astype(object)
+        out[name] = table
+    return out
+
+
+def _compute_tables(inputs: MetricInputs, config: Config) -> dict[str, pd.DataFrame]:
     period, comparison = inputs.period, inputs.comparison
     segments = customer_segments(inputs.panel["customer_id"], inputs.customers, config.segments)
     classified = classify_customers(
         inputs.panel, pd.Timestamp(period.start), pd.Timestamp(comparison.start), period_end=pd.Timestamp(period.end)
     )
-    flows = customer_flows(
-        inputs.panel, pd.Timestamp(period.start), pd.Timestamp(period.end),
-        LapseRule.from_config(config.lapse), inputs.cadence,
-    )
+    # the configured rule's flows and the sensitivity table's other rules from one pass
+    rule = LapseRule.from_config(config.lapse)
+    rules = sensitivity_rules(rule)
+    flows_by_rule = dict(zip(rules, customer_flows_by_rule(
+        inputs.panel, pd.Timestamp(period.start), pd.Timestamp(period.end), rules, inputs.cadence)))
+    flows = flows_by_rule[rule]
     tables = {
         "bridge_customers": classified,
         "bridge": revenue_bridge(classified, segments, config.segments),
@@ -50,7 +96,7 @@ def compute_tables(inputs: MetricInputs, config: Config) -> dict[str, pd.DataFra
     }
     tables.update(customer_metric_tables(
         inputs.panel, inputs.customers, inputs.cadence, period, comparison, config,
-        segments=segments, classified=classified, flows=flows,
+        segments=segments, classified=classified, flows=flows, flows_by_rule=flows_by_rule,
     ))
     return tables
 

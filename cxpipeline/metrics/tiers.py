@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.metrics.breakdown import by_segment
+from cxpipeline.metrics.ids import as_ids
 
 __all__ = [
     "NEW",
@@ -126,7 +127,7 @@ def tier_customers(flows: pd.DataFrame, names: Sequence[str], top_shares: Sequen
     ]
     choices = ["lapsed", "new", "won_back", "up", "down", "stayed_rose", "stayed_fell"]
     out = pd.DataFrame({
-        "customer_id": flows["customer_id"].astype("string").to_numpy(),
+        "customer_id": as_ids(flows["customer_id"]).to_numpy(),
         "tier_start": pd.array(start_tier, dtype="string"),
         "tier_end": pd.array(end_tier, dtype="string"),
         "value_start": start_value,
