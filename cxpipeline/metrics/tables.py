@@ -77,6 +77,7 @@ def compute_tables(inputs: MetricInputs, config: Config) -> dict[str, pd.DataFra
 
 
 def _compute_tables(inputs: MetricInputs, config: Config) -> dict[str, pd.DataFrame]:
+    """The tables from inputs whose ids are codes or strings alike (ids come out as they went in)."""
     period, comparison = inputs.period, inputs.comparison
     segments = customer_segments(inputs.panel["customer_id"], inputs.customers, config.segments)
     classified = classify_customers(
