@@ -90,6 +90,25 @@ def _groups(frame: pd.DataFrame, config: Config) -> list[tuple[str, list[str]]]:
 
 # -- tiers and migration ------------------------------------------------------------------
 
+def _heat(source: str, to: str, share: float, names: list[str], config: Config) -> str:
+    """Heat-map shade of a migration cell: the colour says the direction (up / stayed / down or
+    lapsed), its strength the share of the row's customers who took that path."""
+    from cxpipeline.report.context import _mix
+
+    if share <= 0:
+        return "transparent"
+    brand = config.brand
+    if to == LAPSED:
+        colour = brand.negative_color
+    elif source not in names or names.index(to) < names.index(source):
+        colour = brand.positive_color  # gained, or moved to a better tier
+    elif names.index(to) == names.index(source):
+        colour = brand.primary_color
+    else:
+        colour = brand.negative_color
+    return _mix(colour, 0.08 + 0.42 * min(share, 1.0))
+
+
 def build_migration(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
     if not tables.has("migration"):
         return None
@@ -101,6 +120,9 @@ def build_migration(tables: ArtifactTables, config: Config, shared: dict) -> dic
         cells = [{"count": int(matrix.loc[(source, to), "count_customers"]),
                   "value": float(matrix.loc[(source, to), "value_lapsed" if to == LAPSED else "value_end"])}
                  for to in cols_order]
+        row_total = sum(cell["count"] for cell in cells)
+        for to, cell in zip(cols_order, cells):
+            cell["heat"] = _heat(source, to, cell["count"] / row_total if row_total else 0.0, names, config)
         part = matrix.loc[source]
         start_value = float(part["value_start"].sum()) if source in names else None
         rows.append({"name": source, "cells": cells, "count": int(part["count_customers"].sum()),
