@@ -179,6 +179,20 @@ def _quality(rows: pd.DataFrame, base: Exclusions | None) -> tuple[Exclusions, i
     return quality, used_rows, (None if pd.isna(first) else first), (None if pd.isna(last) else last)
 
 
+def _cadence_per_instant(query: QueryFn, instants: list[pd.Timestamp]) -> pd.DataFrame:
+    """The cadence from the materialised ``cx_gaps``, one instant per query.
+
+    A median keeps every value of its group in memory and cannot spill to disk; one instant at
+    a time holds at most one value per order instead of one per order and instant (DuckDB ran
+    out of its memory limit on the joined form at 30M orders). Rows are then ordered as the
+    single query orders them (customer id in binary order, then instant).
+    """
+    parts = [query(CADENCE_FROM_GAPS_SQL.format(gaps="cx_gaps", instants=f"(TIMESTAMP '{_ts(t)}')"))
+             for t in instants]
+    cadence = pd.concat(parts, ignore_index=True).astype(CADENCE_DTYPES)
+    return cadence.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
+
+
 def extract_aggregates(
     query: QueryFn,
     source: str,
@@ -244,13 +258,13 @@ def extract_aggregates(
         panel = query(panel_from_orders_sql(orders, period.kind, period.fiscal_start_month))
         monthly = panel if period.kind == "month" else query(panel_from_orders_sql(orders, "month", 1))
         materialize(orders, None)  # dropped: the cadence's median needs the memory
-        cadence = query(CADENCE_FROM_GAPS_SQL.format(gaps="cx_gaps", instants=values))
+        cadence = _cadence_per_instant(query, instants)
     else:
         panel = query(panel_sql(used, period.kind, period.fiscal_start_month, end_ts))
         monthly = panel if period.kind == "month" else query(panel_sql(used, "month", 1, end_ts))
         if materialize is not None:
             materialize("cx_gaps", GAPS_SQL.format(source=used, end=_ts(instants[-1])))
-            cadence = query(CADENCE_FROM_GAPS_SQL.format(gaps="cx_gaps", instants=values))
+            cadence = _cadence_per_instant(query, instants)
         else:
             cadence = query(CADENCE_SQL.format(source=used, end=_ts(instants[-1]), instants=values))
     panel = panel.astype(PANEL_COLUMNS)
@@ -336,8 +350,11 @@ def _parquet_relation(path: Path, segment_columns: list[str]) -> tuple[str, str]
     segments = "".join(f",\n           NULLIF(trim({c}), '') AS {c}" for c in segment_columns)
     relation = f"""(
     SELECT COALESCE(NULLIF(trim(order_id), ''), 'row-' || CAST(file_row_number + 1 AS VARCHAR)) AS order_id,
-           CASE WHEN lower(trim(customer_id)) IN ({tokens}) OR trim(customer_id) = '' THEN NULL
-                ELSE regexp_replace(trim(customer_id), '^(-?[0-9]+)\\.0*$', '\\1') END AS customer_id,
+           CASE WHEN trim(customer_id) = '' THEN NULL
+                WHEN length(customer_id) <= 12 AND lower(trim(customer_id)) IN ({tokens}) THEN NULL
+                WHEN contains(customer_id, '.')  -- the regex only where it can apply (it is slow)
+                    THEN regexp_replace(trim(customer_id), '^(-?[0-9]+)\\.0*$', '\\1')
+                ELSE trim(customer_id) END AS customer_id,
            CAST(ordered_at AS TIMESTAMP) AS ordered_at,
            CASE WHEN {marked} THEN -abs(revenue) ELSE revenue END + 0.0 AS revenue,
            CASE WHEN {marked} THEN -abs(coalesce(cost, 0)) ELSE coalesce(cost, 0) END + 0.0 AS cost,
