@@ -1,9 +1,17 @@
 """A real Airflow: api-server + scheduler + dag-processor, LocalExecutor, metadata on PostgreSQL.
 
-A run of the board-pack DAG for a past quarter is triggered through the REST API; the test
-waits for it to succeed, then checks the PDF in the artifact folder and the email the SMTP
-server (aiosmtpd, in this process) received. The Airflow processes run in their own process
-group and are stopped at the end, whatever happens.
+One Airflow serves the whole module (two pack files, two DAGs):
+
+1. a run of the quarterly demo pack for a past quarter is triggered through the REST API; the
+   test waits for it to succeed, then checks the PDF in the artifact folder, the published copy
+   and the email the SMTP server (aiosmtpd, in this process) received;
+2. a backfill of 8 past months of a small monthly pack (``tests/airflow_packs/``) is created
+   through ``POST /api/v2/backfills`` with ``max_active_runs=8``: task runs of different months
+   overlap in time, and each month still gets its own checked, published and emailed pack whose
+   numbers match the source.
+
+The Airflow processes run in their own process group and are stopped at the end, whatever
+happens.
 """
 
 from __future__ import annotations
@@ -18,12 +26,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
+from pypdf import PdfReader
 
+from cxpipeline.config import load_config
 from cxpipeline.publish import read_pointer, read_published
+from cxpipeline.sources import load_source
 from tests.airflow_fixtures import REPO, airflow_env
 from tests.smtp_fixtures import attachment_of, free_port, start_smtp_server
 
@@ -33,6 +46,11 @@ pytestmark = pytest.mark.slow
 DATABASE = f"cx_airflow_test_{os.getpid()}"
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 DAG_ID = "cx_board_pack_demo_airflow"
+# The backfill's pack: monthly, a small demo source, five cheap sections, one recipient.
+BACKFILL_PACK = REPO / "tests" / "airflow_packs" / "monthly_backfill.yaml"
+BACKFILL_DAG_ID = "cx_board_pack_monthly_backfill"
+BACKFILL_MONTHS = [f"2025-{month:02d}" for month in range(1, 9)]
+TASKS = ["extract", "validate", "metrics", "model", "render", "check", "publish", "deliver"]
 
 
 def _fresh_database() -> str:
@@ -79,12 +97,15 @@ def _tail(path: Path, chars: int = 6000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
-@pytest.fixture()
-def airflow_stack(tmp_path):
+@pytest.fixture(scope="module")
+def airflow_stack(tmp_path_factory):
+    """One Airflow for the whole module (starting one costs ~40 s); the tests share it."""
+    tmp_path = tmp_path_factory.mktemp("airflow")
     smtp = start_smtp_server()
     packs = tmp_path / "packs"
     packs.mkdir()
     shutil.copy(REPO / "examples" / "airflow" / "packs" / "demo.yaml", packs / "demo.yaml")
+    shutil.copy(BACKFILL_PACK, packs / BACKFILL_PACK.name)
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()
@@ -148,13 +169,25 @@ def airflow_stack(tmp_path):
         _drop_database()
 
 
-def test_rest_triggered_run_for_a_past_quarter_delivers_the_pack(airflow_stack):
-    url, logs, procs = airflow_stack["url"], airflow_stack["logs"], airflow_stack["processes"]
+def _messages_of(smtp, pack_id: str) -> list:
+    """The emails received so far whose attachment is a pack of ``pack_id`` (tests share one server)."""
+    return [(rcpts, message) for rcpts, message in smtp.handler.messages
+            if attachment_of(message)[1].startswith(f"{pack_id}_")]
+
+
+def _login(stack: dict) -> str:
+    """Wait for the API server, then a SimpleAuthManager token for admin."""
+    url, logs, procs = stack["url"], stack["logs"], stack["processes"]
     _wait("the API to be healthy",
           lambda: _request("GET", f"{url}/api/v2/monitor/health")[0] == 200, 240, procs, logs)
     status, body = _request("POST", f"{url}/auth/token", {"username": "admin", "password": "admin"})
     assert status in (200, 201), body
-    token = body["access_token"]
+    return body["access_token"]
+
+
+def test_rest_triggered_run_for_a_past_quarter_delivers_the_pack(airflow_stack):
+    url, logs, procs = airflow_stack["url"], airflow_stack["logs"], airflow_stack["processes"]
+    token = _login(airflow_stack)
     _wait("the DAG to be parsed",
           lambda: _request("GET", f"{url}/api/v2/dags/{DAG_ID}", token=token)[0] == 200, 90, procs, logs)
     dag_info = _request("GET", f"{url}/api/v2/dags/{DAG_ID}", token=token)[1]
@@ -177,16 +210,14 @@ def test_rest_triggered_run_for_a_past_quarter_delivers_the_pack(airflow_stack):
     state = _wait("the run to finish", finished, 420, procs, logs)
     tasks = _request("GET", f"{run_url}/taskInstances", token=token)[1]["task_instances"]
     assert state == "success", {t["task_id"]: t["state"] for t in tasks}
-    assert {t["task_id"]: t["state"] for t in tasks} == {
-        name: "success" for name in ["extract", "validate", "metrics", "model", "render", "check",
-                                     "publish", "deliver"]}
+    assert {t["task_id"]: t["state"] for t in tasks} == {name: "success" for name in TASKS}
 
     folder = airflow_stack["out"] / "demo_airflow" / "2025-Q1"
     pdf = (folder / "board_pack.pdf").read_bytes()
     assert pdf.startswith(b"%PDF")
     assert json.loads((folder / "metrics.json").read_text())["period"] == "2025-Q1"
-    messages = airflow_stack["smtp"].handler.messages
-    assert [rcpts for rcpts, _ in messages] == [["chair@example.com"]]
+    messages = _messages_of(airflow_stack["smtp"], "demo_airflow")
+    assert [rcpts for rcpts, _ in messages] == [["chair@example.com"]]  # the param replaced the pack's
     content_type, filename, _, digest = attachment_of(messages[0][1])
     assert (content_type, filename) == ("application/pdf", "demo_airflow_2025-Q1_board_pack.pdf")
     assert digest == hashlib.sha256(pdf).hexdigest()
@@ -194,3 +225,117 @@ def test_rest_triggered_run_for_a_past_quarter_delivers_the_pack(airflow_stack):
     published = airflow_stack["published"] / "demo_airflow" / "2025-Q1"
     assert read_published(published) == pdf
     assert read_pointer(published)["pdf_sha256"] == digest
+
+
+def _month_sums(transactions, months: list[str]) -> dict[str, float]:
+    """Net revenue (sales minus returns) per calendar month, straight from the source rows."""
+    month = transactions["ordered_at"].dt.strftime("%Y-%m")
+    return {label: round(float(transactions.loc[month == label, "revenue"].sum()), 2) for label in months}
+
+
+def _max_overlap(intervals: list[tuple[str, str, str]]) -> tuple[int, int]:
+    """(most task runs at once, most distinct dag runs with a task running at once).
+
+    ``intervals``: (run id, ISO start, ISO end) per task run; touching intervals do not overlap.
+    """
+    moment = datetime.fromisoformat
+    events = sorted([(moment(start), 1, run) for run, start, _ in intervals]
+                    + [(moment(end), -1, run) for run, _, end in intervals])  # an end sorts first
+    running: list[str] = []
+    most_tasks = most_runs = 0
+    for _, step, run in events:
+        if step == 1:
+            running.append(run)
+        else:
+            running.remove(run)
+        most_tasks, most_runs = max(most_tasks, len(running)), max(most_runs, len(set(running)))
+    return most_tasks, most_runs
+
+
+def test_backfill_of_eight_months_runs_periods_in_parallel_into_eight_correct_packs(airflow_stack):
+    """POST /api/v2/backfills with max_active_runs=8 (over the DAG's own limit of 1): the
+    LocalExecutor runs tasks of different months at the same time, and every month still gets
+    its own complete, checked pack with its own numbers, published and emailed once."""
+    url, logs, procs = airflow_stack["url"], airflow_stack["logs"], airflow_stack["processes"]
+    token = _login(airflow_stack)
+    dag_url = f"{url}/api/v2/dags/{BACKFILL_DAG_ID}"
+    _wait("the monthly DAG to be parsed", lambda: _request("GET", dag_url, token=token)[0] == 200,
+          90, procs, logs)
+    dag_info = _request("GET", dag_url, token=token)[1]
+    assert dag_info["timetable_summary"] == "month +6h"
+    assert dag_info["max_active_runs"] == 1  # the backfill's own limit below overrides it
+    status, body = _request("PATCH", dag_url, {"is_paused": False}, token)
+    assert status == 200, body
+
+    request = {"dag_id": BACKFILL_DAG_ID, "from_date": "2025-01-01T00:00:00Z",
+               "to_date": "2025-08-01T00:00:00Z", "max_active_runs": 8}
+    status, dry = _request("POST", f"{url}/api/v2/backfills/dry_run", request, token)
+    assert status == 200, dry
+    assert [b["logical_date"][:10] for b in dry["backfills"]] == [f"{m}-01" for m in BACKFILL_MONTHS]
+    status, backfill = _request("POST", f"{url}/api/v2/backfills", request, token)
+    assert status == 200, backfill
+    assert backfill["max_active_runs"] == 8
+
+    runs_url = f"{dag_url}/dagRuns?run_type=backfill&limit=100"
+
+    def all_finished():
+        runs = _request("GET", runs_url, token=token)[1]["dag_runs"]
+        done = len(runs) == 8 and all(r["state"] in ("success", "failed") for r in runs)
+        return runs if done else None
+
+    runs = _wait("the 8 backfill runs to finish", all_finished, 600, procs, logs)
+    tis = _request("GET", f"{dag_url}/dagRuns/~/taskInstances?limit=100", token=token)[1]["task_instances"]
+    tis = [t for t in tis if t["dag_run_id"] in {r["dag_run_id"] for r in runs}]
+    assert {r["state"] for r in runs} == {"success"}, sorted(
+        (t["dag_run_id"], t["task_id"], t["state"]) for t in tis if t["state"] != "success")
+    assert len(tis) == 8 * len(TASKS) and {t["state"] for t in tis} == {"success"}
+
+    # Parallel: task runs of different months overlapped in time (from the metadata DB's
+    # start/end dates of the task instances, as the scheduler recorded them).
+    most_tasks, most_runs = _max_overlap([(t["dag_run_id"], t["start_date"], t["end_date"]) for t in tis])
+    print(f"\nbackfill: up to {most_tasks} task runs of {most_runs} months at once")
+    assert most_runs >= 2
+
+    # One run per month; each run's data interval is exactly its month.
+    by_month = {r["data_interval_start"][:7]: r for r in runs}
+    assert sorted(by_month) == BACKFILL_MONTHS
+    source = load_source(load_config(BACKFILL_PACK)).transactions
+    expected = _month_sums(source, ["2024-12", *BACKFILL_MONTHS])
+    out, published = airflow_stack["out"] / "monthly_backfill", airflow_stack["published"] / "monthly_backfill"
+    mails = {attachment_of(m)[1]: (rcpts, m) for rcpts, m in _messages_of(airflow_stack["smtp"], "monthly_backfill")}
+    assert len(_messages_of(airflow_stack["smtp"], "monthly_backfill")) == 8  # one per month, no duplicate
+    assert sorted(p.name for p in out.iterdir()) == BACKFILL_MONTHS  # 8 separate folders, no other
+    previous = expected["2024-12"]  # the month before the first one of the backfill
+    for index, month in enumerate(BACKFILL_MONTHS):
+        run = by_month[month]
+        next_month = BACKFILL_MONTHS[index + 1] if index + 1 < 8 else "2025-09"
+        assert run["data_interval_end"].startswith(f"{next_month}-01T00:00:00")
+        assert run["run_type"] == "backfill" and run["conf"] in ({}, None)
+        folder = out / month
+        metrics = json.loads((folder / "metrics.json").read_text())
+        checks = json.loads((folder / "checks.json").read_text())
+        assert metrics["period"] == month
+        assert checks["is_deliverable"] is True
+        pdf = (folder / "board_pack.pdf").read_bytes()
+        digest = hashlib.sha256(pdf).hexdigest()
+        assert checks["pdf_sha256"] == digest, "the checked PDF is the PDF on disk"
+        assert not list(folder.glob(".*.tmp")), "no temporary file left behind"
+        assert month in (PdfReader(folder / "board_pack.pdf").pages[0].extract_text() or "")
+        # the numbers: this month's revenue is the source's, and last month's is the previous one's
+        headline = metrics["headline"]
+        assert headline["revenue_current"] == pytest.approx(expected[month], abs=0.005)
+        assert headline["revenue_previous"] == pytest.approx(previous, abs=0.005)
+        previous = headline["revenue_current"]
+        panel = pd.read_parquet(folder / "panel.parquet")
+        in_month = panel["period_start"] == pd.Timestamp(f"{month}-01")
+        assert round(float(panel.loc[in_month, "revenue"].sum()), 2) == pytest.approx(expected[month], abs=0.005)
+        # published, and emailed once to the pack's recipient with this month's PDF
+        assert read_pointer(published / month)["pdf_sha256"] == digest
+        rcpts, message = mails[f"monthly_backfill_{month}_board_pack.pdf"]
+        assert rcpts == ["board@example.com"]
+        assert attachment_of(message)[3] == digest
+        assert month in message["Subject"]
+        ledger = [json.loads(line) for line in (folder / "delivery_ledger.jsonl").read_text().splitlines()]
+        assert [(row["recipient"], row["period"], row["result"]) for row in ledger] == [
+            ("board@example.com", month, "sent")]
+    assert len({hashlib.sha256((out / m / "board_pack.pdf").read_bytes()).digest() for m in BACKFILL_MONTHS}) == 8
