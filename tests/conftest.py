@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -42,3 +44,29 @@ def require_service(name: str, reason: str) -> None:
     if IS_CI:
         pytest.fail(f"{name} is required under CI but unavailable: {reason}")
     pytest.skip(f"{name} unavailable: {reason}")
+
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server, dropped afterwards; yields its name.
+
+    The name carries the process id so parallel test workers never share one.
+    """
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}"
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", str(exc))
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

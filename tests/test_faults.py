@@ -4,8 +4,6 @@ nothing is marked sent that was not, and a rerun completes."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +16,7 @@ from cxpipeline.artifacts import read_json
 from cxpipeline.config import load_config
 from cxpipeline.delivery import SmtpSettings, read_ledger, send_pack
 from cxpipeline.errors import CheckError, DeliveryError
-from tests.conftest import require_service
+from tests.conftest import PG_ADMIN, scratch_database
 from tests.smtp_fixtures import free_port, start_smtp_server
 from tests.test_concurrency import CLI, assert_consistent_pack, month_revenue, run_cli, write_case
 
@@ -105,9 +103,6 @@ def test_smtp_server_rejecting_fails_only_those_recipients(built_pack, tmp_path)
         report.raise_for_failures()
 
 
-DB = f"cx_faults_test_{os.getpid()}"
-
-
 def test_database_dropping_mid_extract_is_a_clear_error_with_no_partial_artifacts(tmp_path):
     """The CLI reads from PostgreSQL through a view that sleeps; the test terminates the
     backend while the query runs (pg_terminate_backend)."""
@@ -115,15 +110,8 @@ def test_database_dropping_mid_extract_is_a_clear_error_with_no_partial_artifact
 
     from tests.test_concurrency import ROWS
 
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-    try:
-        psycopg.connect(admin, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", str(exc))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
-    try:
+    admin = PG_ADMIN
+    with scratch_database("cx_faults_test") as DB:
         with psycopg.connect(f"{admin.replace('dbname=postgres', 'dbname=' + DB)}", autocommit=True) as conn:
             conn.execute("CREATE TABLE raw (order_id text, customer_id text, ordered_at timestamp, "
                          "revenue double precision, region text)")
@@ -157,6 +145,3 @@ def test_database_dropping_mid_extract_is_a_clear_error_with_no_partial_artifact
         folder = tmp_path / "out" / "pg" / PERIOD
         written = sorted(p.name for p in folder.iterdir() if p.name != ".lock") if folder.exists() else []
         assert written == [], f"partial artifacts: {written}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")

@@ -20,7 +20,7 @@ from pypdf import PdfReader
 from cxpipeline.config import config_from_dict, load_config
 from cxpipeline.errors import ConfigError
 from cxpipeline.masking import mask_customers, mask_id, masking_salt
-from tests.conftest import require_service
+from tests.conftest import scratch_database
 from tests.test_concurrency import ROWS, write_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,21 +175,15 @@ def test_recipients_are_addresses_within_the_allowed_domains():
 
 PASSWORD = "Pa55-word-that-must-not-leak"
 SMTP_PASSWORD = "smtp-Secret-9876"
-DB = f"cx_security_test_{os.getpid()}"
-
-
 @pytest.fixture()
 def database():
     import psycopg
 
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-    try:
-        psycopg.connect(admin, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", str(exc))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+    with scratch_database("cx_security_test") as DB:
+        yield _fill_database(psycopg, DB)
+
+
+def _fill_database(psycopg, DB: str) -> str:
     with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB}", autocommit=True) as conn:
         conn.execute("CREATE TABLE transactions (order_id text, customer_id text, ordered_at timestamp, "
                      "revenue double precision, cost double precision, cost_to_serve double precision, "
@@ -199,9 +193,7 @@ def database():
                 "INSERT INTO transactions VALUES (%s, %s, %s, %s, 0, 0, %s, %s, %s)",
                 [(f"o{i}", c, d, a, 1 if a > 0 else -1, a < 0, "North" if c in ("C1", "C3", "C5") else "South")
                  for i, (c, d, a) in enumerate(ROWS)])
-    yield DB
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    return DB
 
 
 def test_secrets_never_reach_logs_manifests_or_the_pack(tmp_path, database):
