@@ -13,33 +13,28 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
 from cxpipeline.artifacts import read_json, read_table
 from cxpipeline.config import Config
+from cxpipeline.quality import cents
 
 __all__ = ["run_checks", "CHECKS", "MIN_PAGES", "MAX_PAGES", "pack_content_problems"]
 
 MIN_PAGES, MAX_PAGES = 3, 80
 
 
-def _cents(values) -> np.ndarray:
-    return np.rint(np.asarray(values, dtype="float64") * 100).astype("int64")
-
-
 def check_bridge_reconciles(folder: Path, config: Config) -> tuple[bool, str]:
     bridge = read_table(folder, "bridge")
     bad = []
     for (segment, value), rows in bridge.groupby(["segment", "segment_value"], sort=False):
-        by_class = dict(zip(rows["bridge_class"], _cents(rows["value"])))
+        by_class = dict(zip(rows["bridge_class"], cents(rows["value"])))
         moves = sum(v for k, v in by_class.items() if k not in ("previous", "current"))
         if by_class["previous"] + moves != by_class["current"]:
             bad.append(f"{segment}={value}: off by {(by_class['previous'] + moves - by_class['current']) / 100:.2f}")
     segment_totals = bridge.query("segment != 'all' and bridge_class == 'current'").groupby("segment")["value"].sum()
     overall = bridge.query("segment == 'all' and bridge_class == 'current'")["value"].sum()
     for segment, total in segment_totals.items():
-        if _cents([total])[0] != _cents([overall])[0]:
+        if cents([total])[0] != cents([overall])[0]:
             bad.append(f"segments of {segment} add to {total:.2f}, overall is {overall:.2f}")
     return (not bad, "; ".join(bad) or "previous + changes = current to the cent in every segment")
 
@@ -56,8 +51,8 @@ def check_ledger_reconciles(folder: Path, config: Config) -> tuple[bool, str]:
 
 def check_revenue_accounted(folder: Path, config: Config) -> tuple[bool, str]:
     dq = read_json(folder / "data_quality.json")
-    used = _cents([dq["revenue_in"]])[0] - sum(_cents([r["revenue"]])[0] for r in dq["excluded_by_reason"])
-    ok = used == _cents([dq["revenue_used"]])[0]
+    used = cents([dq["revenue_in"]])[0] - sum(cents([r["revenue"]])[0] for r in dq["excluded_by_reason"])
+    ok = used == cents([dq["revenue_used"]])[0]
     return ok, f"revenue in {dq['revenue_in']:.2f} = used {dq['revenue_used']:.2f} + excluded {dq['revenue_excluded']:.2f}"
 
 

@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Exclusions", "to_cents"]
+__all__ = ["Exclusions", "cents", "to_cents"]
+
+
+def cents(values) -> np.ndarray:
+    """Money values as integer cents, element by element (compare and add money exactly)."""
+    return np.rint(np.asarray(values, dtype="float64") * 100).astype("int64")
 
 
 def to_cents(values: pd.Series | np.ndarray) -> int:
     """Sum of money values in integer cents (exact reconciliation, no float drift)."""
-    arr = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").fillna(0.0), dtype="float64")
-    return int(np.rint(arr * 100).astype("int64").sum())
+    return int(cents(pd.to_numeric(pd.Series(values), errors="coerce").fillna(0.0)).sum())
 
 
 @dataclass

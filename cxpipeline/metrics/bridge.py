@@ -24,15 +24,12 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.metrics.ids import as_ids
+from cxpipeline.quality import cents
 
 __all__ = ["BRIDGE_CLASSES", "BRIDGE_ORDER", "classify_customers", "revenue_bridge"]
 
 BRIDGE_CLASSES = ["new", "reactivated", "increased", "decreased", "flat", "stopped", "returns_only"]
 BRIDGE_ORDER = ["previous", *BRIDGE_CLASSES, "current"]
-
-
-def _cents(values: pd.Series) -> np.ndarray:
-    return np.rint(values.to_numpy(dtype="float64") * 100).astype("int64")
 
 
 def classify_customers(
@@ -73,7 +70,7 @@ def classify_customers(
     out = out.reset_index()
     out[customer_col] = as_ids(out[customer_col])
 
-    prev_c, cur_c = _cents(out["revenue_previous"]), _cents(out["revenue_current"])
+    prev_c, cur_c = cents(out["revenue_previous"]), cents(out["revenue_current"])
     first = first_purchase.reindex(out[customer_col]).to_numpy(dtype="datetime64[us]")
     is_new = (first >= np.datetime64(period_start)) & ~np.isnat(first)
     conditions = [
@@ -95,9 +92,9 @@ def _summarise(customers: pd.DataFrame) -> pd.DataFrame:
     counts = customers.groupby("bridge_class").size()
     values = customers.groupby("bridge_class")["change"].sum()
     rows = [
-        ("previous", int((_cents(customers["revenue_previous"]) > 0).sum()), customers["revenue_previous"].sum()),
+        ("previous", int((cents(customers["revenue_previous"]) > 0).sum()), customers["revenue_previous"].sum()),
         *((c, int(counts.get(c, 0)), float(values.get(c, 0.0))) for c in BRIDGE_CLASSES),
-        ("current", int((_cents(customers["revenue_current"]) > 0).sum()), customers["revenue_current"].sum()),
+        ("current", int((cents(customers["revenue_current"]) > 0).sum()), customers["revenue_current"].sum()),
     ]
     out = pd.DataFrame(rows, columns=["bridge_class", "count_customers", "value"])
     out["value"] = out["value"].round(2)
