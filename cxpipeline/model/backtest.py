@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from cxpipeline.errors import InputError
-from cxpipeline.model.features import lapse_labels, snapshot_features, to_instant
+from cxpipeline.model.features import lapse_labels, to_instant
 from cxpipeline.model.score import fit_and_score
 
 __all__ = [

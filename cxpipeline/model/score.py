@@ -18,7 +18,6 @@ from cxpipeline.model.clv import do_not_lose, fit_value_model
 from cxpipeline.model.features import (
     FEATURE_LABELS,
     driver_texts,
-    lapse_labels,
     segment_levels,
     snapshot_features,
     to_instant,

@@ -33,7 +33,7 @@ generated in one call or in chunks (:func:`iter_demo_chunks`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd
