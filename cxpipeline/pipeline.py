@@ -27,7 +27,7 @@ from cxpipeline.errors import CheckError, ConfigError, InputError
 from cxpipeline.locking import pack_lock
 from cxpipeline.panel import build_panel, customer_cadence
 from cxpipeline.periods import Period, comparison_period, latest_complete_period, parse_period
-from cxpipeline.pushdown import PanelExtract, extract_pushdown, pushdown_kind, pushdown_last_day
+from cxpipeline.pushdown import AFTER_PERIOD, PanelExtract, extract_pushdown, pushdown_kind, pushdown_last_day
 from cxpipeline.quality import to_cents
 from cxpipeline.sources import SourceData, load_source
 
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-AFTER_PERIOD = "after the reporting period"
 
 
 @dataclass
