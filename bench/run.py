@@ -151,7 +151,7 @@ def _reference(config: dict, period_label: str) -> None:
     import duckdb
     import pandas as pd
 
-    from cxpipeline.panel import CADENCE_FROM_GAPS_SQL, GAPS_FROM_ORDERS_SQL, ORDERS_SQL, panel_from_orders_sql
+    from cxpipeline.panel import GAPS_FROM_ORDERS_SQL, ORDERS_SQL, cadence_sql, panel_from_orders_sql
     from cxpipeline.periods import comparison_period, parse_period
 
     period = parse_period(period_label)
@@ -166,8 +166,7 @@ def _reference(config: dict, period_label: str) -> None:
         gaps=GAPS_FROM_ORDERS_SQL.format(orders="orders"),
         panel=panel_from_orders_sql("orders", "quarter", 1),
         monthly=panel_from_orders_sql("orders", "month", 1),
-        cadence=CADENCE_FROM_GAPS_SQL.format(gaps="gaps", instants=", ".join(
-            f"(TIMESTAMP '{t.strftime(fmt)}')" for t in instants)),
+        cadence=cadence_sql("gaps", instants),
         customers=config["source"]["customers_path"],
         current_start=pd.Timestamp(period.start).strftime(fmt),
         previous_start=pd.Timestamp(comparison.start).strftime(fmt),

@@ -30,11 +30,19 @@ __all__ = [
     "GAPS_FROM_ORDERS_SQL",
     "panel_sql",
     "panel_from_orders_sql",
+    "cadence_sql",
+    "PANEL_ORDER",
+    "CADENCE_ORDER",
     "build_panel",
     "customer_cadence",
 ]
 
 _TRUNC_UNIT = {"month": "month", "quarter": "quarter", "year": "year"}
+
+# Results are ordered by customer id in binary ("C") order, then time, in every engine. An
+# engine that has replaced ids by integer keys assigned in that order passes its own clause.
+PANEL_ORDER = 'ORDER BY customer_id COLLATE "C", period_start'
+CADENCE_ORDER = 'ORDER BY customer_id COLLATE "C", as_of'
 
 # Two steps: lines -> orders (one row per customer, order, return flag and period), then orders
 # -> customer-period rows. Counting order rows equals count(DISTINCT order_id) per period but
@@ -76,7 +84,7 @@ SELECT
     max(last_at) FILTER (WHERE NOT is_return)                                  AS last_order_at
 FROM orders
 GROUP BY 1, 2
-ORDER BY customer_id COLLATE "C", period_start
+{order_by}
 """
 
 # Median days between a customer's consecutive purchase orders, using only orders strictly
@@ -109,7 +117,7 @@ SELECT customer_id, as_of,
        count(*) AS count_orders
 FROM {gaps} AS gaps JOIN instants ON gaps.ordered_at < instants.as_of
 GROUP BY 1, 2
-ORDER BY customer_id COLLATE "C", as_of
+{order_by}
 """
 
 CADENCE_SQL = CADENCE_FROM_GAPS_SQL.replace("{gaps}", "(" + GAPS_SQL + ")")
@@ -156,7 +164,7 @@ SELECT
     max(last_at) FILTER (WHERE NOT is_return)                                  AS last_order_at
 FROM {orders}
 GROUP BY 1, 2
-ORDER BY customer_id COLLATE "C", period_start
+{order_by}
 """
 
 # As GAPS_SQL; ties between orders at the same instant give a zero gap whatever their order.
@@ -170,20 +178,26 @@ WHERE NOT is_return
 """
 
 
-def panel_from_orders_sql(orders: str, kind: str, fiscal_start_month: int) -> str:
+def panel_from_orders_sql(orders: str, kind: str, fiscal_start_month: int, order_by: str = PANEL_ORDER) -> str:
     """The panel query over an order-level table built with :data:`ORDERS_SQL`."""
     if kind not in _TRUNC_UNIT:
         raise ValueError(f"period kind must be one of {sorted(_TRUNC_UNIT)}, got {kind!r}")
     shift = 0 if kind == "month" else fiscal_start_month - 1
-    return PANEL_FROM_ORDERS_SQL.format(orders=orders, unit=_TRUNC_UNIT[kind], shift=shift)
+    return PANEL_FROM_ORDERS_SQL.format(orders=orders, unit=_TRUNC_UNIT[kind], shift=shift, order_by=order_by)
 
 
-def panel_sql(source: str, kind: str, fiscal_start_month: int, end: datetime) -> str:
+def panel_sql(source: str, kind: str, fiscal_start_month: int, end: datetime, order_by: str = PANEL_ORDER) -> str:
     """The panel query for a relation named ``source`` (a table, view or ``read_parquet(...)``)."""
     if kind not in _TRUNC_UNIT:
         raise ValueError(f"period kind must be one of {sorted(_TRUNC_UNIT)}, got {kind!r}")
     shift = 0 if kind == "month" else fiscal_start_month - 1
-    return PANEL_SQL.format(source=source, unit=_TRUNC_UNIT[kind], shift=shift, end=_ts(end))
+    return PANEL_SQL.format(source=source, unit=_TRUNC_UNIT[kind], shift=shift, end=_ts(end), order_by=order_by)
+
+
+def cadence_sql(gaps: str, instants: Sequence[date | datetime | pd.Timestamp], order_by: str = CADENCE_ORDER) -> str:
+    """The cadence query over a gaps relation (:data:`GAPS_SQL` / :data:`GAPS_FROM_ORDERS_SQL`)."""
+    values = ", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants)
+    return CADENCE_FROM_GAPS_SQL.format(gaps=gaps, instants=values, order_by=order_by)
 
 
 def _ts(value: date | datetime | pd.Timestamp) -> str:
@@ -252,10 +266,7 @@ def customer_cadence(
         # The gaps are materialised first: DuckDB is far faster that way than with the window
         # fused into the join and median (minutes instead of seconds at 10M orders).
         con.execute("CREATE TEMP TABLE cx_gaps AS " + GAPS_SQL.format(source=source, end=_ts(instants[-1])))
-        sql = CADENCE_FROM_GAPS_SQL.format(
-            gaps="cx_gaps", instants=", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants)
-        )
-        out = con.execute(sql).df()
+        out = con.execute(cadence_sql("cx_gaps", instants)).df()
     finally:
         con.close()
     return out.astype(

@@ -31,11 +31,12 @@ import pandas as pd
 
 from cxpipeline.errors import InputError
 from cxpipeline.panel import (
-    CADENCE_FROM_GAPS_SQL,
+    CADENCE_ORDER,
     CADENCE_SQL,
     GAPS_FROM_ORDERS_SQL,
     GAPS_SQL,
     ORDERS_SQL,
+    cadence_sql,
     panel_from_orders_sql,
     panel_sql,
 )
@@ -187,8 +188,7 @@ def _cadence_per_instant(query: QueryFn, instants: list[pd.Timestamp]) -> pd.Dat
     out of its memory limit on the joined form at 30M orders). Rows are then ordered as the
     single query orders them (customer id in binary order, then instant).
     """
-    parts = [query(CADENCE_FROM_GAPS_SQL.format(gaps="cx_gaps", instants=f"(TIMESTAMP '{_ts(t)}')"))
-             for t in instants]
+    parts = [query(cadence_sql("cx_gaps", [t])) for t in instants]
     cadence = pd.concat(parts, ignore_index=True).astype(CADENCE_DTYPES)
     return cadence.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
 
@@ -266,7 +266,8 @@ def extract_aggregates(
             materialize("cx_gaps", GAPS_SQL.format(source=used, end=_ts(instants[-1])))
             cadence = _cadence_per_instant(query, instants)
         else:
-            cadence = query(CADENCE_SQL.format(source=used, end=_ts(instants[-1]), instants=values))
+            cadence = query(CADENCE_SQL.format(source=used, end=_ts(instants[-1]), instants=values,
+                                               order_by=CADENCE_ORDER))
     panel = panel.astype(PANEL_COLUMNS)
     monthly = panel if period.kind == "month" else monthly.astype(PANEL_COLUMNS)
     cadence = cadence.astype(CADENCE_DTYPES)
