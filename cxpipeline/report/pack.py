@@ -13,7 +13,7 @@ from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
 from cxpipeline.report.context import build_context
 from cxpipeline.report.formatting import Formatter
-from cxpipeline.report.render import TEMPLATES_DIR, TemplateOnlyFetcher, make_environment
+from cxpipeline.report.render import TEMPLATES_DIR, TemplateOnlyFetcher, collector_paused, make_environment
 
 __all__ = ["STYLESHEETS", "render_html", "render_document", "render_board_pack"]
 
@@ -34,10 +34,12 @@ def render_html(context: dict, templates_dir: str | Path = TEMPLATES_DIR) -> str
 
 def render_document(html: str, templates_dir: str | Path = TEMPLATES_DIR,
                     fetcher: TemplateOnlyFetcher | None = None):
-    """The laid-out WeasyPrint document (``.pages``, ``.write_pdf()``)."""
+    """The laid-out WeasyPrint document (``.pages``, ``.write_pdf()``), laid out with the
+    garbage collector paused (see :func:`collector_paused`; pause it around ``write_pdf`` too)."""
     templates_dir = Path(templates_dir).resolve()
     fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
-    return HTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+    with collector_paused():
+        return HTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
 
 
 def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str | Path = TEMPLATES_DIR) -> dict:
@@ -61,8 +63,9 @@ def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str 
     context = build_context(folder, config, templates_dir=templates_dir)
     html = render_html(context, templates_dir)
     fetcher = TemplateOnlyFetcher(Path(templates_dir).resolve())
-    document = render_document(html, templates_dir, fetcher)
-    pdf_bytes = document.write_pdf()
+    with collector_paused():  # layout and PDF writing: see collector_paused
+        document = render_document(html, templates_dir, fetcher)
+        pdf_bytes = document.write_pdf()
     html_path = write_text(folder / "board_pack.html", html)
     pdf_path = write_bytes(folder / "board_pack.pdf", pdf_bytes)
     seconds = round(time.perf_counter() - started, 3)

@@ -8,9 +8,11 @@ URL is logged and recorded; the resource is simply missing from the page.
 
 from __future__ import annotations
 
+import gc
 import logging
 import mimetypes
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
@@ -29,6 +31,7 @@ __all__ = [
     "resolve_templates_dir",
     "TemplateOnlyFetcher",
     "css_string",
+    "collector_paused",
     "make_environment",
     "render_pdf",
 ]
@@ -111,6 +114,26 @@ class TemplateOnlyFetcher(URLFetcher):
         return URLFetcherResponse(path.as_uri(), path.read_bytes(), {"Content-Type": mime_type})
 
 
+@contextmanager
+def collector_paused():
+    """Pause Python's cyclic garbage collector for a WeasyPrint layout and PDF write.
+
+    A render allocates a few hundred thousand style, box and drawing objects that all stay
+    alive until the PDF is written, so every automatic full collection during it walks them
+    (and everything the process imported) and frees nothing: 5-8 full collections, about
+    1 s of a render. Paused, the render's garbage (cyclic: boxes point at their parents) is
+    collected once, by the ordinary collector, after the render. Re-enabled on exit only if it
+    was enabled on entry, so nested use is safe.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def css_string(text: str) -> Markup:
     """``text`` as a quoted CSS string with every character but letters, digits and spaces
     hex-escaped, so data (a company name) can never close the string or the stylesheet."""
@@ -149,4 +172,5 @@ def render_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
     templates_dir = Path(templates_dir).resolve()
     fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
     document = HTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher)
-    return document.write_pdf(uncompressed_pdf=False)
+    with collector_paused():
+        return document.write_pdf(uncompressed_pdf=False)
