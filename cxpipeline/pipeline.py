@@ -12,7 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import platform
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -21,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxpipeline import __version__
-from cxpipeline.artifacts import artifact_dir, read_json, read_table, sha256_file, write_json, write_table
+from cxpipeline.artifacts import ARTIFACT_MODE, artifact_dir, read_json, read_table, sha256_file, write_json, write_table
 from cxpipeline.config import Config, config_hash
 from cxpipeline.errors import CheckError, ConfigError, InputError
 from cxpipeline.locking import pack_lock
@@ -122,15 +125,19 @@ def _locked(stage):
 # A new extract makes every later artifact of the folder stale: the old pack must not stay
 # deliverable (or be emailed) next to new data, even if this run dies half way.
 _STALE_ON_EXTRACT = ("checks.json", "board_pack.pdf", "board_pack.html", "manifest.json")
+_STAGING_PREFIX = ".extract-"  # the extract's staging folders (see extract)
 
 
-def _invalidate(folder: Path, names: tuple[str, ...]) -> None:
+def _invalidate(folder: Path, names: tuple[str, ...], keep: Path | None = None) -> None:
     for name in names:
         (folder / name).unlink(missing_ok=True)
     if "manifest.json" in names:
         # Temporary files of a run that was killed mid-write (we hold the lock: no live writer).
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
+        for leftover in folder.glob(f"{_STAGING_PREFIX}*"):
+            if leftover.is_dir() and leftover != keep:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _extract_in_pandas(data: SourceData, config: Config, period: Period, comparison: Period) -> PanelExtract:
@@ -174,18 +181,24 @@ def extract(
     started = time.perf_counter()
     folder = pack_folder(config, period, output_root)
     comparison = comparison_period(period, config.period.comparison)
-    if data is None and pushdown_kind(config) is not None:
-        result = extract_pushdown(config, period, comparison)
-    else:
-        result = _extract_in_pandas(data or load_source(config), config, period, comparison)
-    _invalidate(folder, _STALE_ON_EXTRACT)
-    panel, monthly, cadence, customers = result.panel, result.panel_monthly, result.cadence, result.customers
+    # Engines stream the panels into a staging folder beside the artifacts; they are moved into
+    # place only once everything has been read.
+    with tempfile.TemporaryDirectory(dir=folder, prefix=_STAGING_PREFIX) as stage:
+        if data is None and pushdown_kind(config) is not None:
+            result = extract_pushdown(config, period, comparison, stage_dir=stage)
+        else:
+            result = _extract_in_pandas(data or load_source(config), config, period, comparison)
+        _invalidate(folder, _STALE_ON_EXTRACT, keep=Path(stage))
+        for name, staged in result.files.items():
+            os.chmod(staged, ARTIFACT_MODE)
+            os.replace(staged, folder / f"{name}.parquet")
+    if not result.files:
+        write_table(folder, "panel", result.panel, csv=False)
+        write_table(folder, "panel_monthly", result.panel_monthly, csv=False)
+        write_table(folder, "cadence", result.cadence, csv=False)
+    write_table(folder, "customers", result.customers, csv=False)
     quality = result.quality
-
-    write_table(folder, "panel", panel, csv=False)
-    write_table(folder, "panel_monthly", monthly, csv=False)
-    write_table(folder, "cadence", cadence, csv=False)
-    write_table(folder, "customers", customers, csv=False)
+    panel = result.panel
     first_day = pd.Timestamp(result.first_ordered_at) if result.first_ordered_at is not None else pd.NaT
     last_day = pd.Timestamp(result.last_ordered_at) if result.last_ordered_at is not None else pd.NaT
     dq = {
@@ -193,8 +206,9 @@ def extract(
         "source": result.description,
         "first_ordered_at": None if pd.isna(first_day) else f"{first_day:%Y-%m-%d}",
         "last_ordered_at": None if pd.isna(last_day) else f"{last_day:%Y-%m-%d}",
-        "count_customers": int(panel["customer_id"].nunique()),
-        "count_panel_rows": len(panel),
+        "count_customers": (result.count_customers if result.count_customers is not None
+                            else int(panel["customer_id"].nunique())),
+        "count_panel_rows": result.count_panel_rows if result.count_panel_rows is not None else len(panel),
         "input_fingerprint": result.fingerprint,
         "is_period_complete": bool(pd.notna(last_day) and last_day.date() >= period.last_day),
     }

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -108,11 +109,15 @@ GROUP BY 1, 2
 
 @dataclass
 class PanelExtract:
-    """Everything the extract stage writes, computed without transactions in pandas."""
+    """Everything the extract stage writes, computed without transactions in pandas.
 
-    panel: pd.DataFrame
-    panel_monthly: pd.DataFrame
-    cadence: pd.DataFrame
+    The panel, monthly panel and cadence come either as frames or, when an engine streamed
+    them to files, as ``files`` (name -> staged Parquet file) with their counts alongside.
+    """
+
+    panel: pd.DataFrame | None
+    panel_monthly: pd.DataFrame | None
+    cadence: pd.DataFrame | None
     customers: pd.DataFrame
     quality: Exclusions
     description: str
@@ -120,6 +125,9 @@ class PanelExtract:
     last_ordered_at: pd.Timestamp | None
     fingerprint: str
     method: str = "lines"  # "orders": grouped into orders once (see ORDERS_SQL); "lines": per query
+    files: dict[str, Path] = field(default_factory=dict)
+    count_customers: int | None = None
+    count_panel_rows: int | None = None
 
 
 def _ts(value) -> str:
@@ -237,13 +245,7 @@ def extract_aggregates(
     end = _ts(period.end)
     quality, used_rows, first, last = _quality(query(QUALITY_SQL.format(source=source, end=end)), None)
     if used_rows == 0:
-        raise InputError(
-            f"No usable transactions before the end of {period.label}.",
-            where=description,
-            fix=(f"Choose a later period; the data starts on {first:%Y-%m-%d}." if first is not None
-                 else "Check the source: it has no usable rows (see the exclusions: "
-                 + (", ".join(f"{r}: {v['rows']}" for r, v in sorted(quality.by_reason.items())) or "none") + ")."),
-        )
+        raise _no_usable_rows(period, description, quality, first)
     used = USED_SQL.format(source=source)
     end_ts = pd.Timestamp(period.end)
     instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
@@ -337,43 +339,98 @@ def parquet_fast_path(source, base_dir: str | Path = ".") -> Path | None:
     return path
 
 
-def _parquet_relation(path: Path, segment_columns: list[str]) -> tuple[str, str]:
-    """SQL for the duplicate-row scan and the normalised relation over a canonical Parquet file.
-
-    Normalisation mirrors the file source: ids and segments trimmed (empty -> missing),
-    customer ids like '17850.0' -> '17850' and null tokens ('nan', 'null', ...) -> missing,
-    order ids missing -> 'row-<n>', returns marked by the flag or by a negative quantity or
-    amount with amounts made negative.
-    """
-    raw = f"read_parquet('{path.as_posix()}', file_row_number = true)"
+def _cleaned_id(column: str) -> str:
+    """SQL for the file source's customer-id clean-up: trimmed, empty and null tokens ('nan',
+    'null', ...) -> missing, float-looking ids like '17850.0' -> '17850'."""
     tokens = ", ".join(f"'{t}'" for t in _NULL_TOKENS)
-    marked = "(is_return OR quantity < 0 OR revenue < 0)"
-    segments = "".join(f",\n           NULLIF(trim({c}), '') AS {c}" for c in segment_columns)
-    relation = f"""(
-    SELECT COALESCE(NULLIF(trim(order_id), ''), 'row-' || CAST(file_row_number + 1 AS VARCHAR)) AS order_id,
-           CASE WHEN trim(customer_id) = '' THEN NULL
-                WHEN length(customer_id) <= 12 AND lower(trim(customer_id)) IN ({tokens}) THEN NULL
-                WHEN contains(customer_id, '.')  -- the regex only where it can apply (it is slow)
-                    THEN regexp_replace(trim(customer_id), '^(-?[0-9]+)\\.0*$', '\\1')
-                ELSE trim(customer_id) END AS customer_id,
-           CAST(ordered_at AS TIMESTAMP) AS ordered_at,
-           CASE WHEN {marked} THEN -abs(revenue) ELSE revenue END + 0.0 AS revenue,
-           CASE WHEN {marked} THEN -abs(coalesce(cost, 0)) ELSE coalesce(cost, 0) END + 0.0 AS cost,
-           coalesce(cost_to_serve, 0) AS cost_to_serve,
-           CASE WHEN {marked} THEN -abs(quantity) ELSE quantity END + 0.0 AS quantity,
+    return f"""CASE WHEN trim({column}) = '' THEN NULL
+                WHEN length({column}) <= 12 AND lower(trim({column})) IN ({tokens}) THEN NULL
+                WHEN contains({column}, '.')  -- the regex only where it can apply (it is slow)
+                    THEN regexp_replace(trim({column}), '^(-?[0-9]+)\\.0*$', '\\1')
+                ELSE trim({column}) END"""
+
+
+# Customer ids are cleaned once per distinct raw value instead of once per row, and replaced by
+# integer keys numbered in binary ("C") order of the cleaned id: grouping, sorting and holding
+# integers costs a fraction of doing it on strings, and ordering by key is ordering by id. Each
+# key also gets its partition: consecutive keys holding about {partition_rows} rows (see
+# PARTITION_ROWS). Raw ids that clean to nothing get no key (their rows: 'missing customer id').
+_IDS_SQL = """
+CREATE OR REPLACE TEMP TABLE cx_raw_ids AS
+SELECT raw_id, count_rows, {cleaned} AS customer_id
+FROM (SELECT customer_id AS raw_id, count(*) AS count_rows
+      FROM read_parquet('{path}') WHERE customer_id IS NOT NULL GROUP BY 1) AS raw_ids;
+CREATE OR REPLACE TEMP TABLE cx_names AS
+WITH keyed AS (
+    SELECT customer_id, sum(count_rows) AS count_rows,
+           CAST(row_number() OVER (ORDER BY customer_id COLLATE "C") AS INTEGER) AS customer_key
+    FROM cx_raw_ids WHERE customer_id IS NOT NULL GROUP BY customer_id
+)
+SELECT customer_key, customer_id,
+       CAST((sum(count_rows) OVER (ORDER BY customer_key) - count_rows) // {partition_rows} AS INTEGER) AS part
+FROM keyed;
+CREATE OR REPLACE TEMP TABLE cx_ids AS
+SELECT raw.raw_id, names.customer_key, names.part
+FROM cx_raw_ids AS raw JOIN cx_names AS names ON raw.customer_id = names.customer_id;
+DROP TABLE cx_raw_ids;
+"""
+
+#: Customers are processed in partitions of consecutive keys holding about this many rows, so
+#: the order table and the aggregations of one partition fit in DuckDB's memory without spilling
+#: (spilling made the panels several times slower). A file with more rows is first split by
+#: partition into temporary Parquet files (one pass); each partition's results are appended in
+#: key order, so the outputs come out sorted.
+PARTITION_ROWS = 3_000_000
+
+# Order ids that need the file source's clean-up (missing, blank or padded). When there are none,
+# the raw column is the order id and no per-row string work is done.
+_IRREGULAR_ORDER_IDS_SQL = """
+SELECT count(*) FROM read_parquet('{path}')
+WHERE order_id IS NULL OR order_id = '' OR order_id <> trim(order_id)
+"""
+
+_KEY_ORDER = "ORDER BY customer_id"  # keys are numbered in the ids' binary order
+
+
+def _keyed_relation(path: Path, segment_columns: list[str], *, plain_order_ids: bool, duplicates: bool) -> str:
+    """The normalised relation over a canonical Parquet file, with integer customer keys.
+
+    Normalisation mirrors the file source: customer ids cleaned (see :data:`_IDS_SQL`), order
+    ids trimmed with missing ones -> 'row-<n>', segments trimmed (empty -> missing), returns
+    marked by the flag or by a negative quantity or amount with amounts made negative.
+    ``customer_id`` is the integer key of :data:`_IDS_SQL`; ``is_duplicate`` reads the
+    ``duplicate_rows`` table when ``duplicates`` (else it is false).
+    """
+    numbered = not (plain_order_ids and not duplicates)
+    raw = f"read_parquet('{path.as_posix()}'{', file_row_number = true' if numbered else ''})"
+    marked = "(lines.is_return OR lines.quantity < 0 OR lines.revenue < 0)"
+    order_id = ("lines.order_id" if plain_order_ids else
+                "COALESCE(NULLIF(trim(lines.order_id), ''), 'row-' || CAST(lines.file_row_number + 1 AS VARCHAR))")
+    duplicate = ("lines.file_row_number IN (SELECT file_row_number FROM duplicate_rows)" if duplicates
+                 else "false")
+    segments = "".join(f",\n           NULLIF(trim(lines.{c}), '') AS {c}" for c in segment_columns)
+    return f"""(
+    SELECT {order_id} AS order_id,
+           ids.customer_key AS customer_id,
+           ids.part AS cx_part,
+           CAST(lines.ordered_at AS TIMESTAMP) AS ordered_at,
+           CASE WHEN {marked} THEN -abs(lines.revenue) ELSE lines.revenue END + 0.0 AS revenue,
+           CASE WHEN {marked} THEN -abs(coalesce(lines.cost, 0)) ELSE coalesce(lines.cost, 0) END + 0.0 AS cost,
+           coalesce(lines.cost_to_serve, 0) AS cost_to_serve,
+           CASE WHEN {marked} THEN -abs(lines.quantity) ELSE lines.quantity END + 0.0 AS quantity,
            coalesce({marked}, false) AS is_return,
-           isnan(revenue) AS isnan_revenue,
-           file_row_number IN (SELECT file_row_number FROM duplicate_rows) AS is_duplicate{segments}
-    FROM {raw}
+           isnan(lines.revenue) AS isnan_revenue,
+           {duplicate} AS is_duplicate{segments}
+    FROM {raw} AS lines LEFT JOIN cx_ids AS ids ON lines.customer_id = ids.raw_id
 ) AS source_rows"""
-    return raw, relation
 
 
-def _duplicates_sql(raw: str, columns: list[str]) -> str:
+def _duplicates_sql(path: Path, columns: list[str]) -> str:
     """Rows equal in every column to an earlier row: candidates by a 64-bit row hash, then exact."""
+    raw = f"read_parquet('{path.as_posix()}', file_row_number = true)"
     listed = ", ".join(columns)
     return f"""
-CREATE TEMP TABLE duplicate_rows AS
+CREATE OR REPLACE TEMP TABLE duplicate_rows AS
 WITH hashed AS (
     SELECT hash({listed}) AS row_hash FROM {raw}
 ), candidates AS (
@@ -398,8 +455,11 @@ def _arrow_to_pandas(table) -> pd.DataFrame:
 
 
 #: DuckDB's working memory for the Parquet pushdown; beyond it DuckDB spills to a temporary
-#: folder. Bounds the extract's peak RSS (the panels themselves come on top, in pandas).
+#: folder. With results streamed to files (not held in pandas) it bounds the extract's peak RSS.
 DUCKDB_MEMORY_LIMIT = "1GB"
+
+#: Rows per batch when a result streams from DuckDB into a Parquet file.
+STREAM_ROWS = 1 << 18
 
 
 def _duckdb(spill_dir: str | None = None):
@@ -413,6 +473,199 @@ def _duckdb(spill_dir: str | None = None):
     return con
 
 
+def _pandas_schema(dtypes: dict[str, str]):
+    """The Arrow schema (with pandas metadata) that ``DataFrame.to_parquet`` writes for ``dtypes``."""
+    import pyarrow as pa
+
+    empty = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
+    return pa.Schema.from_pandas(empty, preserve_index=False)
+
+
+def _with_names(keyed_sql: str, time_column: str) -> str:
+    """A keyed result with the customer ids put back, ordered by customer (binary order) and time."""
+    return f"""
+SELECT names.customer_id, result.* EXCLUDE (customer_id)
+FROM ({keyed_sql}) AS result JOIN cx_names AS names ON result.customer_id = names.customer_key
+ORDER BY result.customer_id, result.{time_column}"""
+
+
+def _no_usable_rows(period: Period, description: str, quality: Exclusions, first) -> InputError:
+    return InputError(
+        f"No usable transactions before the end of {period.label}.",
+        where=description,
+        fix=(f"Choose a later period; the data starts on {first:%Y-%m-%d}." if first is not None
+             else "Check the source: it has no usable rows (see the exclusions: "
+             + (", ".join(f"{r}: {v['rows']}" for r, v in sorted(quality.by_reason.items())) or "none") + ")."),
+    )
+
+
+def _file_digest(paths: list[Path], quality: dict, description: str) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(json.dumps(quality, sort_keys=True, default=str).encode())
+    digest.update(description.encode())
+    return digest.hexdigest()[:16]
+
+
+class _DuplicatesFound(Exception):
+    """Raised inside the partition loop when exact duplicate lines turn up after all."""
+
+
+class _ParquetSinks:
+    """One Parquet writer per output, appended partition by partition (in key order)."""
+
+    def __init__(self, con, files: dict[str, Path], dtypes: dict[str, dict[str, str]]):
+        import pyarrow.parquet as pq
+
+        self.con = con
+        self.schemas = {name: _pandas_schema(dtypes[name]) for name in files}
+        self.writers = {name: pq.ParquetWriter(files[name], self.schemas[name]) for name in files}
+        self.rows = dict.fromkeys(files, 0)
+
+    def append(self, name: str, sql: str) -> None:
+        for batch in self.con.sql(sql).to_arrow_reader(STREAM_ROWS):
+            self.writers[name].write_batch(batch.cast(self.schemas[name]))
+            self.rows[name] += batch.num_rows
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period, comparison: Period,
+                   segment_columns: list[str], customers: pd.DataFrame | None) -> PanelExtract:
+    """The extract of a canonical Parquet file in DuckDB, its results streamed to ``stage``."""
+    import pyarrow.parquet as pq
+
+    description = str(path)
+    end = _ts(period.end)
+    end_ts = pd.Timestamp(period.end)
+    instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
+    file_columns = [field.name for field in pq.read_schema(path)]
+
+    def query(sql: str) -> pd.DataFrame:
+        return _arrow_to_pandas(con.sql(sql).to_arrow_table())
+
+    def scalar(sql: str) -> int:
+        return int(con.execute(sql).fetchall()[0][0])
+
+    con.execute(_IDS_SQL.format(path=path.as_posix(), cleaned=_cleaned_id("raw_id"), partition_rows=PARTITION_ROWS))
+    plain_order_ids = scalar(_IRREGULAR_ORDER_IDS_SQL.format(path=path.as_posix())) == 0
+    count_parts = scalar("SELECT coalesce(max(part), 0) + 1 FROM cx_names")
+
+    def account(duplicates: bool):
+        relation = _keyed_relation(path, segment_columns, plain_order_ids=plain_order_ids, duplicates=duplicates)
+        quality, used_rows, first, last = _quality(query(QUALITY_SQL.format(source=relation, end=end)), None)
+        if used_rows == 0:
+            raise _no_usable_rows(period, description, quality, first)
+        return USED_SQL.format(source=relation), quality, used_rows, first, last
+
+    def has_duplicates() -> bool:
+        con.execute(_duplicates_sql(path, file_columns))
+        return scalar("SELECT count(*) FROM duplicate_rows") > 0
+
+    files = {name: stage / f"{name}.parquet" for name in ("panel", "panel_monthly", "cadence")}
+    same_panels = period.kind == "month"
+
+    def aggregate(used: str, used_rows: int, check_duplicates: bool) -> tuple[dict[str, int], set[str]]:
+        """Panels and cadence, partition by partition; returns row counts and the methods used."""
+        parts_dir = spill / "parts"
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        if count_parts > 1:
+            con.execute(f"""COPY (SELECT cx_part, customer_id, order_id, is_return, ordered_at, revenue, cost,
+                                         cost_to_serve FROM {used} WHERE ordered_at < TIMESTAMP '{end}')
+                            TO '{parts_dir.as_posix()}' (FORMAT parquet, PARTITION_BY (cx_part))""")
+        outputs = {name: file for name, file in files.items() if not (same_panels and name == "panel_monthly")}
+        sinks = _ParquetSinks(con, outputs, {"panel": PANEL_COLUMNS, "panel_monthly": PANEL_COLUMNS,
+                                             "cadence": CADENCE_DTYPES})
+        con.execute("CREATE OR REPLACE TEMP TABLE cx_active (customer_key INTEGER)")
+        methods = set()
+        try:
+            for part in range(count_parts):
+                if count_parts == 1:
+                    lines, count_lines = used, used_rows
+                else:
+                    part_dir = parts_dir / f"cx_part={part}"
+                    if not part_dir.is_dir():
+                        continue  # no usable row in this partition
+                    lines = f"read_parquet('{part_dir.as_posix()}/*.parquet')"
+                    count_lines = scalar(f"SELECT count(*) FROM {lines}")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE cx_orders AS {ORDERS_SQL.format(source=lines, end=end)}")
+                # Exact duplicates are equal in every column, so two of them fall in one order
+                # (customer, order id and return flag): while every order is one line, none exist.
+                if check_duplicates and scalar("SELECT count(*) FROM cx_orders") != count_lines:
+                    if has_duplicates():
+                        raise _DuplicatesFound
+                    check_duplicates = False
+                if scalar("SELECT count(*) FROM cx_orders WHERE is_spanning") == 0:
+                    # Whole orders per month: every panel comes from the order table.
+                    methods.add("orders")
+                    panel_query = panel_from_orders_sql("cx_orders", period.kind, period.fiscal_start_month,
+                                                        order_by="")
+                    monthly_query = panel_from_orders_sql("cx_orders", "month", 1, order_by="")
+                    gaps_query = GAPS_FROM_ORDERS_SQL.format(orders="cx_orders")
+                else:  # an order spans two months: the line-level queries are exact for any data
+                    methods.add("lines")
+                    panel_query = panel_sql(lines, period.kind, period.fiscal_start_month, end_ts, order_by="")
+                    monthly_query = panel_sql(lines, "month", 1, end_ts, order_by="")
+                    gaps_query = GAPS_SQL.format(source=lines, end=_ts(instants[-1]))
+                sinks.append("panel", _with_names(panel_query, "period_start"))
+                if not same_panels:
+                    sinks.append("panel_monthly", _with_names(monthly_query, "period_start"))
+                con.execute(f"CREATE OR REPLACE TEMP TABLE cx_gaps AS {gaps_query}")
+                con.execute("INSERT INTO cx_active SELECT DISTINCT customer_id FROM cx_orders")
+                con.execute("DROP TABLE cx_orders")
+                # One instant at a time: a median holds every value of its group in memory and
+                # cannot spill; per instant it holds one value per order, not per order and instant.
+                con.execute("CREATE OR REPLACE TEMP TABLE cx_cadence (customer_id INTEGER, as_of TIMESTAMP, "
+                            "median_gap_days DOUBLE, count_orders BIGINT)")
+                for instant in instants:
+                    con.execute(f"INSERT INTO cx_cadence {cadence_sql('cx_gaps', [instant], order_by='')}")
+                con.execute("DROP TABLE cx_gaps")
+                sinks.append("cadence", _with_names("SELECT * FROM cx_cadence", "as_of"))
+                shutil.rmtree(parts_dir / f"cx_part={part}", ignore_errors=True)
+        finally:
+            sinks.close()
+            shutil.rmtree(parts_dir, ignore_errors=True)
+        if same_panels:
+            shutil.copyfile(files["panel"], files["panel_monthly"])
+        return sinks.rows, methods
+
+    used, quality, used_rows, first, last = account(duplicates=False)
+    # The full duplicate scan (a hash of every column of every row) runs only where duplicates
+    # can exist: rows without a plain order id, more than one row excluded as zero or after the
+    # period (those are not in the orders), or an order of several lines (found in the loop).
+    others = sum(quality.by_reason.get(reason, {}).get("rows", 0) for reason in ("zero amount", AFTER_PERIOD))
+    check_in_loop = True
+    if not plain_order_ids or others > 1:
+        check_in_loop = False
+        if has_duplicates():
+            used, quality, used_rows, first, last = account(duplicates=True)
+    try:
+        rows, methods = aggregate(used, used_rows, check_duplicates=check_in_loop)
+    except _DuplicatesFound:
+        used, quality, used_rows, first, last = account(duplicates=True)
+        rows, methods = aggregate(used, used_rows, check_duplicates=False)
+    active = query("SELECT customer_id FROM cx_names WHERE customer_key IN (SELECT customer_key FROM cx_active) "
+                   "ORDER BY customer_key")["customer_id"]
+    modes = []
+    for column in segment_columns:
+        if customers is not None and column in customers.columns:
+            continue
+        counts = query(_with_names(SEGMENT_COUNTS_SQL.format(source=used, column=column, end=end), "segment_value"))
+        modes.append(segment_modes(counts, column))
+    return PanelExtract(
+        panel=None, panel_monthly=None, cadence=None, customers=customer_table(active, customers, modes),
+        quality=quality, description=description, first_ordered_at=first, last_ordered_at=last,
+        fingerprint=_file_digest(list(files.values()), quality.to_dict(), description),
+        method="lines" if "lines" in methods else "orders", files=files,
+        count_customers=len(active), count_panel_rows=rows["panel"],
+    )
+
+
 def extract_parquet(
     path: str | Path,
     *,
@@ -420,32 +673,41 @@ def extract_parquet(
     comparison: Period,
     segment_columns: list[str],
     customers: pd.DataFrame | None,
+    stage_dir: str | Path | None = None,
 ) -> PanelExtract:
-    """:func:`extract_aggregates` on a canonical Parquet file, in embedded DuckDB."""
-    import pyarrow.parquet as pq
+    """The extract of a canonical Parquet file, aggregated in embedded DuckDB.
 
+    The panel, monthly panel and cadence stream from DuckDB into Parquet files in ``stage_dir``
+    (``PanelExtract.files``; the caller moves them into place), so the extract's memory is
+    DuckDB's working memory (:data:`DUCKDB_MEMORY_LIMIT`) plus one batch. Without ``stage_dir``
+    they are read back into the returned frames (tests, small data).
+    """
     path = Path(path)
-    file_columns = [field.name for field in pq.read_schema(path)]
-    present = [c for c in segment_columns if c in file_columns]
+    present = [c for c in segment_columns if c in {f.name for f in _parquet_schema(path)}]
     spill = tempfile.TemporaryDirectory(prefix="cx-duckdb-")
+    own_stage = tempfile.TemporaryDirectory(prefix="cx-extract-") if stage_dir is None else None
+    stage = Path(own_stage.name if own_stage else stage_dir)
     con = _duckdb(spill.name)
     try:
-        raw, relation = _parquet_relation(path, present)
-        con.execute(_duplicates_sql(raw, file_columns))
-
-        def query(sql: str) -> pd.DataFrame:
-            return _arrow_to_pandas(con.sql(sql).to_arrow_table())
-
-        def materialize(name: str, sql: str | None) -> None:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}" if sql else f"DROP TABLE {name}")
-
-        result = extract_aggregates(query, relation, period=period, comparison=comparison,
-                                    segment_columns=present, customers=customers, description=str(path),
-                                    materialize=materialize)
+        result = _extract_keyed(con, path, stage, Path(spill.name), period=period, comparison=comparison,
+                                segment_columns=present, customers=customers)
     finally:
         con.close()
         spill.cleanup()
+    if own_stage is not None:
+        try:
+            frames = {name: pd.read_parquet(file) for name, file in result.files.items()}
+        finally:
+            own_stage.cleanup()
+        result.panel, result.panel_monthly, result.cadence = frames["panel"], frames["panel_monthly"], frames["cadence"]
+        result.files = {}
     return result
+
+
+def _parquet_schema(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path)
 
 
 def parquet_last_day(path: str | Path):
@@ -474,8 +736,12 @@ def pushdown_kind(config) -> str | None:
     return None
 
 
-def extract_pushdown(config, period: Period, comparison: Period, *, url: str | None = None) -> PanelExtract:
-    """The extract for a pushdown source (see :func:`pushdown_kind`), nothing loaded into pandas."""
+def extract_pushdown(config, period: Period, comparison: Period, *, url: str | None = None,
+                     stage_dir: str | Path | None = None) -> PanelExtract:
+    """The extract for a pushdown source (see :func:`pushdown_kind`), nothing loaded into pandas.
+
+    A Parquet file's panels are streamed into ``stage_dir`` when it is given (see
+    :func:`extract_parquet`)."""
     kind = pushdown_kind(config)
     if kind == "sql":
         from cxpipeline.sources.sql import extract_sql
@@ -488,7 +754,7 @@ def extract_pushdown(config, period: Period, comparison: Period, *, url: str | N
         customers = read_customers(source, config.base_dir) if source.customers_path else None
         return extract_parquet(parquet_fast_path(source, config.base_dir), period=period, comparison=comparison,
                                segment_columns=[c for c in config.segments if c in source.segment_columns],
-                               customers=customers)
+                               customers=customers, stage_dir=stage_dir)
     raise ValueError(f"source kind {config.source.kind!r} is not aggregated in an engine")
 
 
