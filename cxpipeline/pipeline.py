@@ -244,7 +244,9 @@ def compute_metrics(config: Config, period: Period, output_root: str | Path | No
     )
     tables = compute_tables(inputs, config)
     for name, table in tables.items():
-        write_table(folder, name, table)
+        # CSV copies are for the summary tables an analyst opens in a spreadsheet; the
+        # per-customer rows (hundreds of thousands at scale) stay in Parquet only.
+        write_table(folder, name, table, csv=not name.endswith("_customers"))
     summary = {
         "period": period.label,
         "period_title": period.title,

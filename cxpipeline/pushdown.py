@@ -386,7 +386,10 @@ PARTITION_ROWS = 3_000_000
 # the raw column is the order id and no per-row string work is done.
 _IRREGULAR_ORDER_IDS_SQL = """
 SELECT count(*) FROM read_parquet('{path}')
-WHERE order_id IS NULL OR order_id = '' OR order_id <> trim(order_id)
+WHERE order_id IS NULL OR order_id = ''
+   -- trim() only where an end is not printable ASCII (trim removes Unicode spaces too)
+   OR ((order_id[1] <= ' ' OR order_id[1] > '~' OR order_id[-1] <= ' ' OR order_id[-1] > '~')
+       AND order_id <> trim(order_id))
 """
 
 _KEY_ORDER = "ORDER BY customer_id"  # keys are numbered in the ids' binary order
@@ -515,18 +518,29 @@ class _DuplicatesFound(Exception):
 
 
 class _ParquetSinks:
-    """One Parquet writer per output, appended partition by partition (in key order)."""
+    """One Parquet writer per output, appended partition by partition (in key order).
 
-    def __init__(self, con, files: dict[str, Path], dtypes: dict[str, dict[str, str]]):
+    Results come keyed (``customer_id`` holds the integer key, numbered 1..n); the writer puts
+    the customer ids back by position in ``names``, which is cheaper than a join per query.
+    """
+
+    def __init__(self, con, files: dict[str, Path], dtypes: dict[str, dict[str, str]], names):
         import pyarrow.parquet as pq
 
         self.con = con
+        self.names = names
         self.schemas = {name: _pandas_schema(dtypes[name]) for name in files}
         self.writers = {name: pq.ParquetWriter(files[name], self.schemas[name]) for name in files}
         self.rows = dict.fromkeys(files, 0)
 
-    def append(self, name: str, sql: str) -> None:
-        for batch in self.con.sql(sql).to_arrow_reader(STREAM_ROWS):
+    def append(self, name: str, keyed_sql: str, time_column: str) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        ordered = f"SELECT * FROM ({keyed_sql}) AS result ORDER BY customer_id, {time_column}"
+        for batch in self.con.sql(ordered).to_arrow_reader(STREAM_ROWS):
+            ids = self.names.take(pc.subtract(batch.column(0), 1))
+            batch = pa.RecordBatch.from_arrays([ids, *batch.columns[1:]], names=batch.schema.names)
             self.writers[name].write_batch(batch.cast(self.schemas[name]))
             self.rows[name] += batch.num_rows
 
@@ -555,6 +569,7 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
     con.execute(_IDS_SQL.format(path=path.as_posix(), cleaned=_cleaned_id("raw_id"), partition_rows=PARTITION_ROWS))
     plain_order_ids = scalar(_IRREGULAR_ORDER_IDS_SQL.format(path=path.as_posix())) == 0
     count_parts = scalar("SELECT coalesce(max(part), 0) + 1 FROM cx_names")
+    names = con.sql("SELECT customer_id FROM cx_names ORDER BY customer_key").to_arrow_table().column(0).combine_chunks()
 
     def account(duplicates: bool):
         relation = _keyed_relation(path, segment_columns, plain_order_ids=plain_order_ids, duplicates=duplicates)
@@ -580,7 +595,7 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
                             TO '{parts_dir.as_posix()}' (FORMAT parquet, PARTITION_BY (cx_part))""")
         outputs = {name: file for name, file in files.items() if not (same_panels and name == "panel_monthly")}
         sinks = _ParquetSinks(con, outputs, {"panel": PANEL_COLUMNS, "panel_monthly": PANEL_COLUMNS,
-                                             "cadence": CADENCE_DTYPES})
+                                             "cadence": CADENCE_DTYPES}, names)
         con.execute("CREATE OR REPLACE TEMP TABLE cx_active (customer_key INTEGER)")
         methods = set()
         try:
@@ -612,9 +627,9 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
                     panel_query = panel_sql(lines, period.kind, period.fiscal_start_month, end_ts, order_by="")
                     monthly_query = panel_sql(lines, "month", 1, end_ts, order_by="")
                     gaps_query = GAPS_SQL.format(source=lines, end=_ts(instants[-1]))
-                sinks.append("panel", _with_names(panel_query, "period_start"))
+                sinks.append("panel", panel_query, "period_start")
                 if not same_panels:
-                    sinks.append("panel_monthly", _with_names(monthly_query, "period_start"))
+                    sinks.append("panel_monthly", monthly_query, "period_start")
                 con.execute(f"CREATE OR REPLACE TEMP TABLE cx_gaps AS {gaps_query}")
                 con.execute("INSERT INTO cx_active SELECT DISTINCT customer_id FROM cx_orders")
                 con.execute("DROP TABLE cx_orders")
@@ -625,7 +640,7 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
                 for instant in instants:
                     con.execute(f"INSERT INTO cx_cadence {cadence_sql('cx_gaps', [instant], order_by='')}")
                 con.execute("DROP TABLE cx_gaps")
-                sinks.append("cadence", _with_names("SELECT * FROM cx_cadence", "as_of"))
+                sinks.append("cadence", "SELECT * FROM cx_cadence", "as_of")
                 shutil.rmtree(parts_dir / f"cx_part={part}", ignore_errors=True)
         finally:
             sinks.close()
