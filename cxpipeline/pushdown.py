@@ -128,6 +128,7 @@ class PanelExtract:
     files: dict[str, Path] = field(default_factory=dict)
     count_customers: int | None = None
     count_panel_rows: int | None = None
+    scanned_duplicates: bool = True  # False when no exact duplicate could exist (scan skipped)
 
 
 def _ts(value) -> str:
@@ -578,7 +579,10 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
             raise _no_usable_rows(period, description, quality, first)
         return USED_SQL.format(source=relation), quality, used_rows, first, last
 
+    scans = []
+
     def has_duplicates() -> bool:
+        scans.append(True)
         con.execute(_duplicates_sql(path, file_columns))
         return scalar("SELECT count(*) FROM duplicate_rows") > 0
 
@@ -677,7 +681,7 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
         quality=quality, description=description, first_ordered_at=first, last_ordered_at=last,
         fingerprint=_file_digest(list(files.values()), quality.to_dict(), description),
         method="lines" if "lines" in methods else "orders", files=files,
-        count_customers=len(active), count_panel_rows=rows["panel"],
+        count_customers=len(active), count_panel_rows=rows["panel"], scanned_duplicates=bool(scans),
     )
 
 

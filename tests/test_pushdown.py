@@ -116,3 +116,62 @@ def test_no_usable_rows_is_an_input_error(parquet_file, tmp_path):
     with pytest.raises(InputError, match="No usable transactions before the end of 2020-Q1"):
         extract_parquet(parquet_file / "transactions.parquet", period=early,
                         comparison=comparison_period(early, "previous"), segment_columns=[], customers=None)
+
+
+def _compare_extracts(config_fast, config_slow, period, root) -> None:
+    """Parquet pushdown and pandas reader give the same artifacts, metrics and accounting."""
+    pipeline.extract(config_fast, period, root)
+    pipeline.extract(config_slow, period, root, data=load_source(config_slow))
+    for config in (config_fast, config_slow):
+        pipeline.compute_metrics(config, period, root)
+    a, b = root / config_fast.pack_id / period.label, root / config_slow.pack_id / period.label
+    names = sorted(p.stem for p in b.glob("*.parquet"))
+    assert names == sorted(p.stem for p in a.glob("*.parquet"))
+    for name in names:
+        pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), obj=name)
+    dq_fast, dq_slow = read_json(a / "data_quality.json"), read_json(b / "data_quality.json")
+    for key in ("rows_in", "rows_used", "revenue_in", "revenue_used", "excluded_by_reason", "count_customers",
+                "count_panel_rows"):
+        assert dq_fast[key] == dq_slow[key], key
+    assert not list(a.glob(".extract-*")), "the staging folder is removed"
+
+
+def test_partitions_of_customers_give_the_same_artifacts(parquet_file, tmp_path, monkeypatch):
+    """Customers split into partitions of ~1,000 rows (several files, appended in key order)."""
+    from cxpipeline import pushdown
+
+    monkeypatch.setattr(pushdown, "PARTITION_ROWS", 1_000)
+    _compare_extracts(_config(parquet_file, "parts"), _config(parquet_file, "whole"), PERIOD, tmp_path)
+    assert len(pd.read_parquet(parquet_file / "transactions.parquet")) > 5 * 1_000  # several partitions
+
+
+def _clean_parquet(folder, transactions: pd.DataFrame, customers: pd.DataFrame):
+    transactions.to_parquet(folder / "transactions.parquet", index=False)
+    customers.to_parquet(folder / "customers.parquet", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("case", ["one line per order", "an order of two lines", "an exact duplicate line"])
+def test_duplicate_scan_runs_only_where_duplicates_can_exist(case, tmp_path, monkeypatch):
+    """Clean data with one line per order and nothing after the period: no duplicate can exist
+    and the scan is skipped; a two-line order makes it run (finding none); an exact duplicate
+    makes it run and the accounting and panels are redone without it. All equal the pandas path."""
+    from cxpipeline import pushdown
+
+    monkeypatch.setattr(pushdown, "PARTITION_ROWS", 2_000)
+    transactions, customers = generate_demo(150, 2, seed=11)
+    transactions = transactions.astype({"order_id": "string", "customer_id": "string"})
+    first = transactions.iloc[[0]]
+    if case == "an order of two lines":
+        transactions = pd.concat([transactions, first.assign(revenue=4.75, quantity=1.0)], ignore_index=True)
+    if case == "an exact duplicate line":
+        transactions = pd.concat([transactions, first], ignore_index=True)
+    folder = _clean_parquet(tmp_path, transactions, customers)
+    period = parse_period("2026-Q3")  # the demo ends on 2026-09-30: no row after the period
+    result = pushdown.extract_parquet(folder / "transactions.parquet", period=period,
+                                      comparison=comparison_period(period, "previous"), segment_columns=[],
+                                      customers=None)
+    assert result.scanned_duplicates == (case != "one line per order")
+    assert result.quality.by_reason.get("exact duplicate line", {}).get("rows", 0) == (
+        1 if case == "an exact duplicate line" else 0)
+    _compare_extracts(_config(folder, "fast"), _config(folder, "slow"), period, tmp_path / "out")
