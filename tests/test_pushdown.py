@@ -137,12 +137,12 @@ def _compare_extracts(config_fast, config_slow, period, root) -> None:
 
 
 def test_partitions_of_customers_give_the_same_artifacts(parquet_file, tmp_path, monkeypatch):
-    """Customers split into partitions of ~1,000 rows (several files, appended in key order)."""
+    """Customers split into partitions of ~500 rows (several files, appended in key order)."""
     from cxpipeline import pushdown
 
-    monkeypatch.setattr(pushdown, "PARTITION_ROWS", 1_000)
+    monkeypatch.setattr(pushdown, "PARTITION_ROWS", 500)
     _compare_extracts(_config(parquet_file, "parts"), _config(parquet_file, "whole"), PERIOD, tmp_path)
-    assert len(pd.read_parquet(parquet_file / "transactions.parquet")) > 5 * 1_000  # several partitions
+    assert len(pd.read_parquet(parquet_file / "transactions.parquet")) > 5 * 500  # several partitions
 
 
 def _clean_parquet(folder, transactions: pd.DataFrame, customers: pd.DataFrame):
