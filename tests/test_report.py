@@ -428,3 +428,26 @@ def test_unknown_output_section_is_a_clear_config_error(tmp_path):
     with pytest.raises(ConfigError, match="exec-summary") as error:
         render_board_pack(folder, config)
     assert "data-quality" in str(error.value)  # the fix lists the valid page ids
+
+
+def test_lean_user_agent_stylesheet_is_used_and_list_markers_still_print():
+    """The renderer swaps WeasyPrint's user-agent stylesheet for one without the rules that give
+    every element six pseudo-elements (cxpipeline.report.render.PackHTML). If a WeasyPrint
+    upgrade rewords those rules or renames the hook, this fails instead of the pack silently
+    rendering slower."""
+    from importlib.resources import files
+
+    import weasyprint.css
+    from weasyprint.html import UA_STYLESHEET
+
+    from cxpipeline.report import render_pdf
+    from cxpipeline.report.render import PackHTML, lean_user_agent_css
+
+    upstream = (files(weasyprint.css) / "html5_ua.css").read_text("utf-8")
+    lean, changed = lean_user_agent_css(upstream)
+    assert changed == 6 and "::footnote-call" not in lean and "\nli::marker {" in lean
+    sheets = PackHTML(string="<p>x</p>")._ua_stylesheets()
+    assert UA_STYLESHEET not in sheets and len(sheets) == 1
+    pdf = PdfReader(__import__("io").BytesIO(render_pdf("<ol><li>Alpha</li><li>Beta</li></ol>")))
+    text = pdf.pages[0].extract_text()
+    assert "Alpha" in text and "Beta" in text and "1." in text and "2." in text  # the markers

@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 from markupsafe import Markup
-from weasyprint import HTML
-
 from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
 from cxpipeline.report.context import build_context
 from cxpipeline.report.formatting import Formatter
-from cxpipeline.report.render import TEMPLATES_DIR, TemplateOnlyFetcher, collector_paused, make_environment
+from cxpipeline.report.render import (TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused,
+                                      make_environment)
 
 __all__ = ["STYLESHEETS", "render_html", "render_document", "render_board_pack"]
 
@@ -39,7 +38,7 @@ def render_document(html: str, templates_dir: str | Path = TEMPLATES_DIR,
     templates_dir = Path(templates_dir).resolve()
     fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
     with collector_paused():
-        return HTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+        return PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
 
 
 def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str | Path = TEMPLATES_DIR) -> dict:

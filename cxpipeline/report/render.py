@@ -12,14 +12,20 @@ import gc
 import logging
 import mimetypes
 import os
+import re
 from contextlib import contextmanager
+from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import jinja2
 from markupsafe import Markup
-from weasyprint import HTML
+import weasyprint.css
+from weasyprint import CSS, HTML
+from weasyprint.css.counters import CounterStyle
+from weasyprint.html import UA_STYLESHEET
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from cxpipeline.errors import ConfigError
@@ -30,6 +36,7 @@ __all__ = [
     "require_templates",
     "resolve_templates_dir",
     "TemplateOnlyFetcher",
+    "PackHTML",
     "css_string",
     "collector_paused",
     "make_environment",
@@ -134,6 +141,43 @@ def collector_paused():
             gc.enable()
 
 
+#: User-agent rules that match every element of every document: a pseudo-element per element
+#: for footnotes and notes (the pack has none: no ``float: footnote``) and ``::marker``
+#: (markers exist only on list items). WeasyPrint computes a style for each of these six
+#: pseudo-elements of each of the pack's ~3,600 elements: about a third of its style phase.
+_UA_UNIVERSAL_NOTES = re.compile(r"^::(?:footnote|note)-[a-z]+ \{[^}]*\}\n", re.MULTILINE)
+_UA_UNIVERSAL_MARKER = re.compile(r"^::marker \{", re.MULTILINE)
+
+
+def lean_user_agent_css(text: str) -> tuple[str, int]:
+    """WeasyPrint's HTML user-agent stylesheet ``text`` without the footnote and note
+    pseudo-element rules and with ``::marker`` scoped to ``li``; also the number of rules
+    changed (0 if a WeasyPrint release words them differently: then nothing is changed)."""
+    text, dropped = _UA_UNIVERSAL_NOTES.subn("", text)
+    text, scoped = _UA_UNIVERSAL_MARKER.subn("li::marker {", text)
+    return text, dropped + scoped
+
+
+@lru_cache(maxsize=1)
+def _lean_user_agent_stylesheet() -> CSS | None:
+    text, changed = lean_user_agent_css((files(weasyprint.css) / "html5_ua.css").read_text("utf-8"))
+    if not changed:
+        return None
+    # Its @counter-style rules are already registered by WeasyPrint's own copy.
+    return CSS(string=text, counter_style=CounterStyle())
+
+
+class PackHTML(HTML):
+    """:class:`weasyprint.HTML` with a leaner user-agent stylesheet (:func:`lean_user_agent_css`):
+    the same rendering for the pack's documents, a third less time computing styles.
+    Overrides WeasyPrint's ``HTML._ua_stylesheets`` (tests/test_report.py checks it is used)."""
+
+    def _ua_stylesheets(self, *args, **kwargs):
+        sheets = super()._ua_stylesheets(*args, **kwargs)
+        lean = _lean_user_agent_stylesheet()
+        return [lean if sheet is UA_STYLESHEET and lean is not None else sheet for sheet in sheets]
+
+
 def css_string(text: str) -> Markup:
     """``text`` as a quoted CSS string with every character but letters, digits and spaces
     hex-escaped, so data (a company name) can never close the string or the stylesheet."""
@@ -171,6 +215,6 @@ def render_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
     """
     templates_dir = Path(templates_dir).resolve()
     fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
-    document = HTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher)
+    document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher)
     with collector_paused():
         return document.write_pdf(uncompressed_pdf=False)
