@@ -202,6 +202,11 @@ def _cadence_per_instant(query: QueryFn, instants: list[pd.Timestamp]) -> pd.Dat
     return cadence.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
 
 
+#: Writes a query's rows to a staged Parquet file in the schema pandas writes for the dtypes:
+#: ``stream(sql, name, dtypes) -> (path, rows)``.
+StreamFn = Callable[[str, str, dict], tuple[Path, int]]
+
+
 def extract_aggregates(
     query: QueryFn,
     source: str,
@@ -212,13 +217,14 @@ def extract_aggregates(
     customers: pd.DataFrame | None,
     description: str,
     materialize: Callable[[str, str], None] | None = None,
+    stream: StreamFn | None = None,
 ) -> PanelExtract:
     """Run the accounting, panel, cadence and segment queries against ``source``.
 
     Parameters
     ----------
     query
-        Runs SQL in the engine that holds the rows.
+        Runs SQL in the engine that holds the rows (small results).
     source
         A relation (subquery with alias) with the canonical transaction columns plus
         ``is_duplicate`` and ``isnan_revenue`` (booleans) and any segment columns.
@@ -237,6 +243,9 @@ def extract_aggregates(
         lines are then grouped into orders once (:data:`cxpipeline.panel.ORDERS_SQL`) instead
         of once per query, unless some order's lines span two months (then the line-level
         queries run, which are exact for any data).
+    stream
+        When given, the panel, monthly panel and cadence are streamed to staged files
+        (``PanelExtract.files``) instead of being returned as frames.
 
     Raises
     ------
@@ -250,7 +259,6 @@ def extract_aggregates(
     used = USED_SQL.format(source=source)
     end_ts = pd.Timestamp(period.end)
     instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
-    values = ", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants)
     orders = None
     if materialize is not None:
         materialize("cx_orders", ORDERS_SQL.format(source=used, end=end))
@@ -258,34 +266,59 @@ def extract_aggregates(
         orders = "cx_orders" if spanning == 0 else None
     if orders is not None:
         materialize("cx_gaps", GAPS_FROM_ORDERS_SQL.format(orders=orders))
-        panel = query(panel_from_orders_sql(orders, period.kind, period.fiscal_start_month))
-        monthly = panel if period.kind == "month" else query(panel_from_orders_sql(orders, "month", 1))
-        materialize(orders, None)  # dropped: the cadence's median needs the memory
-        cadence = _cadence_per_instant(query, instants)
+        panel_query = panel_from_orders_sql(orders, period.kind, period.fiscal_start_month)
+        monthly_query = panel_from_orders_sql(orders, "month", 1)
     else:
-        panel = query(panel_sql(used, period.kind, period.fiscal_start_month, end_ts))
-        monthly = panel if period.kind == "month" else query(panel_sql(used, "month", 1, end_ts))
+        panel_query = panel_sql(used, period.kind, period.fiscal_start_month, end_ts)
+        monthly_query = panel_sql(used, "month", 1, end_ts)
         if materialize is not None:
             materialize("cx_gaps", GAPS_SQL.format(source=used, end=_ts(instants[-1])))
+    cadence_query = (cadence_sql("cx_gaps", instants) if materialize is not None else
+                     CADENCE_SQL.format(source=used, end=_ts(instants[-1]), instants=", ".join(
+                         f"(TIMESTAMP '{_ts(t)}')" for t in instants), order_by=CADENCE_ORDER))
+    files: dict[str, Path] = {}
+    if stream is not None:
+        files["panel"], panel_rows = stream(panel_query, "panel", PANEL_COLUMNS)
+        files["panel_monthly"], _ = (files["panel"], 0) if period.kind == "month" else stream(
+            monthly_query, "panel_monthly", PANEL_COLUMNS)
+        files["cadence"], _ = stream(cadence_query, "cadence", CADENCE_DTYPES)
+        if orders is not None:
+            materialize(orders, None)
+        import pyarrow.parquet as pq
+
+        ids = pq.read_table(files["panel"], columns=["customer_id"]).column(0).unique()
+        active = pd.Series(ids.to_pandas(), dtype="string")
+        panel = monthly = cadence = None
+        fingerprint = _file_digest(list(dict.fromkeys(files.values())), quality.to_dict(), description)
+    else:
+        panel = query(panel_query).astype(PANEL_COLUMNS)
+        monthly = panel if period.kind == "month" else query(monthly_query).astype(PANEL_COLUMNS)
+        if orders is not None:
+            materialize(orders, None)  # dropped: the cadence's median needs the memory
+            cadence = _cadence_per_instant(query, instants)
+        elif materialize is not None:
             cadence = _cadence_per_instant(query, instants)
         else:
-            cadence = query(CADENCE_SQL.format(source=used, end=_ts(instants[-1]), instants=values,
-                                               order_by=CADENCE_ORDER))
-    panel = panel.astype(PANEL_COLUMNS)
-    monthly = panel if period.kind == "month" else monthly.astype(PANEL_COLUMNS)
-    cadence = cadence.astype(CADENCE_DTYPES)
+            cadence = query(cadence_query)
+        cadence = cadence.astype(CADENCE_DTYPES)
+        active, panel_rows = panel["customer_id"], len(panel)
+        fingerprint = _fingerprint([panel, monthly, cadence], quality.to_dict(), description)
     modes = []
     for column in segment_columns:
         if customers is not None and column in customers.columns:
             continue
         counts = query(SEGMENT_COUNTS_SQL.format(source=used, column=column, end=end))
         modes.append(segment_modes(counts, column))
-    table = customer_table(panel["customer_id"], customers, modes)
+    table = customer_table(active, customers, modes)
+    if "panel_monthly" in files and files["panel_monthly"] == files["panel"]:
+        monthly_file = files["panel"].with_name("panel_monthly.parquet")
+        shutil.copyfile(files["panel"], monthly_file)
+        files["panel_monthly"] = monthly_file
     return PanelExtract(
         panel=panel, panel_monthly=monthly, cadence=cadence, customers=table, quality=quality,
-        description=description, first_ordered_at=first, last_ordered_at=last,
-        fingerprint=_fingerprint([panel, monthly, cadence], quality.to_dict(), description),
-        method="orders" if orders is not None else "lines",
+        description=description, first_ordered_at=first, last_ordered_at=last, fingerprint=fingerprint,
+        method="orders" if orders is not None else "lines", files=files,
+        count_customers=int(active.nunique()), count_panel_rows=panel_rows,
     )
 
 
@@ -765,7 +798,7 @@ def extract_pushdown(config, period: Period, comparison: Period, *, url: str | N
     if kind == "sql":
         from cxpipeline.sources.sql import extract_sql
 
-        return extract_sql(config.source, period, comparison, list(config.segments), url=url)
+        return extract_sql(config.source, period, comparison, list(config.segments), url=url, stage_dir=stage_dir)
     if kind == "parquet":
         from cxpipeline.sources.files import read_customers
 

@@ -207,22 +207,21 @@ def test_killed_connection_gives_a_clear_error_and_no_partial_artifacts(database
 
     config = _sql_config(database)
     folder = pipeline.pack_folder(config, PERIOD, tmp_path)
-    original = sql_source.iter_query_chunks
-    monkeypatch.setattr(sql_source, "CHUNK_ROWS", 200)
-    state = {"queries": 0}
+    original = sql_source._copy_to_parquet
+    state = {"streams": 0}
 
-    def killer(conn, sql, chunk_rows=None):
-        state["queries"] += 1
-        for number, chunk in enumerate(original(conn, sql, chunk_rows)):
-            yield chunk
-            if state["queries"] == 4 and number == 0:  # mid-way through streaming the panel
-                with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                    killed = admin.execute(
-                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid()", [DB_NAME]).fetchone()[0]
-                state["killed"] = killed
+    def killer(conn, sql, target, dtypes):
+        state["streams"] += 1
+        if state["streams"] == 2:  # the monthly panel: the panel is already in the staging folder
+            assert target.parent.is_dir() and (target.parent / "panel.parquet").is_file()
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", [DB_NAME]).fetchone()[0]
+            state["killed"] = killed
+        return original(conn, sql, target, dtypes)
 
-    monkeypatch.setattr(sql_source, "iter_query_chunks", killer)
+    monkeypatch.setattr(sql_source, "_copy_to_parquet", killer)
     with pytest.raises(InputError) as caught:
         pipeline.extract(config, PERIOD, tmp_path)
     assert state["killed"] == 1
@@ -231,7 +230,7 @@ def test_killed_connection_gives_a_clear_error_and_no_partial_artifacts(database
     assert f"where: postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}" in message
     assert "Nothing was written" in message
     assert not any((folder / name).exists() for name in ARTIFACTS)
-    assert not list(folder.glob("*.tmp"))
+    assert not list(folder.glob("*.tmp")) and not list(folder.glob(".extract-*"))
 
 
 def test_missing_table_and_unreachable_server_are_input_errors(database, tmp_path):

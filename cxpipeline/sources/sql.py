@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 
@@ -140,7 +141,8 @@ def _database_error(exc: Exception, url: str, what: str) -> InputError:
 
     orig = getattr(exc, "orig", None) or exc
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    lost = isinstance(exc, sa_exc.OperationalError) or getattr(exc, "connection_invalidated", False)
+    lost = (isinstance(exc, sa_exc.OperationalError) or getattr(exc, "connection_invalidated", False)
+            or type(orig).__name__ == "OperationalError")  # psycopg's own, raised by COPY
     if lost:
         return InputError(
             f"The connection to the warehouse failed while {what}: {message}",
@@ -176,6 +178,10 @@ def snapshot(url: str, what: str = "reading the warehouse"):
                     conn.exec_driver_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
                 yield conn
     except sa_exc.DBAPIError as exc:
+        raise _database_error(exc, url, what) from None
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "psycopg":  # COPY talks to psycopg directly
+            raise
         raise _database_error(exc, url, what) from None
     finally:
         engine.dispose()
@@ -261,6 +267,61 @@ def _describe(source: SqlSource, url: str) -> str:
     return f"{redact(url)} table {table}{bound}"
 
 
+def _copy_to_parquet(conn, sql: str, target: Path, dtypes: dict[str, str]) -> int:
+    """Stream a query's result into a Parquet file with ``COPY (...) TO STDOUT`` (CSV).
+
+    Fetching millions of rows as Python tuples cost more than computing them; COPY sends plain
+    text that pyarrow parses in C++. The CSV is spooled to a file beside ``target`` and
+    converted batch by batch, so neither is held whole in memory. Returns the row count.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from cxpipeline.pushdown import _pandas_schema
+
+    spool = target.with_name(target.name + ".csv")
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with open(spool, "wb") as out, cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+            for block in copy:
+                out.write(block)
+    finally:
+        cursor.close()
+    schema = _pandas_schema(dtypes)
+    types = {f.name: pa.string() if pa.types.is_large_string(f.type) else f.type for f in schema}
+    # Only an unquoted empty field is NULL (PostgreSQL's CSV null); "" stays an empty string.
+    convert = pa_csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                    quoted_strings_can_be_null=False)
+    rows = 0
+    try:
+        reader = pa_csv.open_csv(spool, convert_options=convert, read_options=pa_csv.ReadOptions(block_size=1 << 24))
+        with pq.ParquetWriter(target, schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch.select(schema.names).cast(schema))
+                rows += batch.num_rows
+    finally:
+        spool.unlink(missing_ok=True)
+    return rows
+
+
+def _stream_chunks_to_parquet(conn, sql: str, target: Path, dtypes: dict[str, str]) -> int:
+    """The same for drivers without COPY: server-side cursor chunks appended to the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cxpipeline.pushdown import _pandas_schema
+
+    schema = _pandas_schema(dtypes)
+    rows = 0
+    with pq.ParquetWriter(target, schema) as writer:
+        for chunk in iter_query_chunks(conn, sql):
+            table = pa.Table.from_pandas(chunk.astype(dtypes), schema=schema, preserve_index=False)
+            writer.write_table(table)
+            rows += len(chunk)
+    return rows
+
+
 def extract_sql(
     source: SqlSource,
     period: Period,
@@ -268,6 +329,7 @@ def extract_sql(
     segments: list[str],
     *,
     url: str | None = None,
+    stage_dir: str | Path | None = None,
 ) -> PanelExtract:
     """Compute the panel, monthly panel, cadence, customers and accounting in the warehouse.
 
@@ -283,6 +345,9 @@ def extract_sql(
         Segment names from the config (those present as transaction columns are aggregated).
     url
         The database URL when it is resolved outside the config (an Airflow connection).
+    stage_dir
+        When given, the panels and cadence stream into Parquet files there (``PanelExtract.files``)
+        instead of being returned as frames.
 
     Raises
     ------
@@ -293,9 +358,19 @@ def extract_sql(
     with snapshot(target, f"reading {source.transactions_table} for {period.label}") as conn:
         relation, present = _base_relation(conn, source, target, segments)
         customers = _customers(conn, source, target)
+        stream = None
+        if stage_dir is not None:
+            driver = type(conn.connection.driver_connection).__module__.split(".")[0]
+            write = _copy_to_parquet if driver == "psycopg" else _stream_chunks_to_parquet
+
+            def stream(sql: str, name: str, dtypes: dict) -> tuple[Path, int]:
+                target = Path(stage_dir) / f"{name}.parquet"
+                return target, write(conn, sql, target, dtypes)
+
         result = extract_aggregates(
             lambda sql: _read(conn, sql), relation, period=period, comparison=comparison,
             segment_columns=present, customers=customers, description=_describe(source, target),
+            stream=stream,
         )
     if source.as_of and pd.Timestamp(source.as_of) < pd.Timestamp(period.end):
         result.quality.notes.append(
