@@ -197,6 +197,14 @@ def _waterfall(lines: dict, shared: dict, size: tuple[float, float]) -> str:
     )
 
 
+def _overall_waterfall(shared: dict) -> str:
+    """The overall bridge's waterfall, drawn once per context: the executive summary and the
+    revenue bridge page show the same chart (one matplotlib draw less per render)."""
+    if "overall_waterfall" not in shared:
+        shared["overall_waterfall"] = _waterfall(shared["bridge"][("all", "All")], shared, (6.3, 3.0))
+    return shared["overall_waterfall"]
+
+
 def _three_things(bridge: dict, shared: dict) -> list[str]:
     """The three movements worth a sentence: the largest gain, the largest loss, the segment
     whose revenue changed most."""
@@ -248,7 +256,7 @@ def build_executive_summary(tables: ArtifactTables, config: Config, shared: dict
         "revenue_change_pct": _ratio(current - previous, previous),
         "base_change": headline["count_closing"] - headline["count_opening"],
         "three_things": _three_things(bridge, shared),
-        "chart": _waterfall(overall, shared, (6.3, 3.0)),
+        "chart": _overall_waterfall(shared),
     }
 
 
@@ -263,7 +271,7 @@ def build_bridge(tables: ArtifactTables, config: Config, shared: dict) -> dict:
             "share": _ratio(entry["value"], previous) if line not in ("previous",) else None,
             "is_total": line in ("previous", "current"),
         })
-    return {"rows": rows, "chart": _waterfall(overall, shared, (6.3, 3.7))}
+    return {"rows": rows, "chart": _overall_waterfall(shared)}
 
 
 def build_bridge_by_segment(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
