@@ -414,7 +414,7 @@ DROP TABLE cx_raw_ids;
 #: (spilling made the panels several times slower). A file with more rows is first split by
 #: partition into temporary Parquet files (one pass); each partition's results are appended in
 #: key order, so the outputs come out sorted.
-PARTITION_ROWS = 3_000_000
+PARTITION_ROWS = 2_000_000
 
 # Order ids that need the file source's clean-up (missing, blank or padded). When there are none,
 # the raw column is the order id and no per-row string work is done.
