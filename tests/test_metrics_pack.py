@@ -79,3 +79,22 @@ def test_pack_shows_new_pages_and_excluded_revenue(pack):
         assert title in text, title
     assert "Lapse rule sensitivity" in text and "Moved up a tier" in text
     assert "The data holds no costs" in text  # the invoice file has no cost columns
+
+
+
+def test_headline_retention_rate_is_not_rounded():
+    """2 of 3 opening customers retained: the headline keeps 2/3, so every page formats the same
+    number (rounding it here as well made 93.45% print as 93.4% on one page, 93.5% on another)."""
+    import pandas as pd
+
+    from cxpipeline.metrics.tables import headline
+
+    lines = ["opening", "new", "reactivated", "lapsed", "closing"]
+    tables = {
+        "bridge": pd.DataFrame({"segment": "all", "bridge_class": ["previous", "current"], "value": [10.0, 12.0]}),
+        "ledger": pd.DataFrame({"segment": "all", "ledger_line": lines, "count_customers": [3, 1, 0, 1, 3],
+                                "value": [0.0, 5.0, 0.0, 4.0, 12.0]}),
+        "ledger_customers": pd.DataFrame({"is_opening": [True, True, True, False],
+                                          "is_closing": [True, True, False, True]}),
+    }
+    assert headline(tables)["retention_rate"] == 2 / 3

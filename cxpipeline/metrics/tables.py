@@ -122,5 +122,7 @@ def headline(tables: dict[str, pd.DataFrame]) -> dict[str, float | int | None]:
         "count_closing": int(ledger.at["closing", "count_customers"]),
         "revenue_previous": float(bridge.at["previous", "value"]),
         "revenue_current": float(bridge.at["current", "value"]),
-        "retention_rate": round(retained / opening, 4) if opening else None,
+        # full precision: rounding here and again when formatted made 93.45% show as 93.4%
+        # in the summary and 93.5% on the lapse page (which divides the raw counts)
+        "retention_rate": retained / opening if opening else None,
     }
