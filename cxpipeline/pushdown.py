@@ -189,19 +189,6 @@ def _quality(rows: pd.DataFrame, base: Exclusions | None) -> tuple[Exclusions, i
     return quality, used_rows, (None if pd.isna(first) else first), (None if pd.isna(last) else last)
 
 
-def _cadence_per_instant(query: QueryFn, instants: list[pd.Timestamp]) -> pd.DataFrame:
-    """The cadence from the materialised ``cx_gaps``, one instant per query.
-
-    A median keeps every value of its group in memory and cannot spill to disk; one instant at
-    a time holds at most one value per order instead of one per order and instant (DuckDB ran
-    out of its memory limit on the joined form at 30M orders). Rows are then ordered as the
-    single query orders them (customer id in binary order, then instant).
-    """
-    parts = [query(cadence_sql("cx_gaps", [t])) for t in instants]
-    cadence = pd.concat(parts, ignore_index=True).astype(CADENCE_DTYPES)
-    return cadence.sort_values(["customer_id", "as_of"], kind="stable", ignore_index=True)
-
-
 #: Writes a query's rows to a staged Parquet file in the schema pandas writes for the dtypes:
 #: ``stream(sql, name, dtypes) -> (path, rows)``.
 StreamFn = Callable[[str, str, dict], tuple[Path, int]]
@@ -216,10 +203,12 @@ def extract_aggregates(
     segment_columns: list[str],
     customers: pd.DataFrame | None,
     description: str,
-    materialize: Callable[[str, str], None] | None = None,
     stream: StreamFn | None = None,
 ) -> PanelExtract:
     """Run the accounting, panel, cadence and segment queries against ``source``.
+
+    The line-level queries of :mod:`cxpipeline.panel` run as they are (exact for any data, no
+    temporary table needed, so a read-only transaction will do).
 
     Parameters
     ----------
@@ -237,12 +226,6 @@ def extract_aggregates(
         The customer table (or None).
     description
         Where the data came from (for messages and data_quality.json).
-    materialize
-        ``materialize(name, sql)`` creates a temporary table from a query (``sql=None`` drops
-        it), for engines that can:
-        lines are then grouped into orders once (:data:`cxpipeline.panel.ORDERS_SQL`) instead
-        of once per query, unless some order's lines span two months (then the line-level
-        queries run, which are exact for any data).
     stream
         When given, the panel, monthly panel and cadence are streamed to staged files
         (``PanelExtract.files``) instead of being returned as frames.
@@ -259,48 +242,29 @@ def extract_aggregates(
     used = USED_SQL.format(source=source)
     end_ts = pd.Timestamp(period.end)
     instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
-    orders = None
-    if materialize is not None:
-        materialize("cx_orders", ORDERS_SQL.format(source=used, end=end))
-        spanning = int(query("SELECT count(*) AS n FROM cx_orders WHERE is_spanning").iloc[0, 0])
-        orders = "cx_orders" if spanning == 0 else None
-    if orders is not None:
-        materialize("cx_gaps", GAPS_FROM_ORDERS_SQL.format(orders=orders))
-        panel_query = panel_from_orders_sql(orders, period.kind, period.fiscal_start_month)
-        monthly_query = panel_from_orders_sql(orders, "month", 1)
-    else:
-        panel_query = panel_sql(used, period.kind, period.fiscal_start_month, end_ts)
-        monthly_query = panel_sql(used, "month", 1, end_ts)
-        if materialize is not None:
-            materialize("cx_gaps", GAPS_SQL.format(source=used, end=_ts(instants[-1])))
-    cadence_query = (cadence_sql("cx_gaps", instants) if materialize is not None else
-                     CADENCE_SQL.format(source=used, end=_ts(instants[-1]), instants=", ".join(
-                         f"(TIMESTAMP '{_ts(t)}')" for t in instants), order_by=CADENCE_ORDER))
+    panel_query = panel_sql(used, period.kind, period.fiscal_start_month, end_ts)
+    monthly_query = panel_sql(used, "month", 1, end_ts)
+    cadence_query = CADENCE_SQL.format(source=used, end=_ts(instants[-1]), order_by=CADENCE_ORDER,
+                                       instants=", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants))
     files: dict[str, Path] = {}
     if stream is not None:
         files["panel"], panel_rows = stream(panel_query, "panel", PANEL_COLUMNS)
-        files["panel_monthly"], _ = (files["panel"], 0) if period.kind == "month" else stream(
-            monthly_query, "panel_monthly", PANEL_COLUMNS)
+        if period.kind == "month":
+            files["panel_monthly"] = files["panel"].with_name("panel_monthly.parquet")
+            shutil.copyfile(files["panel"], files["panel_monthly"])
+        else:
+            files["panel_monthly"], _ = stream(monthly_query, "panel_monthly", PANEL_COLUMNS)
         files["cadence"], _ = stream(cadence_query, "cadence", CADENCE_DTYPES)
-        if orders is not None:
-            materialize(orders, None)
         import pyarrow.parquet as pq
 
         ids = pq.read_table(files["panel"], columns=["customer_id"]).column(0).unique()
         active = pd.Series(ids.to_pandas(), dtype="string")
         panel = monthly = cadence = None
-        fingerprint = _file_digest(list(dict.fromkeys(files.values())), quality.to_dict(), description)
+        fingerprint = _file_digest(list(files.values()), quality.to_dict(), description)
     else:
         panel = query(panel_query).astype(PANEL_COLUMNS)
         monthly = panel if period.kind == "month" else query(monthly_query).astype(PANEL_COLUMNS)
-        if orders is not None:
-            materialize(orders, None)  # dropped: the cadence's median needs the memory
-            cadence = _cadence_per_instant(query, instants)
-        elif materialize is not None:
-            cadence = _cadence_per_instant(query, instants)
-        else:
-            cadence = query(cadence_query)
-        cadence = cadence.astype(CADENCE_DTYPES)
+        cadence = query(cadence_query).astype(CADENCE_DTYPES)
         active, panel_rows = panel["customer_id"], len(panel)
         fingerprint = _fingerprint([panel, monthly, cadence], quality.to_dict(), description)
     modes = []
@@ -309,15 +273,10 @@ def extract_aggregates(
             continue
         counts = query(SEGMENT_COUNTS_SQL.format(source=used, column=column, end=end))
         modes.append(segment_modes(counts, column))
-    table = customer_table(active, customers, modes)
-    if "panel_monthly" in files and files["panel_monthly"] == files["panel"]:
-        monthly_file = files["panel"].with_name("panel_monthly.parquet")
-        shutil.copyfile(files["panel"], monthly_file)
-        files["panel_monthly"] = monthly_file
     return PanelExtract(
-        panel=panel, panel_monthly=monthly, cadence=cadence, customers=table, quality=quality,
-        description=description, first_ordered_at=first, last_ordered_at=last, fingerprint=fingerprint,
-        method="orders" if orders is not None else "lines", files=files,
+        panel=panel, panel_monthly=monthly, cadence=cadence, customers=customer_table(active, customers, modes),
+        quality=quality, description=description, first_ordered_at=first, last_ordered_at=last,
+        fingerprint=fingerprint, method="lines", files=files,
         count_customers=int(active.nunique()), count_panel_rows=panel_rows,
     )
 
@@ -425,9 +384,6 @@ WHERE order_id IS NULL OR order_id = ''
    OR ((order_id[1] <= ' ' OR order_id[1] > '~' OR order_id[-1] <= ' ' OR order_id[-1] > '~')
        AND order_id <> trim(order_id))
 """
-
-_KEY_ORDER = "ORDER BY customer_id"  # keys are numbered in the ids' binary order
-
 
 def _keyed_relation(path: Path, segment_columns: list[str], *, plain_order_ids: bool, duplicates: bool) -> str:
     """The normalised relation over a canonical Parquet file, with integer customer keys.
