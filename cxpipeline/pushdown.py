@@ -350,9 +350,10 @@ def _cleaned_id(column: str) -> str:
 # PARTITION_ROWS). Raw ids that clean to nothing get no key (their rows: 'missing customer id').
 _IDS_SQL = """
 CREATE OR REPLACE TEMP TABLE cx_raw_ids AS
-SELECT raw_id, count_rows, {cleaned} AS customer_id
-FROM (SELECT customer_id AS raw_id, count(*) AS count_rows
-      FROM read_parquet('{path}') WHERE customer_id IS NOT NULL GROUP BY 1) AS raw_ids;
+SELECT raw_id, count_rows, count_irregular_order_ids, {cleaned} AS customer_id
+FROM (SELECT customer_id AS raw_id, count(*) AS count_rows,
+             count(*) FILTER (WHERE {irregular}) AS count_irregular_order_ids
+      FROM read_parquet('{path}') GROUP BY 1) AS raw_ids;
 CREATE OR REPLACE TEMP TABLE cx_names AS
 WITH keyed AS (
     SELECT customer_id, sum(count_rows) AS count_rows,
@@ -365,7 +366,6 @@ FROM keyed;
 CREATE OR REPLACE TEMP TABLE cx_ids AS
 SELECT raw.raw_id, names.customer_key, names.part
 FROM cx_raw_ids AS raw JOIN cx_names AS names ON raw.customer_id = names.customer_id;
-DROP TABLE cx_raw_ids;
 """
 
 #: Customers are processed in partitions of consecutive keys holding about this many rows, so
@@ -375,15 +375,12 @@ DROP TABLE cx_raw_ids;
 #: key order, so the outputs come out sorted.
 PARTITION_ROWS = 2_000_000
 
-# Order ids that need the file source's clean-up (missing, blank or padded). When there are none,
-# the raw column is the order id and no per-row string work is done.
-_IRREGULAR_ORDER_IDS_SQL = """
-SELECT count(*) FROM read_parquet('{path}')
-WHERE order_id IS NULL OR order_id = ''
-   -- trim() only where an end is not printable ASCII (trim removes Unicode spaces too)
+# Order ids that need the file source's clean-up (missing, blank or padded), counted in the same
+# scan as the ids. When there are none, the raw column is the order id and no per-row string work
+# is done. trim() only where an end is not printable ASCII (trim removes Unicode spaces too).
+_IRREGULAR_ORDER_ID = """(order_id IS NULL OR order_id = ''
    OR ((order_id[1] <= ' ' OR order_id[1] > '~' OR order_id[-1] <= ' ' OR order_id[-1] > '~')
-       AND order_id <> trim(order_id))
-"""
+       AND order_id <> trim(order_id)))"""
 
 def _keyed_relation(path: Path, segment_columns: list[str], *, plain_order_ids: bool, duplicates: bool) -> str:
     """The normalised relation over a canonical Parquet file, with integer customer keys.
@@ -556,8 +553,10 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
     def scalar(sql: str) -> int:
         return int(con.execute(sql).fetchall()[0][0])
 
-    con.execute(_IDS_SQL.format(path=path.as_posix(), cleaned=_cleaned_id("raw_id"), partition_rows=PARTITION_ROWS))
-    plain_order_ids = scalar(_IRREGULAR_ORDER_IDS_SQL.format(path=path.as_posix())) == 0
+    con.execute(_IDS_SQL.format(path=path.as_posix(), cleaned=_cleaned_id("raw_id"), partition_rows=PARTITION_ROWS,
+                                irregular=_IRREGULAR_ORDER_ID))
+    plain_order_ids = scalar("SELECT coalesce(sum(count_irregular_order_ids), 0) FROM cx_raw_ids") == 0
+    con.execute("DROP TABLE cx_raw_ids")
     count_parts = scalar("SELECT coalesce(max(part), 0) + 1 FROM cx_names")
     names = con.sql("SELECT customer_id FROM cx_names ORDER BY customer_key").to_arrow_table().column(0).combine_chunks()
 
