@@ -271,10 +271,11 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     at-risk list checked against what happened since).
     """
     from cxpipeline.model import fit_and_score, review_previous_list, score_period
+    from cxpipeline.model.features import sorted_by_period
 
     started = time.perf_counter()
     folder = pack_folder(config, period, output_root)
-    monthly = read_table(folder, "panel_monthly")
+    monthly = sorted_by_period(read_table(folder, "panel_monthly"))  # every snapshot a slice
     customers = read_table(folder, "customers")
     segments = [s for s in config.segments if s in customers.columns]
     options = {"horizon_days": config.model.horizon_days, "random_state": config.model.random_state,
@@ -285,9 +286,7 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     # checked against the purchases made since.
     previous = period.previous()
     previous_end = pd.Timestamp(previous.end)
-    previous_scores, _, _ = fit_and_score(
-        monthly.loc[monthly["period_start"] < previous_end], customers, previous_end, with_drivers=False, **options
-    )
+    previous_scores, _, _ = fit_and_score(monthly, customers, previous_end, with_drivers=False, **options)
     report["previous_list_review"] = review_previous_list(previous_scores, monthly, previous.last_day, period.last_day)
     write_table(folder, "scores", result.scores)
     write_json(folder / "model_report.json", report)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LinearRegression
 
-from cxpipeline.model.features import snapshot_features, to_instant
+from cxpipeline.model.features import rows_before, snapshot_features, to_instant
 
 __all__ = ["VALUE_TERMS", "ValueModel", "value_terms", "future_revenue", "fit_value_model", "do_not_lose"]
 
@@ -49,8 +49,7 @@ def future_revenue(panel: pd.DataFrame, snapshot: pd.Timestamp, months: int = 12
     """Net revenue per customer in the ``months`` calendar months starting at ``snapshot``."""
     s = to_instant(snapshot)
     end = s + pd.DateOffset(months=months)
-    ps = panel["period_start"]
-    window = panel.loc[(ps >= s) & (ps < end)]
+    window = rows_before(panel, end, start=s)
     return window.groupby("customer_id", observed=True)["revenue"].sum()
 
 

@@ -18,8 +18,10 @@ from cxpipeline.model.clv import do_not_lose, fit_value_model
 from cxpipeline.model.features import (
     FEATURE_LABELS,
     driver_texts,
+    rows_before,
     segment_levels,
     snapshot_features,
+    sorted_by_period,
     to_instant,
 )
 from cxpipeline.model.train import (
@@ -107,7 +109,7 @@ def fit_and_score(
         ``scores`` ranked by value at risk (columns :data:`SCORE_COLUMNS`); ``report`` JSON-able.
     """
     t = to_instant(fit_instant)
-    panel = panel_monthly.loc[panel_monthly["period_start"] < t]
+    panel = rows_before(sorted_by_period(panel_monthly), t)
     # Work on integer customer codes (sorted like the ids): grouping, isin and reindexing on
     # strings dominated the run time at 500k customers. Ids are restored at the end.
     codes, ids = pd.factorize(panel["customer_id"], sort=True)
@@ -230,12 +232,13 @@ def score_period(
     from cxpipeline.model.backtest import backtest_snapshot
 
     t = to_instant(period_end).normalize() + pd.Timedelta(days=1)
+    panel_monthly = sorted_by_period(panel_monthly)  # sorted once: every snapshot is then a slice
     scores, report, model = fit_and_score(
         panel_monthly, customers, t, horizon_days=horizon_days, random_state=random_state,
         segment_columns=segment_columns, max_snapshots=max_snapshots,
         max_training_rows=max_training_rows)
     backtest = backtest_snapshot(
-        panel_monthly.loc[panel_monthly["period_start"] < t], customers, t, horizon_days=horizon_days,
+        rows_before(panel_monthly, t), customers, t, horizon_days=horizon_days,
         random_state=random_state, segment_columns=segment_columns, max_snapshots=max_snapshots,
         max_training_rows=max_training_rows)
     report["period_end"] = f"{to_instant(period_end):%Y-%m-%d}"
