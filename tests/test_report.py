@@ -451,3 +451,28 @@ def test_lean_user_agent_stylesheet_is_used_and_list_markers_still_print():
     pdf = PdfReader(__import__("io").BytesIO(render_pdf("<ol><li>Alpha</li><li>Beta</li></ol>")))
     text = pdf.pages[0].extract_text()
     assert "Alpha" in text and "Beta" in text and "1." in text and "2." in text  # the markers
+
+
+def test_pack_html_is_parsed_by_the_xml_parser_into_the_html_parsers_tree(demo_pack, charity_pack):
+    """PackHTML parses the pack's well-formed HTML with expat (cxpipeline.report.render.
+    parse_well_formed) instead of WeasyPrint's pure-Python HTML parser: the tree must be the one
+    tinyhtml5 builds, element for element and character for character, for both brands. Markup
+    that is not well-formed still goes through the HTML parser."""
+    import tinyhtml5
+
+    from cxpipeline.report.render import PackHTML, parse_well_formed
+
+    def walk(element):
+        yield element.tag, dict(element.attrib), element.text, element.tail
+        for child in element:
+            yield from walk(child)
+
+    for _, _, result in (demo_pack, charity_pack):
+        html = Path(result["html"]).read_text(encoding="utf-8")
+        assert PackHTML(string=html).parser == "xml"
+        expected = tinyhtml5.parse(html, namespace_html_elements=False)
+        assert list(walk(parse_well_formed(html))) == list(walk(expected))
+    for markup in ("<p>x</p>", "<!DOCTYPE html><html><body><p>a<br>b</p></body></html>",
+                   "<!DOCTYPE html><html><body><p>&nbsp;</p></body></html>",
+                   '<!DOCTYPE html [<!ENTITY a "b">]><html><body>&a;</body></html>'):
+        assert parse_well_formed(markup) is None and PackHTML(string=markup).parser == "html"
