@@ -189,9 +189,10 @@ def _quality(rows: pd.DataFrame, base: Exclusions | None) -> tuple[Exclusions, i
     return quality, used_rows, (None if pd.isna(first) else first), (None if pd.isna(last) else last)
 
 
-#: Writes a query's rows to a staged Parquet file in the schema pandas writes for the dtypes:
-#: ``stream(sql, name, dtypes) -> (path, rows)``.
-StreamFn = Callable[[str, str, dict], tuple[Path, int]]
+#: Writes each query's rows to a staged Parquet file in the schema pandas writes for its dtypes:
+#: ``stream([(sql, name, dtypes), ...]) -> {name: (path, rows)}``. The queries are independent,
+#: so a source may run them at the same time (the SQL source does, in one shared snapshot).
+StreamFn = Callable[[list[tuple[str, str, dict]]], dict[str, tuple[Path, int]]]
 
 
 def extract_aggregates(
@@ -248,13 +249,17 @@ def extract_aggregates(
                                        instants=", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants))
     files: dict[str, Path] = {}
     if stream is not None:
-        files["panel"], panel_rows = stream(panel_query, "panel", PANEL_COLUMNS)
+        jobs = [(panel_query, "panel", PANEL_COLUMNS), (cadence_query, "cadence", CADENCE_DTYPES)]
+        if period.kind != "month":
+            jobs.insert(1, (monthly_query, "panel_monthly", PANEL_COLUMNS))
+        written = stream(jobs)
+        files["panel"], panel_rows = written["panel"]
         if period.kind == "month":
             files["panel_monthly"] = files["panel"].with_name("panel_monthly.parquet")
             shutil.copyfile(files["panel"], files["panel_monthly"])
         else:
-            files["panel_monthly"], _ = stream(monthly_query, "panel_monthly", PANEL_COLUMNS)
-        files["cadence"], _ = stream(cadence_query, "cadence", CADENCE_DTYPES)
+            files["panel_monthly"] = written["panel_monthly"][0]
+        files["cadence"] = written["cadence"][0]
         import pyarrow.parquet as pq
 
         ids = pq.read_table(files["panel"], columns=["customer_id"]).column(0).unique()

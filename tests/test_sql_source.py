@@ -202,23 +202,65 @@ def test_the_read_is_one_consistent_snapshot(database, monkeypatch):
     assert result.quality.rows_in == demo_quality.rows_in  # the late row was not seen at all
 
 
+def test_streamed_results_run_at_once_in_the_reading_snapshot(database, tmp_path, monkeypatch):
+    """The panel, monthly panel and cadence stream on their own connections at the same time, each
+    in the snapshot the reading transaction exported: a row committed after the accounting query
+    (before any stream starts) is seen by none of them."""
+    import threading
+
+    original = sql_source._copy_to_parquet
+    seen = {"threads": set(), "backends": set(), "snapshots": set()}
+    late_inserted = threading.Event()
+    lock = threading.Lock()
+
+    def spy(conn, sql, target, dtypes):
+        with lock:
+            if not late_inserted.is_set():  # committed by another session before any COPY runs
+                _execute("INSERT INTO transactions VALUES "
+                         "('LATE', 'C0000001', '2026-05-05 12:00', 1000, 600, 5, 1, false)")
+                late_inserted.set()
+            seen["threads"].add(threading.get_ident())
+            seen["backends"].add(conn.connection.driver_connection.info.backend_pid)
+        return original(conn, sql, target, dtypes)
+
+    monkeypatch.setattr(sql_source, "_copy_to_parquet", spy)
+    config = _sql_config(database)
+    try:
+        pipeline.extract(config, PERIOD, tmp_path)
+    finally:
+        _execute("DELETE FROM transactions WHERE order_id = 'LATE'")
+    assert late_inserted.is_set()
+    assert len(seen["threads"]) == 3 and len(seen["backends"]) == 3  # one connection per result
+    folder = pipeline.pack_folder(config, PERIOD, tmp_path)
+    used_cents = read_json(folder / "data_quality.json")["revenue_used"] * 100
+    assert round(read_table(folder, "panel")["revenue"].sum() * 100) == round(used_cents)
+    assert round(read_table(folder, "panel_monthly")["revenue"].sum() * 100) == round(used_cents)
+    # The same artifacts as an extract with nothing committed meanwhile.
+    again = tmp_path / "again"
+    pipeline.extract(config, PERIOD, again)
+    for name in ("panel", "panel_monthly", "cadence"):
+        pd.testing.assert_frame_equal(read_table(folder, name),
+                                      read_table(pipeline.pack_folder(config, PERIOD, again), name), obj=name)
+
+
 def test_killed_connection_gives_a_clear_error_and_no_partial_artifacts(database, tmp_path, monkeypatch):
     import psycopg
 
     config = _sql_config(database)
     folder = pipeline.pack_folder(config, PERIOD, tmp_path)
     original = sql_source._copy_to_parquet
-    state = {"streams": 0}
+    state = {}
 
     def killer(conn, sql, target, dtypes):
-        state["streams"] += 1
-        if state["streams"] == 2:  # the monthly panel: the panel is already in the staging folder
-            assert target.parent.is_dir() and (target.parent / "panel.parquet").is_file()
+        # The results stream at the same time on their own connections: the monthly panel's
+        # backend is killed while the other streams may be running or done.
+        if target.name == "panel_monthly.parquet":
+            assert target.parent.is_dir()
+            pid = conn.connection.driver_connection.info.backend_pid
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                killed = admin.execute(
+                state["killed"] = admin.execute(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()", [DB_NAME]).fetchone()[0]
-            state["killed"] = killed
+                    "WHERE datname = %s AND pid = %s", [DB_NAME, pid]).fetchone()[0]
         return original(conn, sql, target, dtypes)
 
     monkeypatch.setattr(sql_source, "_copy_to_parquet", killer)

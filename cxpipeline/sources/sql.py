@@ -159,10 +159,12 @@ def _database_error(exc: Exception, url: str, what: str) -> InputError:
 
 
 @contextmanager
-def snapshot(url: str, what: str = "reading the warehouse"):
+def snapshot(url: str, what: str = "reading the warehouse", *, snapshot_id: str | None = None):
     """A connection inside one ``REPEATABLE READ`` read-only transaction (a consistent snapshot).
 
-    Database errors inside the block become :class:`InputError`.
+    ``snapshot_id`` (PostgreSQL): join the snapshot another open transaction exported with
+    ``pg_export_snapshot()``, so both see exactly the same rows. Database errors inside the
+    block become :class:`InputError`.
     """
     from sqlalchemy import exc as sa_exc
 
@@ -172,6 +174,8 @@ def snapshot(url: str, what: str = "reading the warehouse"):
             is_postgres = conn.dialect.name == "postgresql"
             conn = conn.execution_options(isolation_level="REPEATABLE READ") if is_postgres else conn
             with conn.begin():
+                if is_postgres and snapshot_id:  # must be the transaction's first statement
+                    conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{_snapshot_token(snapshot_id)}'")
                 if is_postgres:
                     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                     conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # timestamptz -> UTC periods
@@ -185,6 +189,49 @@ def snapshot(url: str, what: str = "reading the warehouse"):
         raise _database_error(exc, url, what) from None
     finally:
         engine.dispose()
+
+
+def _snapshot_token(snapshot_id: str) -> str:
+    if not re.fullmatch(r"[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9A-Fa-f]+)*", snapshot_id):
+        raise ValueError(f"not a PostgreSQL snapshot id: {snapshot_id!r}")
+    return snapshot_id
+
+
+def _copy_in_shared_snapshot(url: str, snapshot_id: str, jobs: list[tuple[str, str, dict]],
+                             stage_dir: Path, what: str) -> dict[str, tuple[Path, int]]:
+    """Run the result queries at the same time, one connection each, all in one snapshot.
+
+    PostgreSQL runs each query in a single backend (no parallel plan for these nested
+    group-bys), so the panel, monthly panel and cadence one after another leave all but one
+    core idle. Each connection joins the reading transaction's exported snapshot
+    (``SET TRANSACTION SNAPSHOT``): the results are exactly those of one transaction. If one
+    query fails, the others are cancelled and the first error is raised.
+    """
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    connections: list = []
+
+    def run(job: tuple[str, str, dict]) -> tuple[str, tuple[Path, int]]:
+        sql, name, dtypes = job
+        path = Path(stage_dir) / f"{name}.parquet"
+        with snapshot(url, what, snapshot_id=snapshot_id) as conn:
+            connections.append(conn.connection.driver_connection)
+            return name, (path, _copy_to_parquet(conn, sql, path, dtypes))
+
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="cx-copy") as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and f.exception() is not None]
+        if failed and pending:
+            for driver_connection in list(connections):
+                try:
+                    driver_connection.cancel_safe()
+                except Exception:  # already closed or finished: nothing to cancel
+                    pass
+        wait(pending)
+    if failed:
+        raise failed[0].exception()
+    return dict(f.result() for f in futures)
 
 
 def iter_query_chunks(conn, sql: str, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
@@ -361,11 +408,17 @@ def extract_sql(
         stream = None
         if stage_dir is not None:
             driver = type(conn.connection.driver_connection).__module__.split(".")[0]
-            write = _copy_to_parquet if driver == "psycopg" else _stream_chunks_to_parquet
+            if driver == "psycopg":
+                snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+                what = f"reading {source.transactions_table} for {period.label}"
 
-            def stream(sql: str, name: str, dtypes: dict) -> tuple[Path, int]:
-                target = Path(stage_dir) / f"{name}.parquet"
-                return target, write(conn, sql, target, dtypes)
+                def stream(jobs: list) -> dict[str, tuple[Path, int]]:
+                    return _copy_in_shared_snapshot(target, snapshot_id, jobs, Path(stage_dir), what)
+            else:
+                def stream(jobs: list) -> dict[str, tuple[Path, int]]:
+                    paths = {name: Path(stage_dir) / f"{name}.parquet" for _, name, _ in jobs}
+                    return {name: (paths[name], _stream_chunks_to_parquet(conn, sql, paths[name], dtypes))
+                            for sql, name, dtypes in jobs}
 
         result = extract_aggregates(
             lambda sql: _read(conn, sql), relation, period=period, comparison=comparison,
