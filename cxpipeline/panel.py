@@ -48,6 +48,8 @@ CADENCE_ORDER = 'ORDER BY customer_id COLLATE "C", as_of'
 # -> customer-period rows. Counting order rows equals count(DISTINCT order_id) per period but
 # avoids distinct aggregates, which are several times slower in DuckDB. The text is plain SQL
 # that DuckDB and PostgreSQL both run (no GROUP BY ALL, no '::' casts, binary "C" ordering).
+# The order step groups by customer and period first: an engine that groups by sorting (PostgreSQL)
+# then hands the customer-period step its input already in order, so it streams.
 # {source}: a relation with the canonical transaction columns; {unit}: month/quarter/year;
 # {shift}: fiscal year start month - 1 (periods are truncated in a shifted calendar);
 # {end}: exclusive upper bound on ordered_at (no look-ahead past the reporting period).
@@ -66,7 +68,7 @@ WITH orders AS (
         max(ordered_at)     AS last_at
     FROM {source}
     WHERE ordered_at < TIMESTAMP '{end}'
-    GROUP BY 1, 2, 3, 4
+    GROUP BY 1, 4, 2, 3
 )
 SELECT
     customer_id,
