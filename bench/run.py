@@ -18,9 +18,13 @@ memory at fork time, so a driver that generated data would inflate it. Per size:
 * ``extract``, ``metrics``, ``model`` (if the pipeline has the stage), ``render`` (render +
   check): the pipeline stages one after another on one artifact folder;
 * ``pack``: :func:`cxpipeline.pipeline.run_pack` in one process (all stages);
-* ``reference``: the same extract + headline metrics in plain DuckDB SQL, no pandas and no
-  data cleaning (lines grouped into orders once, panel, monthly panel, cadence, the revenue
-  bridge per segment and the customer ledger) -- the yardstick for "extract + metrics";
+* ``reference``: the same extract + metrics in plain DuckDB SQL, no pandas and no data cleaning
+  (lines grouped into orders once, panel, monthly panel, cadence, the revenue bridge per segment,
+  the customer ledger, and the other families broken down overall and by segment: tiers and
+  migration, RFM, behaviour and its decomposition, retention, lapse sensitivity, referrals,
+  profitability and the whale curve, cohorts) -- the yardstick for "extract + metrics";
+* ``reference_headline``: the same without the families (panels, cadence, bridge and ledger
+  only: what the reference computed until 2026-12-01), to show how the ratio depends on it;
 * ``floor``: pyarrow reading the columns the panel needs (nothing can be faster than reading);
 * at ``--pg-size``: the PostgreSQL source (``load-demo`` once, cached in the database),
   ``pg_extract`` and ``pg_pack``.
@@ -145,9 +149,132 @@ CREATE TEMP TABLE ledger AS
     FROM recent;
 """
 
+# The metric families beyond the bridge and ledger, as an analyst would write them in DuckDB:
+# one per-customer state table, one long table of (customer, segment, value) for the breakdowns
+# (overall and by each segment attribute), then one grouped query per family.
+REFERENCE_FAMILIES_SQL = """
+CREATE TEMP TABLE state AS
+    SELECT customer_id,
+           coalesce(sum(revenue) FILTER (WHERE period_start >= TIMESTAMP '{year_before_start}'
+                                           AND period_start < TIMESTAMP '{current_start}'), 0) AS value_start,
+           coalesce(sum(revenue) FILTER (WHERE period_start >= TIMESTAMP '{year_before_end}'), 0) AS value_end,
+           max(last_order_at) FILTER (WHERE period_start < TIMESTAMP '{current_start}') AS last_before,
+           max(last_order_at) AS last_order, min(first_order_at) AS first_order,
+           sum(count_orders) AS frequency, sum(revenue) AS monetary,
+           coalesce(sum(revenue) FILTER (WHERE period_start >= TIMESTAMP '{current_start}'), 0) AS revenue_p,
+           coalesce(sum(count_orders) FILTER (WHERE period_start >= TIMESTAMP '{current_start}'), 0) AS orders_p,
+           coalesce(sum(revenue) FILTER (WHERE period_start >= TIMESTAMP '{previous_start}'
+                                           AND period_start < TIMESTAMP '{current_start}'), 0) AS revenue_c,
+           coalesce(sum(count_orders) FILTER (WHERE period_start >= TIMESTAMP '{previous_start}'
+                                                AND period_start < TIMESTAMP '{current_start}'), 0) AS orders_c,
+           coalesce(sum(revenue - cost - cost_to_serve) FILTER (WHERE period_start >= TIMESTAMP '{year_before_end}'), 0) AS margin_12m,
+           coalesce(sum(cost) FILTER (WHERE period_start >= TIMESTAMP '{year_before_end}'), 0) AS cost_12m,
+           coalesce(sum(cost_to_serve) FILTER (WHERE period_start >= TIMESTAMP '{year_before_end}'), 0) AS cts_12m
+    FROM panel_monthly GROUP BY 1;
+CREATE TEMP TABLE cuts AS
+    SELECT quantile_disc(value_start, 0.99) AS cut_1, quantile_disc(value_start, 0.90) AS cut_2,
+           quantile_disc(value_start, 0.50) AS cut_3
+    FROM state WHERE last_before >= TIMESTAMP '{year_before_start}';
+CREATE TEMP TABLE scored AS
+    SELECT s.*, k.region, k.channel, k.customer_type, k.referred_by,
+           s.last_before >= TIMESTAMP '{year_before_start}' AS in_opening,
+           s.last_order >= TIMESTAMP '{year_before_end}' AS in_closing,
+           CASE WHEN s.last_before >= TIMESTAMP '{year_before_start}' THEN
+                CASE WHEN value_start >= cut_1 THEN 'Top 1%' WHEN value_start >= cut_2 THEN 'Next 9%'
+                     WHEN value_start >= cut_3 THEN 'Middle 40%' ELSE 'Bottom 50%' END
+                WHEN s.first_order >= TIMESTAMP '{current_start}' THEN 'New'
+                WHEN s.revenue_p <> 0 THEN 'Won back' ELSE 'Not in base at start' END AS tier_start,
+           CASE WHEN s.last_order < TIMESTAMP '{year_before_end}' THEN 'Lapsed'
+                WHEN value_end >= cut_1 THEN 'Top 1%' WHEN value_end >= cut_2 THEN 'Next 9%'
+                WHEN value_end >= cut_3 THEN 'Middle 40%' ELSE 'Bottom 50%' END AS tier_end,
+           ntile(5) OVER (ORDER BY s.last_order) AS r_score,
+           ntile(5) OVER (ORDER BY s.frequency) AS f_score,
+           ntile(5) OVER (ORDER BY s.monetary) AS m_score
+    FROM state s CROSS JOIN cuts LEFT JOIN customers k USING (customer_id)
+    WHERE s.frequency > 0;
+CREATE TEMP TABLE scored_rfm AS
+    SELECT *, CASE WHEN r_score >= 4 AND (f_score + m_score) >= 8 THEN 'Champions'
+                   WHEN r_score >= 3 AND (f_score + m_score) >= 6 THEN 'Loyal'
+                   WHEN r_score >= 4 AND (f_score + m_score) <= 4 THEN 'New / Promising'
+                   WHEN r_score <= 2 AND (f_score + m_score) >= 8 THEN 'Can''t Lose Them'
+                   WHEN r_score <= 2 AND (f_score + m_score) >= 5 THEN 'At Risk'
+                   WHEN r_score = 3 THEN 'Need Attention'
+                   WHEN r_score = 2 THEN 'About to Sleep' ELSE 'Hibernating' END AS rfm_segment
+    FROM scored;
+CREATE TEMP TABLE dims AS
+    SELECT customer_id, 'all' AS segment, 'All' AS segment_value FROM scored_rfm
+    UNION ALL SELECT customer_id, 'region', coalesce(region, 'Unknown') FROM scored_rfm
+    UNION ALL SELECT customer_id, 'channel', coalesce(channel, 'Unknown') FROM scored_rfm
+    UNION ALL SELECT customer_id, 'customer_type', coalesce(customer_type, 'Unknown') FROM scored_rfm
+    UNION ALL SELECT customer_id, 'value_tier', tier_start FROM scored_rfm
+    UNION ALL SELECT customer_id, 'rfm_segment', rfm_segment FROM scored_rfm;
+CREATE TEMP TABLE wide AS SELECT d.segment, d.segment_value, s.* FROM dims d JOIN scored_rfm s USING (customer_id);
+CREATE TEMP TABLE migration AS
+    SELECT segment, segment_value, tier_start, tier_end, count(*) AS count_customers,
+           sum(value_start) AS value_start, sum(value_end) AS value_end
+    FROM wide WHERE segment NOT IN ('value_tier', 'rfm_segment') GROUP BY 1, 2, 3, 4;
+CREATE TEMP TABLE rfm_segments AS
+    SELECT segment, segment_value, rfm_segment, count(*) AS count_customers, sum(value_end) AS value_12m,
+           sum(monetary) AS monetary, avg(frequency) AS mean_frequency
+    FROM wide WHERE segment NOT IN ('value_tier', 'rfm_segment') GROUP BY 1, 2, 3;
+CREATE TEMP TABLE behaviour AS
+    SELECT segment, segment_value,
+           count(*) FILTER (WHERE orders_p > 0) AS count_active_p, count(*) FILTER (WHERE orders_c > 0) AS count_active_c,
+           sum(orders_p) AS orders_p, sum(orders_c) AS orders_c, sum(revenue_p) AS revenue_p, sum(revenue_c) AS revenue_c,
+           sum(revenue_p) / nullif(sum(orders_p), 0) AS order_value_p, sum(revenue_c) / nullif(sum(orders_c), 0) AS order_value_c,
+           count(*) FILTER (WHERE orders_p > orders_c) AS count_buying_more, count(*) FILTER (WHERE orders_p < orders_c) AS count_buying_less
+    FROM wide WHERE segment <> 'rfm_segment' GROUP BY 1, 2;
+CREATE TEMP TABLE revenue_decomposition AS
+    SELECT segment, segment_value,
+           (revenue_p - revenue_c) * ln(count_active_p / nullif(count_active_c, 0)) / nullif(ln(revenue_p / nullif(revenue_c, 0)), 0) AS customers_effect,
+           (revenue_p - revenue_c) * ln((orders_p / nullif(count_active_p, 0)) / nullif(orders_c / nullif(count_active_c, 0), 0))
+               / nullif(ln(revenue_p / nullif(revenue_c, 0)), 0) AS frequency_effect,
+           (revenue_p - revenue_c) * ln(order_value_p / nullif(order_value_c, 0)) / nullif(ln(revenue_p / nullif(revenue_c, 0)), 0) AS order_value_effect
+    FROM behaviour WHERE revenue_p > 0 AND revenue_c > 0;
+CREATE TEMP TABLE retention AS
+    SELECT segment, segment_value, count(*) FILTER (WHERE in_opening) AS opening,
+           count(*) FILTER (WHERE in_opening AND in_closing) AS retained,
+           count(*) FILTER (WHERE in_opening AND in_closing) / nullif(count(*) FILTER (WHERE in_opening), 0) AS retention_rate
+    FROM wide WHERE segment <> 'rfm_segment' GROUP BY 1, 2;
+CREATE TEMP TABLE lapse_sensitivity AS
+    WITH gaps AS (SELECT customer_id, median_gap_days FROM cadence WHERE as_of = TIMESTAMP '{current_start}'),
+         ks (k) AS (VALUES (1.5), (2.0), (3.0))
+    SELECT k, count(*) FILTER (WHERE s.last_before + to_days(CAST(k * coalesce(g.median_gap_days, 365) AS INTEGER))
+                                   < TIMESTAMP '{current_end}'
+                                 AND s.last_order < TIMESTAMP '{current_start}') AS count_lapsed,
+           sum(s.value_start) FILTER (WHERE s.last_order < TIMESTAMP '{current_start}') AS value_lapsed
+    FROM scored_rfm s LEFT JOIN gaps g USING (customer_id) CROSS JOIN ks
+    WHERE s.in_opening GROUP BY 1;
+CREATE TEMP TABLE referrals AS
+    SELECT segment, segment_value, count(*) FILTER (WHERE referred_by IS NOT NULL) AS count_referred,
+           count(*) FILTER (WHERE referred_by IS NOT NULL AND first_order >= TIMESTAMP '{current_start}') AS count_referred_new,
+           sum(value_end) FILTER (WHERE referred_by IS NOT NULL) AS value_referred
+    FROM wide WHERE segment NOT IN ('value_tier', 'rfm_segment') GROUP BY 1, 2;
+CREATE TEMP TABLE profitability AS
+    SELECT segment, segment_value, count(*) AS count_customers, sum(value_end) AS revenue_12m, sum(cost_12m) AS cost,
+           sum(cts_12m) AS cost_to_serve, sum(margin_12m) AS margin, count(*) FILTER (WHERE margin_12m < 0) AS count_unprofitable,
+           sum(margin_12m) FILTER (WHERE margin_12m < 0) AS margin_unprofitable
+    FROM wide WHERE value_end <> 0 OR margin_12m <> 0 GROUP BY 1, 2;
+CREATE TEMP TABLE whale_curve AS
+    SELECT row_number() OVER w / count(*) OVER () AS share_of_customers,
+           sum(margin_12m) OVER w / sum(margin_12m) OVER () AS share_of_profit
+    FROM scored_rfm WHERE value_end <> 0 OR margin_12m <> 0
+    WINDOW w AS (ORDER BY margin_12m DESC, customer_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
+CREATE TEMP TABLE cohorts AS
+    SELECT date_trunc('quarter', s.first_order) AS cohort, p.period_start, count(*) AS count_active,
+           sum(p.revenue) AS revenue
+    FROM panel p JOIN state s USING (customer_id) WHERE p.count_orders > 0 GROUP BY 1, 2;
+"""
 
-def _reference(config: dict, period_label: str) -> None:
-    """Extract + headline metrics in plain DuckDB SQL (the yardstick)."""
+#: The reference's result tables (read back as DataFrames, as the pipeline's leave its engine).
+REFERENCE_TABLES = ["panel", "panel_monthly", "cadence", "bridge", "ledger", "migration", "rfm_segments",
+                    "behaviour", "revenue_decomposition", "retention", "lapse_sensitivity", "referrals",
+                    "profitability", "whale_curve", "cohorts", "scored_rfm"]
+
+
+def _reference(config: dict, period_label: str, families: bool = True) -> None:
+    """Extract + metrics in plain DuckDB SQL (the yardstick): the panels, cadence, bridge and
+    ledger, and (``families``) the other metric families broken down by segment."""
     import duckdb
     import pandas as pd
 
@@ -161,7 +288,7 @@ def _reference(config: dict, period_label: str) -> None:
     end = pd.Timestamp(period.end)
     instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
     fmt = "%Y-%m-%d %H:%M:%S"
-    script = REFERENCE_SQL.format(
+    script = (REFERENCE_SQL + (REFERENCE_FAMILIES_SQL if families else "")).format(
         orders=ORDERS_SQL.format(source=source, end=end.strftime(fmt)),
         gaps=GAPS_FROM_ORDERS_SQL.format(orders="orders"),
         panel=panel_from_orders_sql("orders", "quarter", 1),
@@ -170,6 +297,7 @@ def _reference(config: dict, period_label: str) -> None:
         customers=config["source"]["customers_path"],
         current_start=pd.Timestamp(period.start).strftime(fmt),
         previous_start=pd.Timestamp(comparison.start).strftime(fmt),
+        current_end=end.strftime(fmt),
         year_before_start=(pd.Timestamp(period.start) - pd.DateOffset(years=1)).strftime(fmt),
         year_before_end=(end - pd.DateOffset(years=1)).strftime(fmt),
     )
@@ -178,7 +306,7 @@ def _reference(config: dict, period_label: str) -> None:
     for statement in [s for s in script.split(";") if s.strip()]:
         con.execute(statement)
     # Results leave the engine like the pipeline's do (as DataFrames).
-    for table in ("panel", "panel_monthly", "cadence", "bridge", "ledger"):
+    for table in REFERENCE_TABLES if families else REFERENCE_TABLES[:5]:
         con.sql(f"SELECT * FROM {table}").df()
     con.close()
 
@@ -217,6 +345,8 @@ def child(stage: str, config_json: str, period_label: str, out: str) -> None:
         pipeline.run_pack(config, period_label, out)
     elif stage == "reference":
         _reference(raw, period_label)
+    elif stage == "reference_headline":
+        _reference(raw, period_label, families=False)
     elif stage == "floor":
         _floor(raw)
     else:
@@ -311,21 +441,26 @@ def machine() -> dict:
             "python": platform.python_version(), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None) -> dict:
+#: Every stage, in the order measured (``--stages`` picks a subset, e.g. for a quick ratio).
+ALL_STAGES = ["extract", "metrics", "model", "render", "pack", "reference", "reference_headline", "floor",
+              "pg_extract", "pg_pack"]
+
+
+def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None,
+             only: list[str] | None = None) -> dict:
     folder = ensure_data(label)
-    stages = ["extract", "metrics"] + (["model"] if _has_model_stage() else []) + ["render"]
+    wanted = [s for s in ALL_STAGES if (only is None or s in only) and (s != "model" or _has_model_stage())]
     samples: dict[str, list[dict]] = {}
     for repeat in range(repeats):
         out = out_root / f"{label}-{repeat}"
         config = file_config(folder, "bench")
-        for stage in stages:
-            samples.setdefault(stage, []).append(measure(stage, config, out))
-        samples.setdefault("pack", []).append(measure("pack", file_config(folder, "bench_pack"), out))
-        samples.setdefault("reference", []).append(measure("reference", config, out))
-        samples.setdefault("floor", []).append(measure("floor", config, out))
+        for stage in [s for s in wanted if not s.startswith("pg_")]:
+            pack_id = "bench_pack" if stage == "pack" else "bench"
+            samples.setdefault(stage, []).append(measure(stage, file_config(folder, pack_id), out))
         if with_pg:
-            samples.setdefault("pg_extract", []).append(measure("pg_extract", sql_config(with_pg, "bench_pg"), out))
-            samples.setdefault("pg_pack", []).append(measure("pg_pack", sql_config(with_pg, "bench_pg_pack"), out))
+            for stage in [s for s in wanted if s.startswith("pg_")]:
+                pack_id = "bench_pg_pack" if stage == "pg_pack" else "bench_pg"
+                samples.setdefault(stage, []).append(measure(stage, sql_config(with_pg, pack_id), out))
         print(f"# {label} repeat {repeat + 1}/{repeats}: "
               + ", ".join(f"{k} {v[-1]['seconds']:.1f}s/{v[-1]['peak_rss_mb']:.0f}MB" for k, v in samples.items()),
               file=sys.stderr, flush=True)
@@ -340,26 +475,34 @@ def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None) -> d
             "all_seconds": [round(v["seconds"], 2) for v in values],
         }
     s = result["stages"]
-    result["extract_metrics"] = s["extract"]["seconds"] + s["metrics"]["seconds"]
-    result["ratio_to_reference"] = result["extract_metrics"] / s["reference"]["seconds"]
-    if "pg_pack" in s:
+    if "extract" in s and "metrics" in s:
+        result["extract_metrics"] = s["extract"]["seconds"] + s["metrics"]["seconds"]
+        for name, key in (("reference", "ratio_to_reference"), ("reference_headline", "ratio_to_headline_reference")):
+            if name in s:
+                result[key] = result["extract_metrics"] / s[name]["seconds"]
+    if "pg_pack" in s and "pack" in s:
         result["pg_pack_ratio"] = s["pg_pack"]["seconds"] / s["pack"]["seconds"]
     return result
 
 
 def render_table(results: list[dict]) -> str:
-    stage_names = [n for n in ("extract", "metrics", "model", "render", "pack", "reference", "floor",
-                               "pg_extract", "pg_pack") if any(n in r["stages"] for r in results)]
-    header = ["rows", "customers"] + [f"{n} s / MB" for n in stage_names] + ["extract+metrics s", "ratio to ref"]
+    stage_names = [n for n in ALL_STAGES if any(n in r["stages"] for r in results)]
+    header = (["rows", "customers"] + [f"{n} s / MB" for n in stage_names]
+              + ["extract+metrics s", "ratio to ref", "ratio to headline ref"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def number(r: dict, key: str, fmt: str) -> str:
+        return format(r[key], fmt) + ("x" if key.startswith("ratio") else "") if key in r else "-"
+
     for r in results:
         cells = [f"{r['rows']:,}", f"{r['customers']:,}"]
         for n in stage_names:
             st = r["stages"].get(n)
             cells.append(f"{st['seconds']:.1f} / {st['peak_rss_mb']:.0f}" if st else "-")
-        cells += [f"{r['extract_metrics']:.1f}", f"{r['ratio_to_reference']:.2f}x"]
+        cells += [number(r, "extract_metrics", ".1f"), number(r, "ratio_to_reference", ".2f"),
+                  number(r, "ratio_to_headline_reference", ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
-    if len(results) > 1:
+    if len(results) > 1 and all("pack" in r["stages"] and "extract_metrics" in r for r in results):
         lines.append("")
         lines.append("| from -> to | pack growth per doubling | extract+metrics growth per doubling |")
         lines.append("|---|---|---|")
@@ -384,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pg-url", default=None, help="PostgreSQL URL for the SQL source (a database you own)")
     parser.add_argument("--pg-size", default="10M", help="size measured on PostgreSQL (default 10M)")
+    parser.add_argument("--stages", default=None,
+                        help="comma-separated subset of: " + ",".join(ALL_STAGES) + " (default: all)")
     parser.add_argument("--out", default=None, help="artifact folder (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write the results as JSON to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -401,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
     repeats = 1 if args.quick else args.repeats
+    only = [s.strip() for s in args.stages.split(",")] if args.stages else None
+    if only and [s for s in only if s not in ALL_STAGES]:
+        parser.error(f"unknown stage(s) {[s for s in only if s not in ALL_STAGES]}; choose from {ALL_STAGES}")
     info = machine()
     print(f"# machine: {info['nproc']} cores, {info['ram_gib']} GiB, {info['cpu']}; "
           f"load average at start {info['load_average']}", file=sys.stderr, flush=True)
@@ -410,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for label in sizes:
             with_pg = args.pg_url if args.pg_url and label == pg_label and ensure_postgres(args.pg_url, label) else None
-            results.append(run_size(label, repeats, out_root, with_pg))
+            results.append(run_size(label, repeats, out_root, with_pg, only))
     info_end = machine()
     table = render_table(results)
     print(table)
