@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 from babel.numbers import format_decimal
 
@@ -108,9 +107,12 @@ def _names(tables: ArtifactTables, ids: pd.Series) -> pd.Series | None:
     customers = tables.table("customers")
     if "customer_name" not in customers.columns:
         return None
+    wanted = ids.astype("string")
+    # only the listed customers' rows: the lookup of the whole base cost ~0.3 s per list at 500k
+    customers = customers.loc[customers["customer_id"].astype("string").isin(wanted.dropna().unique())]
     lookup = customers.drop_duplicates("customer_id").set_index(customers["customer_id"].drop_duplicates()
                                                                 .astype("string"))["customer_name"]
-    return ids.astype("string").map(lookup)
+    return wanted.map(lookup)
 
 
 def _driver_text(text: str, config: Config) -> str:
@@ -190,16 +192,20 @@ def value_bands(scores: pd.DataFrame, names: list[str], top_shares: list[float])
     Band ``k`` holds positions ``[ceil(top_shares[k-1] * n), ceil(top_shares[k] * n))`` of the
     ranking by historical value (descending, ties by customer id); the last band takes the rest.
     """
-    ranked = scores.sort_values(["historical_value", "customer_id"], ascending=[False, True], kind="stable")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # Arrow's sort on (value, id): pandas' lexsort factorized half a million string ids first.
+    # Ids compare bytewise in UTF-8, which is code point order, as Python compares strings.
+    keys = pa.table({"value": scores["historical_value"].to_numpy("float64"),
+                     "id": pa.array(scores["customer_id"].astype("string"))})
+    order = pc.sort_indices(keys, sort_keys=[("value", "descending"), ("id", "ascending")])
+    ranked = scores.take(order.to_numpy())
     n = len(ranked)
     cuts = [0, *[math.ceil(share * n) for share in top_shares], n]
-    band = np.empty(n, dtype=object)
-    for k, name in enumerate(names):
-        band[cuts[k]:cuts[k + 1]] = name
-    ranked = ranked.assign(band=band)
     rows = []
-    for name in names:
-        part = ranked.loc[ranked["band"] == name]
+    for k, name in enumerate(names):
+        part = ranked.iloc[cuts[k]:cuts[k + 1]]  # bands are runs of the ranking
         rows.append({"band": name, "count_customers": int(len(part)),
                      "historical_value": round(float(part["historical_value"].sum()), 2),
                      "revenue_12m": round(float(part["revenue_12m"].sum()), 2),
