@@ -148,8 +148,9 @@ def write_table(folder: str | Path, name: str, df: pd.DataFrame, *, csv: bool = 
     return parquet
 
 
-def read_table(folder: str | Path, name: str) -> pd.DataFrame:
-    return pd.read_parquet(Path(folder) / f"{name}.parquet")
+def read_table(folder: str | Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A table of the run's folder (``columns``: only these, read from the Parquet file)."""
+    return pd.read_parquet(Path(folder) / f"{name}.parquet", columns=columns)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -271,11 +271,11 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     at-risk list checked against what happened since).
     """
     from cxpipeline.model import fit_and_score, review_previous_list, score_period
-    from cxpipeline.model.features import sorted_by_period
+    from cxpipeline.model.features import MODEL_PANEL_COLUMNS, sorted_by_period
 
     started = time.perf_counter()
     folder = pack_folder(config, period, output_root)
-    monthly = sorted_by_period(read_table(folder, "panel_monthly"))  # every snapshot a slice
+    monthly = sorted_by_period(read_table(folder, "panel_monthly", columns=MODEL_PANEL_COLUMNS))  # snapshots: slices
     customers = read_table(folder, "customers")
     segments = [s for s in config.segments if s in customers.columns]
     options = {"horizon_days": config.model.horizon_days, "random_state": config.model.random_state,

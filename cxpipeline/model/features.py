@@ -46,6 +46,7 @@ from cxpipeline.errors import InputError
 
 __all__ = [
     "FEATURE_LABELS",
+    "MODEL_PANEL_COLUMNS",
     "RAW_FEATURES",
     "MODEL_FEATURES",
     "rows_before",
@@ -113,10 +114,13 @@ def _month_floor(ts: pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(year=ts.year, month=ts.month, day=1)
 
 
+#: The monthly panel's columns the model reads (the rest are not read from the file).
+MODEL_PANEL_COLUMNS = ["customer_id", "period_start", "revenue", "gross_revenue", "returns",
+                       "count_orders", "first_order_at", "last_order_at"]
+
+
 def _check_panel(panel: pd.DataFrame) -> None:
-    required = ["customer_id", "period_start", "revenue", "gross_revenue", "returns",
-                "count_orders", "first_order_at", "last_order_at"]
-    missing = [c for c in required if c not in panel.columns]
+    missing = [c for c in MODEL_PANEL_COLUMNS if c not in panel.columns]
     if missing:
         raise InputError(
             f"The panel lacks column(s) {', '.join(missing)}.",
@@ -149,7 +153,9 @@ def sorted_by_period(panel: pd.DataFrame) -> pd.DataFrame:
     """The panel in ``period_start`` order (stable), so :func:`rows_before` slices it."""
     if panel["period_start"].is_monotonic_increasing:
         return panel
-    return panel.sort_values("period_start", kind="stable", ignore_index=True)
+    # a stable argsort and one take: sort_values took 3x as long on a 5M-row panel
+    order = np.argsort(panel["period_start"].to_numpy("datetime64[us]"), kind="stable")
+    return panel.take(order).reset_index(drop=True)
 
 
 def snapshot_features(panel: pd.DataFrame, snapshot: date | datetime | pd.Timestamp) -> pd.DataFrame:
