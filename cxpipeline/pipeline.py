@@ -286,7 +286,11 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     # checked against the purchases made since.
     previous = period.previous()
     previous_end = pd.Timestamp(previous.end)
-    previous_scores, _, _ = fit_and_score(monthly, customers, previous_end, with_drivers=False, **options)
+    # For a quarter and a 90-day horizon the backtest already fitted at last period's end, on
+    # the same rows with the same options: the same list, so it is not fitted twice.
+    previous_scores = result.fits.get(previous_end)
+    if previous_scores is None:
+        previous_scores, _, _ = fit_and_score(monthly, customers, previous_end, with_drivers=False, **options)
     report["previous_list_review"] = review_previous_list(previous_scores, monthly, previous.last_day, period.last_day)
     write_table(folder, "scores", result.scores)
     write_json(folder / "model_report.json", report)

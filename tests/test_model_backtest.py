@@ -129,6 +129,12 @@ def test_score_period_api_and_invariants(small_demo):
     review = review_previous_list(scores, build_panel(transactions, "month"), "2026-06-30", "2026-09-30", top_n=10)
     assert review["top_n"] == 10 and review["days_observed"] == 92
     assert review["top_count_bought_again"] + review["top_count_no_purchase"] == 10
+    # The backtest's fit at its snapshot is kept: exactly the list a fit for that instant gives
+    # (the pipeline reuses it as last quarter's list instead of fitting it again).
+    (instant, kept), = result.fits.items()
+    assert instant == pd.Timestamp("2026-04-01")
+    refit, _, _ = fit_and_score(panel, customers, instant, segment_columns=SEGMENTS, with_drivers=False)
+    pd.testing.assert_frame_equal(kept, refit)
 
 
 def test_calibration_table_exact():

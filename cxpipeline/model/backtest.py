@@ -116,11 +116,13 @@ def backtest_snapshot(
     segment_columns: Sequence[str] = (),
     max_snapshots: int = 24,
     max_training_rows: int = 300_000,
+    fitted: dict | None = None,
 ) -> dict:
     """Backtest on the latest month start ``s`` whose outcome window ends by ``data_end``.
 
     Fits exactly as the live model would have at ``s`` (only windows ending by ``s``), scores the
-    customers who bought before ``s`` and labels them from the panel.
+    customers who bought before ``s`` and labels them from the panel. ``fitted``: a dict that
+    receives ``{s: scores}`` (without drivers), for a caller that needs the scores at ``s`` too.
     """
     end = to_instant(data_end)
     latest = end - pd.Timedelta(days=horizon_days)
@@ -135,6 +137,8 @@ def backtest_snapshot(
         panel, customers, s, horizon_days=horizon_days, random_state=random_state,
         segment_columns=segment_columns, max_snapshots=max_snapshots,
         max_training_rows=max_training_rows, with_drivers=False)
+    if fitted is not None:
+        fitted[s] = scores
     y = lapse_labels(panel, s, horizon_days, pd.Index(scores["customer_id"]))
     recency = scores["recency_days"].to_numpy()
     p_rule = model.recency_rule.predict(recency)

@@ -49,6 +49,8 @@ class ModelResult:
     backtest: dict
     report: dict
     model: AtRiskModel | None = field(default=None, repr=False)
+    #: Scores (without drivers) fitted along the way, by fit instant (the backtest's snapshot).
+    fits: dict = field(default_factory=dict, repr=False)
 
 
 def library_versions() -> dict[str, str]:
@@ -237,11 +239,12 @@ def score_period(
         panel_monthly, customers, t, horizon_days=horizon_days, random_state=random_state,
         segment_columns=segment_columns, max_snapshots=max_snapshots,
         max_training_rows=max_training_rows)
+    fits: dict = {}
     backtest = backtest_snapshot(
         rows_before(panel_monthly, t), customers, t, horizon_days=horizon_days,
         random_state=random_state, segment_columns=segment_columns, max_snapshots=max_snapshots,
-        max_training_rows=max_training_rows)
+        max_training_rows=max_training_rows, fitted=fits)
     report["period_end"] = f"{to_instant(period_end):%Y-%m-%d}"
     report["backtest"] = backtest
     report["messages"] = report["messages"] + backtest.get("messages", [])
-    return ModelResult(scores=scores, backtest=backtest, report=report, model=model)
+    return ModelResult(scores=scores, backtest=backtest, report=report, model=model, fits=fits)
