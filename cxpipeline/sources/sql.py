@@ -309,11 +309,50 @@ def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tu
     return relation, present
 
 
+#: PostgreSQL type OIDs read back from COPY's CSV as numbers, booleans or timestamps; every other
+#: type stays text, as psycopg's objects (Decimal, date, ...) became text in the customer table.
+_COPY_TYPES = {16: "bool", 20: "int64", 21: "int64", 23: "int64", 700: "float64", 701: "float64",
+               1114: "timestamp", 1184: "timestamptz"}
+
+
+def _copy_to_frame(conn, sql: str) -> pd.DataFrame:
+    """A query's rows as a DataFrame through ``COPY ... TO STDOUT`` (CSV parsed by pyarrow).
+
+    For the customer table: half a million rows as Python tuples took ~3 s, the COPY a fraction.
+    Columns come back as ``_read`` would give them after the customer clean-up.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(f"SELECT * FROM ({sql}) AS copied LIMIT 0")
+        described = [(d.name, _COPY_TYPES.get(d.type_code, "text")) for d in cursor.description]
+        buffer = io.BytesIO()
+        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as copy:
+            for block in copy:
+                buffer.write(block)
+    finally:
+        cursor.close()
+    arrow = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "text": pa.string(),
+             "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC")}
+    convert = pa_csv.ConvertOptions(column_types={name: arrow[kind] for name, kind in described},
+                                    null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                    true_values=["t"], false_values=["f"])
+    buffer.seek(0)
+    table = pa_csv.read_csv(buffer, convert_options=convert)
+    return table.to_pandas()
+
+
 def _customers(conn, source: SqlSource, url: str) -> pd.DataFrame | None:
     if not source.customers_table:
         return None
     table = _table_name(conn, source, source.customers_table)
-    frame = _read(conn, f"SELECT * FROM {table}")
+    driver = type(conn.connection.driver_connection).__module__.split(".")[0]
+    read = _copy_to_frame if driver == "psycopg" else _read
+    frame = read(conn, f"SELECT * FROM {table}")
     for column in frame.columns:
         if column == "acquired_at":
             frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
