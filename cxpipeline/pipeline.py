@@ -382,7 +382,8 @@ def run_pack(
     say = progress or (lambda message: log.info(message))
     if pushdown_kind(config) is not None:  # aggregated where the data is: never loaded here
         data = None
-        last = pd.Timestamp(pushdown_last_day(config) or pd.NaT)
+        # the last order date only picks the default period (a scan of the whole table in SQL)
+        last = pd.NaT if period_label else pd.Timestamp(pushdown_last_day(config) or pd.NaT)
     else:
         say("loading source ...")
         data = load_source(config)
