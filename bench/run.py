@@ -514,9 +514,11 @@ def render_table(results: list[dict]) -> str:
     pg = [r for r in results if "pg_pack_ratio" in r]
     for r in pg:
         lines.append("")
+        extract = r["stages"].get("pg_extract")
         lines.append(f"PostgreSQL source at {r['label']}: pack {r['stages']['pg_pack']['seconds']:.1f} s = "
-                     f"{r['pg_pack_ratio']:.2f}x the file source; extract {r['stages']['pg_extract']['seconds']:.1f} s "
-                     f"(panel computed in the database).")
+                     f"{r['pg_pack_ratio']:.2f}x the file source"
+                     + (f"; extract {extract['seconds']:.1f} s" if extract else "")
+                     + " (panel computed in the database).")
     return "\n".join(lines)
 
 

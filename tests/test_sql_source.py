@@ -112,6 +112,13 @@ def test_run_pack_default_period_reads_only_the_last_date(database, monkeypatch)
     assert str(pushdown_last_day(_sql_config(database))) == "2026-09-30"
 
 
+def test_run_pack_with_a_period_does_not_scan_for_the_last_date(database, tmp_path, monkeypatch):
+    # The last order date only picks the default period; in SQL it is a scan of the whole table.
+    monkeypatch.setattr(pipeline, "pushdown_last_day", lambda *a, **k: pytest.fail("scanned for the last date"))
+    result = pipeline.run_pack(_sql_config(database), PERIOD.label, tmp_path)
+    assert result.period == PERIOD and result.pdf_path.is_file()
+
+
 @pytest.fixture()
 def odd_table(database):
     """A hand-built table with every SQL exclusion reason (amounts in cents noted)."""
