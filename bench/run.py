@@ -453,7 +453,6 @@ def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None,
     samples: dict[str, list[dict]] = {}
     for repeat in range(repeats):
         out = out_root / f"{label}-{repeat}"
-        config = file_config(folder, "bench")
         for stage in [s for s in wanted if not s.startswith("pg_")]:
             pack_id = "bench_pack" if stage == "pack" else "bench"
             samples.setdefault(stage, []).append(measure(stage, file_config(folder, pack_id), out))

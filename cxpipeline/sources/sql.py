@@ -234,7 +234,7 @@ def _copy_in_shared_snapshot(url: str, snapshot_id: str, jobs: list[tuple[str, s
 
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="cx-copy") as pool:
         futures = [pool.submit(run, job) for job in jobs]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in futures if f.done() and f.exception() is not None]
         if failed and pending:
             for driver_connection in list(connections):
@@ -312,6 +312,11 @@ def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tu
     return relation, present
 
 
+def _is_psycopg(conn) -> bool:
+    """psycopg 3 underneath: COPY and exported snapshots are available."""
+    return type(conn.connection.driver_connection).__module__.split(".")[0] == "psycopg"
+
+
 #: PostgreSQL type OIDs read back from COPY's CSV as numbers, booleans or timestamps; every other
 #: type stays text, as psycopg's objects (Decimal, date, ...) became text in the customer table.
 _COPY_TYPES = {16: "bool", 20: "int64", 21: "int64", 23: "int64", 700: "float64", 701: "float64",
@@ -353,8 +358,7 @@ def _customers(conn, source: SqlSource, url: str) -> pd.DataFrame | None:
     if not source.customers_table:
         return None
     table = _table_name(conn, source, source.customers_table)
-    driver = type(conn.connection.driver_connection).__module__.split(".")[0]
-    read = _copy_to_frame if driver == "psycopg" else _read
+    read = _copy_to_frame if _is_psycopg(conn) else _read
     frame = read(conn, f"SELECT * FROM {table}")
     for column in frame.columns:
         if column == "acquired_at":
@@ -458,15 +462,14 @@ def extract_sql(
         The database is unreachable, the connection drops, the table is missing or lacks columns.
     """
     target = resolve_url(source, url)
-    with snapshot(target, f"reading {source.transactions_table} for {period.label}") as conn:
+    what = f"reading {source.transactions_table} for {period.label}"
+    with snapshot(target, what) as conn:
         relation, present = _base_relation(conn, source, target, segments)
         customers = _customers(conn, source, target)
         stream = None
         if stage_dir is not None:
-            driver = type(conn.connection.driver_connection).__module__.split(".")[0]
-            if driver == "psycopg":
+            if _is_psycopg(conn):
                 snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
-                what = f"reading {source.transactions_table} for {period.label}"
 
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
                     return _copy_in_shared_snapshot(target, snapshot_id, jobs, Path(stage_dir), what)
