@@ -117,6 +117,6 @@ def test_hostile_data_is_escaped_and_fetches_nothing(http_server, tmp_path):
 
 
 def test_css_string_escapes_everything_but_letters_digits_and_spaces():
-    assert css_string('a"b') == '"a\\000022b"'
-    assert css_string("</style>") == '"\\00003c\\00002fstyle\\00003e"'
-    assert css_string("Café 1") == '"Caf\\0000e9 1"'
+    assert css_string('a"b') == '"a\\000022 b"'
+    assert css_string("</style>") == '"\\00003c \\00002f style\\00003e "'
+    assert css_string("Café 1") == '"Caf\\0000e9  1"'
