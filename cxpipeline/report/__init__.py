@@ -2,7 +2,7 @@
 
 Public API::
 
-    render_board_pack(folder, config) -> {"pdf", "html", "pages", "render_seconds", "blocked_urls"}
+    render_board_pack(folder, config) -> {"pdf", "html", "pages", "render_seconds", "render_method", "blocked_urls"}
     build_context(folder, config) -> dict        # every number from the run's tables
     render_html(context) -> str                  # Jinja2, autoescape, StrictUndefined
     render_pdf(html) -> bytes                    # WeasyPrint, files from templates/ + data: only

@@ -9,6 +9,7 @@ from pathlib import Path
 from markupsafe import Markup
 from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
+from cxpipeline.report.assemble import render_pack_pdf
 from cxpipeline.report.context import build_context
 from cxpipeline.report.formatting import Formatter
 from cxpipeline.report.render import (TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused,
@@ -55,19 +56,20 @@ def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str 
     Returns
     -------
     dict
-        ``{"pdf": path, "html": path, "pages": int, "render_seconds": float, "blocked_urls": list}``.
+        ``{"pdf": path, "html": path, "pages": int, "render_seconds": float, "render_method": str,
+        "blocked_urls": list}``; the PDF is laid out in two processes where it can be
+        (:func:`cxpipeline.report.assemble.render_pack_pdf`).
     """
     folder = Path(folder)
     started = time.perf_counter()
     context = build_context(folder, config, templates_dir=templates_dir)
     html = render_html(context, templates_dir)
-    fetcher = TemplateOnlyFetcher(Path(templates_dir).resolve())
-    with collector_paused():  # layout and PDF writing: see collector_paused
-        document = render_document(html, templates_dir, fetcher)
-        pdf_bytes = document.write_pdf()
+    rendered = render_pack_pdf(html, templates_dir)
     html_path = write_text(folder / "board_pack.html", html)
-    pdf_path = write_bytes(folder / "board_pack.pdf", pdf_bytes)
+    pdf_path = write_bytes(folder / "board_pack.pdf", rendered.pdf)
     seconds = round(time.perf_counter() - started, 3)
-    LOGGER.info("board pack: %d pages in %.2f s -> %s", len(document.pages), seconds, pdf_path)
-    return {"pdf": str(pdf_path), "html": str(html_path), "pages": len(document.pages),
-            "render_seconds": seconds, "blocked_urls": list(fetcher.blocked)}
+    LOGGER.info("board pack: %d pages in %.2f s (%s) -> %s", rendered.count_pages, seconds, rendered.method,
+                pdf_path)
+    return {"pdf": str(pdf_path), "html": str(html_path), "pages": rendered.count_pages,
+            "render_seconds": seconds, "render_method": rendered.method,
+            "blocked_urls": rendered.blocked_urls}

@@ -1,0 +1,351 @@
+"""The pack's PDF laid out on two cores: two body documents and one page-furniture document,
+assembled into one file.
+
+WeasyPrint lays a document out on one core, and the pack's 30-odd pages of tables take it
+2-3 s. Every section of the pack starts on a new page, so how a section breaks into pages does
+not depend on what comes before it; only the page numbers do (the footer's "Page x of y" and
+the contents). So the pack is rendered in three documents of the same HTML and CSS:
+
+1. **Body parts.** The document is cut at a section boundary into two documents with the running
+   header and footer switched off. They are laid out and written at the same time, one in this
+   process and one in a forked child (Linux; elsewhere one after the other). Part one keeps the
+   cover and the contents page, invisible, so its pages stay where they are in the whole pack.
+2. **Page furniture.** When both are done the page numbers are known. A third document has, on
+   each page, only what depends on them: the running header and "Page x of y", and on page 2
+   the contents with its page numbers and links. Every anchor and bookmark of the body parts
+   is repeated in it as an empty element at the same place, so WeasyPrint itself writes the
+   contents' links, the named destinations and the PDF outline of the whole pack.
+3. **Assembly** (pikepdf/qpdf): each body page goes under its furniture page as a form XObject.
+
+The result has the same pages, text, links and outline as the one-document render
+(:func:`render_single_pdf`), which the tests compare, and which is used whenever the pack does
+not have the expected shape or ``CXPIPELINE_RENDER_PROCESSES=1``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from markupsafe import Markup, escape
+
+from cxpipeline.report.render import (TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused,
+                                      css_string)
+
+__all__ = ["PackParts", "RenderedPDF", "split_pack", "render_pack_pdf", "render_single_pdf",
+           "render_processes"]
+
+LOGGER = logging.getLogger(__name__)
+
+#: Top-level blocks of the pack's body: cover, contents, one per section (board_pack.html;
+#: the page templates have no <section> of their own, and data is escaped).
+_BLOCK_START = re.compile(r"<section\b")
+_HREF = re.compile(r' href="[^"]*"')
+
+#: Body parts: no running header or footer (the furniture document draws them).
+_BODY_CSS = """<style>
+@page { @top-left { content: none; } @top-right { content: none; }
+        @bottom-left { content: none; } @bottom-right { content: none; } }
+#contents { visibility: hidden; }
+#contents a::after { content: ""; }
+</style>
+"""
+#: Furniture document: the contents page, empty pages that carry the running header and
+#: footer, and zero-size marks that repeat the body's anchors and bookmarks.
+_FURNITURE_CSS = """<style>
+.furniture-page { break-before: page; position: relative; height: 0; }
+.furniture-mark { position: absolute; display: block; width: 0; height: 0; }
+</style>
+"""
+
+
+def render_processes(environ: dict | None = None) -> int:
+    """How many processes lay out the pack: ``$CXPIPELINE_RENDER_PROCESSES`` (1 or 2), else 2
+    where a child process can be forked cheaply (Linux), else 1."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("CXPIPELINE_RENDER_PROCESSES", "").strip()
+    if value in ("1", "2"):
+        return int(value)
+    return 2 if sys.platform.startswith("linux") and hasattr(os, "fork") else 1
+
+
+@dataclass
+class RenderedPDF:
+    """A rendered pack: the PDF, its page count, and how it was made."""
+
+    pdf: bytes
+    count_pages: int
+    method: str  # "single document" | "assembled, N processes"
+    blocked_urls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PackParts:
+    """The pack's HTML cut into its top-level blocks (see :func:`split_pack`)."""
+
+    head: str        # up to and including <body ...>
+    cover: str
+    contents: str
+    sections: list[str]
+    tail: str        # </body></html>
+
+    def body_document(self, sections: list[str], *, with_front: bool) -> str:
+        head = self.head.replace("</head>", _BODY_CSS + "</head>", 1)
+        front = self.cover + _HREF.sub("", self.contents) if with_front else ""
+        return head + front + "".join(sections) + self.tail
+
+
+def split_pack(html: str) -> PackParts | None:
+    """The pack's top-level blocks, or ``None`` if ``html`` is not shaped as board_pack.html
+    writes it (a cover, the contents, then at least two sections)."""
+    body_at = html.find("<body")
+    body_open_end = html.find(">", body_at) + 1
+    tail_at = html.rfind("</body>")
+    if body_at < 0 or tail_at < body_open_end or "</head>" not in html[:body_at]:
+        return None
+    starts = [m.start() for m in _BLOCK_START.finditer(html, body_open_end, tail_at)]
+    if len(starts) < 4 or html[body_open_end:starts[0]].strip():
+        return None
+    blocks = [html[a:b] for a, b in zip(starts, starts[1:] + [tail_at])]
+    cover, contents, *sections = blocks
+    if 'class="cover"' not in cover[:200] or 'id="contents"' not in contents[:200]:
+        return None
+    return PackParts(html[:body_open_end], cover, contents, sections, html[tail_at:])
+
+
+def _section_id(block: str) -> str | None:
+    found = re.search(r' id="([^"]+)"', block[:300])
+    return found.group(1) if found else None
+
+
+def _weight(block: str) -> int:
+    """Rough layout cost of a block: table cells and paragraphs (each is laid out and drawn)."""
+    return block.count("<td") + block.count("<th") + 3 * block.count("<p") + 3 * block.count("<li") + 40
+
+
+def _cut(sections: list[str]) -> int:
+    """Where to cut the sections so both parts cost about the same (the first part also has
+    the cover and contents, and its process writes the furniture afterwards)."""
+    weights = [_weight(s) for s in sections]
+    total, running = sum(weights), 0
+    for index, weight in enumerate(weights):
+        if running + weight / 2 >= total / 2:
+            return max(1, min(index, len(sections) - 1))
+        running += weight
+    return len(sections) - 1
+
+
+@dataclass
+class _Body:
+    """What the assembly needs of a laid-out body part (picklable: crosses the fork)."""
+
+    pdf: bytes
+    sizes: list[tuple[float, float]]
+    anchors: list[dict[str, tuple[float, float]]]
+    bookmarks: list[list[tuple[int, str, tuple[float, float], str]]]
+    blocked_urls: list[str]
+    log_records: list[logging.LogRecord]
+
+
+def _lay_out(html: str, templates_dir: Path) -> _Body:
+    fetcher = TemplateOnlyFetcher(templates_dir)
+    with collector_paused():
+        document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+        pdf = document.write_pdf()
+    return _Body(pdf=pdf,
+                 sizes=[(page.width, page.height) for page in document.pages],
+                 anchors=[{name: (point[0], point[1]) for name, point in page.anchors.items()}
+                          for page in document.pages],
+                 bookmarks=[[(level, label, (target[0], target[1]), state)
+                             for level, label, target, state in page.bookmarks] for page in document.pages],
+                 blocked_urls=list(fetcher.blocked), log_records=[])
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg, record.args = record.getMessage(), None  # picklable whatever the args were
+        record.exc_info = None
+        self.records.append(record)
+
+
+def _in_child(html: str, templates_dir: Path, write_fd: int) -> None:
+    """The forked child: lay out one part and send it back. Its log records go back with it
+    (the parent's handlers may write to a socket the parent owns); it never returns."""
+    try:
+        collector = _Collect()
+        for logger in [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                               if isinstance(v, logging.Logger)]:
+            logger.handlers = []
+        logging.getLogger().addHandler(collector)
+        body = _lay_out(html, templates_dir)
+        body.log_records = collector.records
+        payload = pickle.dumps(("ok", body))
+    except BaseException:  # noqa: BLE001 - everything goes back to the parent
+        payload = pickle.dumps(("error", traceback.format_exc()))
+    try:
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(payload)
+    finally:
+        os._exit(0)
+
+
+def _lay_out_both(first: str, second: str, templates_dir: Path, processes: int) -> tuple[_Body, _Body]:
+    if processes < 2:
+        return _lay_out(first, templates_dir), _lay_out(second, templates_dir)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        os.close(read_fd)
+        _in_child(second, templates_dir, write_fd)
+    os.close(write_fd)
+    try:
+        body_one = _lay_out(first, templates_dir)
+    finally:
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()
+        os.waitpid(pid, 0)
+    status, result = pickle.loads(payload) if payload else ("error", "the child process exited without a result")
+    if status != "ok":
+        raise RuntimeError(f"Laying out the second half of the board pack failed in its process:\n{result}")
+    for record in result.log_records:
+        logging.getLogger(record.name).handle(record)
+    return body_one, result
+
+
+def _marks(anchors: dict, bookmarks: list, origin: tuple[float, float], skip: set[str]) -> str:
+    """Zero-size elements at the body's anchor and bookmark positions (``origin`` is where
+    the page's content area starts, in page coordinates)."""
+    ox, oy = origin
+    out = []
+    for name, (x, y) in anchors.items():
+        if name not in skip:
+            out.append(f'<span class="furniture-mark" id="{escape(name)}" '
+                       f'style="left: {x - ox:.4f}px; top: {y - oy:.4f}px"></span>')
+    for level, label, (x, y), state in bookmarks:
+        style = (f"left: {x - ox:.4f}px; top: {y - oy:.4f}px; bookmark-level: {int(level)}; "
+                 f"bookmark-label: {css_string(label)}; bookmark-state: {'closed' if state == 'closed' else 'open'}")
+        out.append(f'<span class="furniture-mark" style="{escape(style)}"></span>')
+    return "".join(out)
+
+
+def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_pages: int,
+                        origin: tuple[float, float]) -> str | None:
+    """The page-furniture document for the assembled ``pages`` (anchors, bookmarks per page),
+    or ``None`` if the front (cover, contents) carries anything it cannot repeat."""
+    contents_ids = set(re.findall(r' id="([^"]+)"', parts.contents))
+    cover_anchors, cover_bookmarks = pages[0]
+    if cover_bookmarks or any(anchors_bookmarks[1] or set(anchors_bookmarks[0]) - contents_ids
+                              for anchors_bookmarks in pages[1:front_pages]):
+        return None
+    head = parts.head.replace("</head>", _FURNITURE_CSS + "</head>", 1)
+    cover = f'<div class="cover">{_marks(cover_anchors, [], (0.0, 0.0), set())}</div>'
+    rest = "".join(f'<div class="furniture-page">{_marks(anchors, bookmarks, origin, set())}</div>'
+                   for anchors, bookmarks in pages[front_pages:])
+    return head + cover + parts.contents + rest + parts.tail
+
+
+def _assemble(furniture_pdf: bytes, bodies: list[bytes]) -> bytes:
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(furniture_pdf)) as pack:
+        sources = [pikepdf.open(io.BytesIO(body)) for body in bodies]
+        try:
+            body_pages = [page for source in sources for page in source.pages]
+            for index, (page, body_page) in enumerate(zip(pack.pages, body_pages)):
+                # Page.add_underlay would name the XObject at random (the same pack would not
+                # be the same bytes); WeasyPrint's pages share one resource dictionary, hence
+                # a name per page. Same page box: drawn as is, before the furniture.
+                name = f"/CxBody{index}"
+                form = pack.copy_foreign(body_page.as_form_xobject())
+                page.add_resource(form, pikepdf.Name.XObject, pikepdf.Name(name))
+                page.contents_add(pikepdf.Stream(pack, f"q {name} Do Q\n".encode()), prepend=True)
+            out = io.BytesIO()
+            pack.save(out, compress_streams=True, object_stream_mode=pikepdf.ObjectStreamMode.generate,
+                      deterministic_id=True)  # same pack -> same bytes
+        finally:
+            for source in sources:
+                source.close()
+    return out.getvalue()
+
+
+def render_single_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
+                      fetcher: TemplateOnlyFetcher | None = None) -> RenderedPDF:
+    """The pack as one WeasyPrint document (the reference the assembled render must equal)."""
+    templates_dir = Path(templates_dir).resolve()
+    fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
+    with collector_paused():
+        document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+        pdf = document.write_pdf()
+    return RenderedPDF(pdf, len(document.pages), "single document", list(fetcher.blocked))
+
+
+def render_pack_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR, *,
+                    processes: int | None = None) -> RenderedPDF:
+    """The pack's PDF, laid out in ``processes`` processes (default :func:`render_processes`)
+    and assembled (see the module's docstring); one document if ``processes`` is 1 or the
+    HTML is not shaped as the pack's template writes it.
+
+    Parameters
+    ----------
+    html
+        The complete pack document (:func:`cxpipeline.report.render_html`).
+    templates_dir
+        Base folder for relative URLs and the only folder files are served from.
+    processes
+        1 or 2.
+    """
+    templates_dir = Path(templates_dir).resolve()
+    processes = render_processes() if processes is None else processes
+    parts = split_pack(html) if processes > 1 else None
+    rendered = _render_parts(parts, templates_dir, processes) if parts is not None else None
+    if rendered is None:
+        if parts is not None:
+            LOGGER.warning("board pack: the parts did not line up with the page furniture; rendered as "
+                           "one document instead")
+        return render_single_pdf(html, templates_dir)
+    return rendered
+
+
+def _render_parts(parts: PackParts, templates_dir: Path, processes: int) -> RenderedPDF | None:
+    """Lay out the two body parts (at the same time if ``processes`` is 2), then the furniture,
+    and assemble them; ``None`` if the furniture's pages do not line up with the parts'."""
+    cut = _cut(parts.sections)
+    one, two = _lay_out_both(parts.body_document(parts.sections[:cut], with_front=True),
+                             parts.body_document(parts.sections[cut:], with_front=False),
+                             templates_dir, processes)
+    # Part two's first section starts where every page's content starts; part one's first
+    # section on the first page after the cover and contents.
+    origin = two.anchors[0].get(_section_id(parts.sections[cut]))
+    first_id = _section_id(parts.sections[0])
+    front_pages = next((i for i, anchors in enumerate(one.anchors) if first_id in anchors), None)
+    if origin is None or front_pages is None:
+        return None
+    # An anchor on several pages (a box split across them) counts where it first appears.
+    seen: set[str] = set()
+    anchors = []
+    for page_anchors in one.anchors + two.anchors:
+        anchors.append({name: point for name, point in page_anchors.items() if name not in seen})
+        seen.update(page_anchors)
+    pages = list(zip(anchors, one.bookmarks + two.bookmarks))
+    furniture = _furniture_document(parts, pages, front_pages, origin)
+    if furniture is None:
+        return None
+    fetcher = TemplateOnlyFetcher(templates_dir)
+    with collector_paused():
+        document = PackHTML(string=furniture, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+        if [(page.width, page.height) for page in document.pages] != one.sizes + two.sizes:
+            return None
+        pdf = _assemble(document.write_pdf(), [one.pdf, two.pdf])
+    return RenderedPDF(pdf, len(document.pages), f"assembled, {processes} processes",
+                       list(dict.fromkeys(one.blocked_urls + two.blocked_urls + fetcher.blocked)))

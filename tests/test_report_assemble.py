@@ -1,0 +1,117 @@
+"""The pack laid out in two processes and assembled (cxpipeline.report.assemble) is the same
+document as the pack laid out as one: same pages, text, links, destinations and outline."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from pypdf import PdfReader
+
+from cxpipeline.config import config_from_dict, load_config
+from cxpipeline.report import build_context, render_html
+from cxpipeline.report import assemble
+from cxpipeline.report.assemble import render_pack_pdf, render_processes, render_single_pdf, split_pack
+from cxpipeline.report.fixture import write_fixture_folder
+from tests.test_report import ROOT
+
+
+@pytest.fixture(scope="module", params=["demo", "helfen"])
+def pack_html(request, tmp_path_factory):
+    folder = write_fixture_folder(tmp_path_factory.mktemp("pack") / request.param / "2024-Q4")
+    config = (config_from_dict({}) if request.param == "demo"
+              else load_config(ROOT / "examples" / "brands" / "helfen.yaml"))
+    return render_html(build_context(folder, config))
+
+
+def _outline(reader: PdfReader) -> list[tuple[int, str, int]]:
+    found = []
+
+    def walk(items, level):
+        for item in items:
+            if isinstance(item, list):
+                walk(item, level + 1)
+            else:
+                found.append((level, item.title, reader.get_destination_page_number(item)))
+
+    walk(reader.outline, 0)
+    return found
+
+
+def _described(pdf: bytes) -> dict:
+    """Everything a reader sees of a PDF, position by position."""
+    reader = PdfReader(io.BytesIO(pdf))
+    links = [(index, str(annotation.get_object().get("/Dest")),
+              [round(float(v), 2) for v in annotation.get_object()["/Rect"]])
+             for index, page in enumerate(reader.pages) for annotation in (page.get("/Annots") or [])]
+    destinations = {name: (reader.get_destination_page_number(dest), round(float(dest.left or 0), 2),
+                           round(float(dest.top or 0), 2))
+                    for name, dest in reader.named_destinations.items()}
+    return {"texts": [page.extract_text() for page in reader.pages],
+            "sizes": [(float(p.mediabox.width), float(p.mediabox.height)) for p in reader.pages],
+            "links": links, "destinations": destinations, "outline": _outline(reader),
+            "title": reader.metadata.title, "author": reader.metadata.author}
+
+
+@pytest.mark.parametrize("processes", [2, 1])
+def test_assembled_pack_equals_the_one_document_pack(pack_html, processes):
+    single = render_single_pdf(pack_html)
+    assembled = render_pack_pdf(pack_html, processes=processes) if processes == 2 else None
+    if processes == 1:  # the parts laid out one after the other, in this process
+        parts = split_pack(pack_html)
+        assembled = assemble._render_parts(parts, assemble.TEMPLATES_DIR.resolve(), processes=1)
+    assert assembled.method.startswith("assembled")
+    expected, got = _described(single.pdf), _described(assembled.pdf)
+    assert got["texts"] == expected["texts"]  # header, "Page x of y" and contents included
+    assert len(got["links"]) >= 6 and got["links"] == expected["links"]
+    assert len(got["destinations"]) >= 6 and got["destinations"] == expected["destinations"]
+    assert len(got["outline"]) >= 6 and got["outline"] == expected["outline"]
+    assert (got["sizes"], got["title"], got["author"]) == (expected["sizes"], expected["title"], expected["author"])
+    assert assembled.count_pages == single.count_pages == len(got["texts"])
+
+
+def test_assembled_pack_is_the_same_bytes_every_time(pack_html):
+    assert render_pack_pdf(pack_html, processes=2).pdf == render_pack_pdf(pack_html, processes=2).pdf
+
+
+def test_a_document_not_shaped_as_the_pack_is_rendered_as_one():
+    html = "<!DOCTYPE html><html><head><title>t</title></head><body><p>Hello</p></body></html>"
+    assert split_pack(html) is None
+    rendered = render_pack_pdf(html, processes=2)
+    assert rendered.method == "single document" and rendered.count_pages == 1
+    assert "Hello" in PdfReader(io.BytesIO(rendered.pdf)).pages[0].extract_text()
+
+
+def test_the_child_process_reports_blocked_urls_and_its_log(pack_html, caplog):
+    """A URL refused while laying out the second part (in the child) is listed and logged by
+    the parent like one refused in this process."""
+    parts = split_pack(pack_html)
+    cut = assemble._cut(parts.sections)
+    hostile = parts.sections[-1].replace("</section>", '<img src="file:///etc/hostname" alt=""></section>', 1)
+    html = pack_html.replace(parts.sections[-1], hostile)
+    assert cut < len(parts.sections)  # the last section is in the child's part
+    with caplog.at_level(logging.WARNING, logger="cxpipeline.report.render"):
+        rendered = render_pack_pdf(html, processes=2)
+    assert rendered.method == "assembled, 2 processes"
+    assert rendered.blocked_urls == ["file:///etc/hostname"]
+    assert any("refused to load file:///etc/hostname" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failure_in_the_child_process_fails_the_render_with_its_traceback(pack_html, monkeypatch):
+    real = assemble._lay_out
+
+    def fail_on_the_second_part(html, templates_dir):
+        if 'id="contents"' not in html:  # the second part has no front pages
+            raise ValueError("broken section")
+        return real(html, templates_dir)
+
+    monkeypatch.setattr(assemble, "_lay_out", fail_on_the_second_part)  # the fork inherits it
+    with pytest.raises(RuntimeError, match=r"(?s)second half of the board pack failed.*ValueError: broken section"):
+        render_pack_pdf(pack_html, processes=2)
+
+
+def test_render_processes_from_the_environment():
+    assert render_processes({"CXPIPELINE_RENDER_PROCESSES": "1"}) == 1
+    assert render_processes({"CXPIPELINE_RENDER_PROCESSES": "2"}) == 2
+    assert render_processes({}) in (1, 2)
