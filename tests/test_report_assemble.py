@@ -87,7 +87,7 @@ def test_the_child_process_reports_blocked_urls_and_its_log(pack_html, caplog):
     """A URL refused while laying out the second part (in the child) is listed and logged by
     the parent like one refused in this process."""
     parts = split_pack(pack_html)
-    cut = assemble._cut(parts.sections)
+    cut = assemble._cut([parts.cover, parts.contents], parts.sections)
     hostile = parts.sections[-1].replace("</section>", '<img src="file:///etc/hostname" alt=""></section>', 1)
     html = pack_html.replace(parts.sections[-1], hostile)
     assert cut < len(parts.sections)  # the last section is in the child's part

