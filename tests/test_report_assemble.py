@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
+import pdfplumber
 import pytest
 from pypdf import PdfReader
 
@@ -48,7 +49,11 @@ def _described(pdf: bytes) -> dict:
     destinations = {name: (reader.get_destination_page_number(dest), round(float(dest.left or 0), 2),
                            round(float(dest.top or 0), 2))
                     for name, dest in reader.named_destinations.items()}
-    return {"texts": [page.extract_text() for page in reader.pages],
+    with pdfplumber.open(io.BytesIO(pdf)) as plumbed:
+        words = [sorted((w["text"], w["top"], w["x0"]) for w in page.extract_words()) for page in plumbed.pages]
+    # pypdf puts a line break between the body and the furniture's "Page x of y" where the
+    # one document has a space: the words, their order and their positions must be the same
+    return {"texts": [" ".join(page.extract_text().split()) for page in reader.pages], "words": words,
             "sizes": [(float(p.mediabox.width), float(p.mediabox.height)) for p in reader.pages],
             "links": links, "destinations": destinations, "outline": _outline(reader),
             "title": reader.metadata.title, "author": reader.metadata.author}
@@ -64,6 +69,9 @@ def test_assembled_pack_equals_the_one_document_pack(pack_html, processes):
     assert assembled.method.startswith("assembled")
     expected, got = _described(single.pdf), _described(assembled.pdf)
     assert got["texts"] == expected["texts"]  # header, "Page x of y" and contents included
+    for got_words, expected_words in zip(got["words"], expected["words"], strict=True):  # each word in place
+        assert [w[0] for w in got_words] == [w[0] for w in expected_words]
+        assert all(abs(g[1] - e[1]) < 0.1 and abs(g[2] - e[2]) < 0.1 for g, e in zip(got_words, expected_words))
     assert len(got["links"]) >= 6 and got["links"] == expected["links"]
     assert len(got["destinations"]) >= 6 and got["destinations"] == expected["destinations"]
     assert len(got["outline"]) >= 6 and got["outline"] == expected["outline"]

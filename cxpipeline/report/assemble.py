@@ -7,15 +7,16 @@ not depend on what comes before it; only the page numbers do (the footer's "Page
 the contents). So the pack is rendered in three documents of the same HTML and CSS:
 
 1. **Body parts.** The document is cut at a section boundary into two documents with the running
-   header and footer switched off. They are laid out and written at the same time, one in this
+   header and footer but "Page x of y". They are laid out and written at the same time, one in this
    process and one in a forked child (Linux; elsewhere one after the other). Part one keeps the
    cover and an empty contents page, so its pages stay where they are in the whole pack.
-2. **Page furniture.** When both are done the page numbers are known. A third document has, on
-   each page, only what depends on them: the running header and "Page x of y", and on page 2
-   the contents with its page numbers and links. Every anchor and bookmark of the body parts
-   is repeated in it as an empty element at the same place, so WeasyPrint itself writes the
-   contents' links, the named destinations and the PDF outline of the whole pack.
-3. **Assembly** (pikepdf/qpdf): each body page goes under its furniture page as a form XObject.
+2. **Page furniture.** When both are done the page numbers are known. A third document has
+   what depends on them: "Page x of y" on each page and the contents page (with the running
+   header) whose page numbers and links point at the sections' anchors, repeated at the top
+   of the pages where the sections start.
+3. **Assembly** (pikepdf/qpdf): each body page goes under its furniture page as a form
+   XObject; the named destinations (every anchor) and the PDF outline (every bookmark) are
+   written from the body parts' pages, as WeasyPrint writes them.
 
 The result has the same pages, text, links and outline as the one-document render
 (:func:`render_single_pdf`), which the tests compare, and which is used whenever the pack does
@@ -34,10 +35,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from markupsafe import Markup, escape
+from markupsafe import escape
 
-from cxpipeline.report.render import (TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused,
-                                      css_string)
+from cxpipeline.report.render import TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused
 
 __all__ = ["PackParts", "RenderedPDF", "split_pack", "render_pack_pdf", "render_single_pdf",
            "render_processes"]
@@ -49,17 +49,26 @@ LOGGER = logging.getLogger(__name__)
 _BLOCK_START = re.compile(r"<section\b")
 _EMPTY_CONTENTS = '<section class="contents" id="contents"></section>'
 
-#: Body parts: no running header or footer (the furniture document draws them).
+#: Body parts: the running header and footer but "Page x of y", which the furniture draws
+#: (on the contents page the furniture draws them all: the page's text stays in order).
 _BODY_CSS = """<style>
-@page { @top-left { content: none; } @top-right { content: none; }
-        @bottom-left { content: none; } @bottom-right { content: none; } }
+@page { @bottom-right { content: none; } }
+#contents { page: cx-front; }
+@page cx-front { @top-left { content: none; } @top-right { content: none; }
+                 @bottom-left { content: none; } @bottom-right { content: none; } }
 </style>
 """
-#: Furniture document: the contents page, empty pages that carry the running header and
-#: footer, and zero-size marks that repeat the body's anchors and bookmarks.
+#: Furniture: the contents page whole; on the others "Page x of y" only.
+_FURNITURE_PAGE_CSS = """<style>
+.furniture-page { page: cx-numbers; }
+@page cx-numbers { @top-left { content: none; } @top-right { content: none; }
+                   @bottom-left { content: none; } }
+</style>
+"""
+#: Furniture document: the contents page, then empty pages that carry "Page x of y" and the
+#: anchors of the sections that start on them.
 _FURNITURE_CSS = """<style>
-.furniture-page { break-before: page; position: relative; height: 0; }
-.furniture-mark { position: absolute; display: block; width: 0; height: 0; }
+.furniture-page { break-before: page; height: 0; }
 </style>
 """
 
@@ -133,19 +142,12 @@ def _weight(block: str) -> int:
             + 60 * block.count("<img") + 40)
 
 
-#: The furniture document, laid out after both parts in the first part's process, costs
-#: about a tenth of the whole pack (its running header and footer on every page, contents).
-_FURNITURE_SHARE = 0.1
-
-
 def _cut(front: list[str], sections: list[str]) -> int:
-    """Where to cut the sections so that both processes finish together: the first does the
-    ``front`` (cover, contents), the sections before the cut and then the furniture."""
+    """Where to cut the sections so that both processes finish together (the first also has
+    the ``front``: cover and contents); the furniture can only start when both are done."""
     weights = [_weight(s) for s in sections]
     front_weight = sum(_weight(b) for b in front)
-    furniture = _FURNITURE_SHARE * (front_weight + sum(weights))
-    costs = [max(front_weight + sum(weights[:cut]) + furniture, sum(weights[cut:]))
-             for cut in range(1, len(sections))]
+    costs = [max(front_weight + sum(weights[:cut]), sum(weights[cut:])) for cut in range(1, len(sections))]
     return 1 + costs.index(min(costs))
 
 
@@ -230,40 +232,85 @@ def _lay_out_both(first: str, second: str, templates_dir: Path, processes: int) 
     return body_one, result
 
 
-def _marks(anchors: dict, bookmarks: list, origin: tuple[float, float], skip: set[str]) -> str:
-    """Zero-size elements at the body's anchor and bookmark positions (``origin`` is where
-    the page's content area starts, in page coordinates)."""
-    ox, oy = origin
-    out = []
-    for name, (x, y) in anchors.items():
-        if name not in skip:
-            out.append(f'<span class="furniture-mark" id="{escape(name)}" '
-                       f'style="left: {x - ox:.4f}px; top: {y - oy:.4f}px"></span>')
-    for level, label, (x, y), state in bookmarks:
-        style = (f"left: {x - ox:.4f}px; top: {y - oy:.4f}px; bookmark-level: {int(level)}; "
-                 f"bookmark-label: {css_string(label)}; bookmark-state: {'closed' if state == 'closed' else 'open'}")
-        out.append(f'<span class="furniture-mark" style="{escape(style)}"></span>')
-    return "".join(out)
-
-
 def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_pages: int,
                         origin: tuple[float, float]) -> str | None:
     """The page-furniture document for the assembled ``pages`` (anchors, bookmarks per page),
-    or ``None`` if the front (cover, contents) carries anything it cannot repeat."""
+    or ``None`` if the pack is not shaped as expected: the cover and contents carry no anchor
+    or bookmark of their own, and every section the contents link to starts at the top of a
+    page (the furniture repeats its anchor there, for the contents' page numbers and links)."""
     contents_ids = set(re.findall(r' id="([^"]+)"', parts.contents))
-    cover_anchors, cover_bookmarks = pages[0]
-    if cover_bookmarks or any(anchors_bookmarks[1] or set(anchors_bookmarks[0]) - contents_ids
-                              for anchors_bookmarks in pages[1:front_pages]):
+    targets = set(re.findall(r' href="#([^"]+)"', parts.contents))
+    if any(bookmarks or set(anchors) - contents_ids for anchors, bookmarks in pages[:front_pages]):
         return None
-    head = parts.head.replace("</head>", _FURNITURE_CSS + "</head>", 1)
-    cover = f'<div class="cover">{_marks(cover_anchors, [], (0.0, 0.0), set())}</div>'
-    rest = "".join(f'<div class="furniture-page">{_marks(anchors, bookmarks, origin, set())}</div>'
-                   for anchors, bookmarks in pages[front_pages:])
-    return head + cover + parts.contents + rest + parts.tail
+    shells = []
+    for anchors, _ in pages[front_pages:]:
+        ids = [name for name in anchors if name in targets]
+        if any(abs(anchors[name][0] - origin[0]) > 0.01 or abs(anchors[name][1] - origin[1]) > 0.01
+               for name in ids):
+            return None
+        targets.difference_update(ids)
+        inner = "".join(f'<div id="{escape(name)}"></div>' for name in ids[1:])
+        first = f' id="{escape(ids[0])}"' if ids else ""
+        shells.append(f'<div class="furniture-page"{first}>{inner}</div>')
+    if targets - contents_ids:
+        return None
+    head = parts.head.replace("</head>", _FURNITURE_CSS + _FURNITURE_PAGE_CSS + "</head>", 1)
+    return head + '<div class="cover"></div>' + parts.contents + "".join(shells) + parts.tail
 
 
-def _assemble(furniture_pdf: bytes, bodies: list[bytes]) -> bytes:
+def _outline_tree(bookmarks: list[tuple[int, str, int, float, float, str]]) -> list:
+    """Bookmarks ``(level, label, page, x, y, state)`` in document order as a tree of
+    ``[label, (page, x, y), children, state]``: each one is a child of the last one before it
+    with a lower level (as WeasyPrint nests them)."""
+    root: list = []
+    stack: list[tuple[int, list]] = []  # (level, children list of that bookmark)
+    for level, label, page, x, y, state in bookmarks:
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        node = [label, (page, x, y), [], state]
+        (stack[-1][1] if stack else root).append(node)
+        stack.append((level, node[2]))
+    return root
+
+
+def _add_outline(pack, tree: list, page_refs: list) -> None:
+    """The PDF outline of ``tree`` (:func:`_outline_tree`), written as WeasyPrint writes it."""
     import pikepdf
+
+    def add(nodes, parent):
+        count, items = len(nodes), []
+        for label, (page, x, y), children, state in nodes:
+            item = pack.make_indirect(pikepdf.Dictionary(
+                Title=pikepdf.String(label), Dest=pikepdf.Array([page_refs[page], pikepdf.Name.XYZ, x, y, 0]),
+                Parent=parent))
+            child_items, child_count = add(children, item)
+            item.Count = -child_count if state == "closed" else child_count
+            if state != "closed":
+                count += child_count
+            if child_items:
+                item.First, item.Last = child_items[0], child_items[-1]
+            if items:
+                item.Prev, items[-1].Next = items[-1], item
+            items.append(item)
+        return items, count
+
+    if not tree:
+        return
+    outlines = pack.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Outlines))
+    items, count = add(tree, outlines)
+    outlines.Count, outlines.First, outlines.Last = count, items[0], items[-1]
+    pack.Root.Outlines = outlines
+
+
+def _assemble(furniture_pdf: bytes, bodies: list[bytes], heights: list[float],
+              anchors: list[dict], bookmarks: list[list]) -> bytes:
+    """Each body page under its furniture page; the pack's named destinations (every anchor)
+    and outline (every bookmark) from the body parts' pages, in PDF points as WeasyPrint
+    writes them."""
+    import pikepdf
+
+    def point(page: int, x: float, y: float) -> tuple[float, float]:
+        return round(x * 0.75, 6), round((heights[page] - y) * 0.75, 6)  # CSS px -> PDF points
 
     with pikepdf.open(io.BytesIO(furniture_pdf)) as pack:
         sources = [pikepdf.open(io.BytesIO(body)) for body in bodies]
@@ -277,6 +324,23 @@ def _assemble(furniture_pdf: bytes, bodies: list[bytes]) -> bytes:
                 form = pack.copy_foreign(body_page.as_form_xobject())
                 page.add_resource(form, pikepdf.Name.XObject, pikepdf.Name(name))
                 page.contents_add(pikepdf.Stream(pack, f"q {name} Do Q\n".encode()), prepend=True)
+            page_refs = [page.obj for page in pack.pages]
+            names = []
+            for index, page_anchors in enumerate(anchors):
+                for anchor, (x, y) in page_anchors.items():
+                    names.append((anchor, pikepdf.Array([page_refs[index], pikepdf.Name.XYZ,
+                                                         *point(index, x, y), 0])))
+            if names:
+                array = pikepdf.Array()
+                for anchor, destination in sorted(names, key=lambda item: item[0]):
+                    array.append(pikepdf.String(anchor))
+                    array.append(destination)
+                if "/Names" not in pack.Root:
+                    pack.Root.Names = pikepdf.Dictionary()
+                pack.Root.Names.Dests = pikepdf.Dictionary(Names=array)
+            _add_outline(pack, _outline_tree([(level, label, index, *point(index, x, y), state)
+                                              for index, page_bookmarks in enumerate(bookmarks)
+                                              for level, label, (x, y), state in page_bookmarks]), page_refs)
             out = io.BytesIO()
             pack.save(out, compress_streams=True, object_stream_mode=pikepdf.ObjectStreamMode.generate,
                       deterministic_id=True)  # same pack -> same bytes
@@ -351,8 +415,10 @@ def _render_parts(parts: PackParts, templates_dir: Path, processes: int) -> Rend
     fetcher = TemplateOnlyFetcher(templates_dir)
     with collector_paused():
         document = PackHTML(string=furniture, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
-        if [(page.width, page.height) for page in document.pages] != one.sizes + two.sizes:
+        sizes = one.sizes + two.sizes
+        if [(page.width, page.height) for page in document.pages] != sizes:
             return None
-        pdf = _assemble(document.write_pdf(), [one.pdf, two.pdf])
+        pdf = _assemble(document.write_pdf(), [one.pdf, two.pdf], [height for _, height in sizes], anchors,
+                        one.bookmarks + two.bookmarks)
     return RenderedPDF(pdf, len(document.pages), f"assembled, {processes} processes",
                        list(dict.fromkeys(one.blocked_urls + two.blocked_urls + fetcher.blocked)))
