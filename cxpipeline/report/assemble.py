@@ -35,6 +35,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pikepdf
 from markupsafe import escape
 
 from cxpipeline.report.render import TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused
@@ -142,39 +143,50 @@ def _weight(block: str) -> int:
             + 60 * block.count("<img") + 40)
 
 
+#: Of a body part's time, the share before its PDF is written (layout: its anchors and page
+#: count are known then); and the furniture's share of the whole pack's time.
+_LAYOUT_SHARE = 0.75
+_FURNITURE_SHARE = 0.08
+
+
 def _cut(front: list[str], sections: list[str]) -> int:
-    """Where to cut the sections so that both processes finish together (the first also has
-    the ``front``: cover and contents); the furniture can only start when both are done."""
+    """Where to cut the sections so that both processes finish together. The first process
+    lays out and writes the ``front`` (cover, contents) and the sections before the cut, then
+    the furniture, which needs the second part laid out (not yet written) too."""
     weights = [_weight(s) for s in sections]
     front_weight = sum(_weight(b) for b in front)
-    costs = [max(front_weight + sum(weights[:cut]), sum(weights[cut:])) for cut in range(1, len(sections))]
-    return 1 + costs.index(min(costs))
+    furniture = _FURNITURE_SHARE * (front_weight + sum(weights))
+
+    def finish(cut: int) -> float:
+        first, second = front_weight + sum(weights[:cut]), sum(weights[cut:])
+        return max(max(first, _LAYOUT_SHARE * second) + furniture, second)
+
+    return min(range(1, len(sections)), key=finish)
 
 
 @dataclass
-class _Body:
-    """What the assembly needs of a laid-out body part (picklable: crosses the fork)."""
+class _Layout:
+    """What the furniture and the assembly need of a laid-out body part (picklable: it
+    crosses the fork)."""
 
-    pdf: bytes
     sizes: list[tuple[float, float]]
     anchors: list[dict[str, tuple[float, float]]]
     bookmarks: list[list[tuple[int, str, tuple[float, float], str]]]
     blocked_urls: list[str]
-    log_records: list[logging.LogRecord]
+    log_records: list[logging.LogRecord] = field(default_factory=list)
 
 
-def _lay_out(html: str, templates_dir: Path) -> _Body:
+def _lay_out(html: str, templates_dir: Path):
+    """A body part laid out: the WeasyPrint document (to write) and its :class:`_Layout`.
+    Call with the garbage collector paused (:func:`collector_paused`)."""
     fetcher = TemplateOnlyFetcher(templates_dir)
-    with collector_paused():
-        document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
-        pdf = document.write_pdf()
-    return _Body(pdf=pdf,
-                 sizes=[(page.width, page.height) for page in document.pages],
-                 anchors=[{name: (point[0], point[1]) for name, point in page.anchors.items()}
-                          for page in document.pages],
-                 bookmarks=[[(level, label, (target[0], target[1]), state)
-                             for level, label, target, state in page.bookmarks] for page in document.pages],
-                 blocked_urls=list(fetcher.blocked), log_records=[])
+    document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+    return document, _Layout(
+        sizes=[(page.width, page.height) for page in document.pages],
+        anchors=[{name: (point[0], point[1]) for name, point in page.anchors.items()} for page in document.pages],
+        bookmarks=[[(level, label, (target[0], target[1]), state) for level, label, target, state in page.bookmarks]
+                   for page in document.pages],
+        blocked_urls=list(fetcher.blocked))
 
 
 class _Collect(logging.Handler):
@@ -187,49 +199,65 @@ class _Collect(logging.Handler):
         record.exc_info = None
         self.records.append(record)
 
+    def take(self) -> list[logging.LogRecord]:
+        records, self.records = self.records, []
+        return records
+
 
 def _in_child(html: str, templates_dir: Path, write_fd: int) -> None:
-    """The forked child: lay out one part and send it back. Its log records go back with it
-    (the parent's handlers may write to a socket the parent owns); it never returns."""
-    try:
-        collector = _Collect()
-        for logger in [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
-                                               if isinstance(v, logging.Logger)]:
-            logger.handlers = []
-        logging.getLogger().addHandler(collector)
-        body = _lay_out(html, templates_dir)
-        body.log_records = collector.records
-        payload = pickle.dumps(("ok", body))
-    except BaseException:  # noqa: BLE001 - everything goes back to the parent
-        payload = pickle.dumps(("error", traceback.format_exc()))
+    """The forked child: lay out one part, send its :class:`_Layout` as soon as it is known,
+    then write its PDF and send that. Log records go back with each message (the parent's
+    handlers may write to a socket the parent owns); a failure is sent as its traceback.
+    Never returns."""
     try:
         with os.fdopen(write_fd, "wb") as pipe:
-            pipe.write(payload)
+            try:
+                collector = _Collect()
+                for logger in [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                                       if isinstance(v, logging.Logger)]:
+                    logger.handlers = []
+                logging.getLogger().addHandler(collector)
+                with collector_paused():
+                    document, layout = _lay_out(html, templates_dir)
+                    layout.log_records = collector.take()
+                    pickle.dump(("ok", layout), pipe)
+                    pipe.flush()
+                    message = ("ok", (document.write_pdf(), collector.take()))
+            except BaseException:  # noqa: BLE001 - everything goes back to the parent
+                message = ("error", traceback.format_exc())
+            pickle.dump(message, pipe)
     finally:
         os._exit(0)
 
 
-def _lay_out_both(first: str, second: str, templates_dir: Path, processes: int) -> tuple[_Body, _Body]:
-    if processes < 2:
-        return _lay_out(first, templates_dir), _lay_out(second, templates_dir)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's coverage is not collected
-        os.close(read_fd)
-        _in_child(second, templates_dir, write_fd)
-    os.close(write_fd)
-    try:
-        body_one = _lay_out(first, templates_dir)
-    finally:
-        with os.fdopen(read_fd, "rb") as pipe:
-            payload = pipe.read()
-        os.waitpid(pid, 0)
-    status, result = pickle.loads(payload) if payload else ("error", "the child process exited without a result")
-    if status != "ok":
-        raise RuntimeError(f"Laying out the second half of the board pack failed in its process:\n{result}")
-    for record in result.log_records:
-        logging.getLogger(record.name).handle(record)
-    return body_one, result
+class _Child:
+    """The second body part, laid out and written in a forked child (see :func:`_in_child`)."""
+
+    def __init__(self, html: str, templates_dir: Path):
+        read_fd, write_fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the child's coverage is not collected
+            os.close(read_fd)
+            _in_child(html, templates_dir, write_fd)
+        os.close(write_fd)
+        self.pipe = os.fdopen(read_fd, "rb")
+
+    def receive(self):
+        """The child's next result (its layout, then ``(pdf, log records)``); its log records
+        are handled here as if logged in this process."""
+        try:
+            status, result = pickle.load(self.pipe)
+        except EOFError:
+            status, result = "error", "the child process exited without a result"
+        if status != "ok":
+            raise RuntimeError(f"Laying out the second half of the board pack failed in its process:\n{result}")
+        for record in (result.log_records if isinstance(result, _Layout) else result[1]):
+            logging.getLogger(record.name).handle(record)
+        return result
+
+    def close(self) -> None:
+        self.pipe.close()  # a child still writing gets a broken pipe and exits
+        os.waitpid(self.pid, 0)
 
 
 def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_pages: int,
@@ -275,7 +303,6 @@ def _outline_tree(bookmarks: list[tuple[int, str, int, float, float, str]]) -> l
 
 def _add_outline(pack, tree: list, page_refs: list) -> None:
     """The PDF outline of ``tree`` (:func:`_outline_tree`), written as WeasyPrint writes it."""
-    import pikepdf
 
     def add(nodes, parent):
         count, items = len(nodes), []
@@ -307,7 +334,6 @@ def _assemble(furniture_pdf: bytes, bodies: list[bytes], heights: list[float],
     """Each body page under its furniture page; the pack's named destinations (every anchor)
     and outline (every bookmark) from the body parts' pages, in PDF points as WeasyPrint
     writes them."""
-    import pikepdf
 
     def point(page: int, x: float, y: float) -> tuple[float, float]:
         return round(x * 0.75, 6), round((heights[page] - y) * 0.75, 6)  # CSS px -> PDF points
@@ -389,12 +415,43 @@ def render_pack_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR, *,
 
 
 def _render_parts(parts: PackParts, templates_dir: Path, processes: int) -> RenderedPDF | None:
-    """Lay out the two body parts (at the same time if ``processes`` is 2), then the furniture,
-    and assemble them; ``None`` if the furniture's pages do not line up with the parts'."""
+    """Lay out and write the two body parts (at the same time if ``processes`` is 2), lay out
+    the furniture as soon as both are laid out, and assemble them; ``None`` if the
+    furniture's pages do not line up with the parts'."""
     cut = _cut([parts.cover, parts.contents], parts.sections)
-    one, two = _lay_out_both(parts.body_document(parts.sections[:cut], with_front=True),
-                             parts.body_document(parts.sections[cut:], with_front=False),
-                             templates_dir, processes)
+    first = parts.body_document(parts.sections[:cut], with_front=True)
+    second = parts.body_document(parts.sections[cut:], with_front=False)
+    child = _Child(second, templates_dir) if processes > 1 else None
+    try:
+        with collector_paused():
+            document, one = _lay_out(first, templates_dir)
+            pdf_one = document.write_pdf()
+            del document
+            if child is None:
+                document, two = _lay_out(second, templates_dir)
+                pdf_two = document.write_pdf()
+                del document
+            else:
+                two = child.receive()  # laid out; the child is writing its PDF meanwhile
+            furniture = _furniture_pdf(parts, cut, one, two, templates_dir)
+            if child is not None:
+                pdf_two, _ = child.receive()
+    finally:
+        if child is not None:
+            child.close()
+    if furniture is None:
+        return None
+    furniture_pdf, anchors, blocked = furniture
+    sizes = one.sizes + two.sizes
+    pdf = _assemble(furniture_pdf, [pdf_one, pdf_two], [height for _, height in sizes], anchors,
+                    one.bookmarks + two.bookmarks)
+    return RenderedPDF(pdf, len(sizes), f"assembled, {processes} processes",
+                       list(dict.fromkeys(one.blocked_urls + two.blocked_urls + blocked)))
+
+
+def _furniture_pdf(parts: PackParts, cut: int, one: _Layout, two: _Layout, templates_dir: Path):
+    """The furniture's PDF, the pack's anchors page by page and the URLs the furniture's
+    fetcher refused; ``None`` if its pages would not line up with the parts'."""
     # Part two's first section starts where every page's content starts; part one's first
     # section on the first page after the cover and contents.
     origin = two.anchors[0].get(_section_id(parts.sections[cut]))
@@ -408,17 +465,11 @@ def _render_parts(parts: PackParts, templates_dir: Path, processes: int) -> Rend
     for page_anchors in one.anchors + two.anchors:
         anchors.append({name: point for name, point in page_anchors.items() if name not in seen})
         seen.update(page_anchors)
-    pages = list(zip(anchors, one.bookmarks + two.bookmarks))
-    furniture = _furniture_document(parts, pages, front_pages, origin)
-    if furniture is None:
+    html = _furniture_document(parts, list(zip(anchors, one.bookmarks + two.bookmarks)), front_pages, origin)
+    if html is None:
         return None
     fetcher = TemplateOnlyFetcher(templates_dir)
-    with collector_paused():
-        document = PackHTML(string=furniture, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
-        sizes = one.sizes + two.sizes
-        if [(page.width, page.height) for page in document.pages] != sizes:
-            return None
-        pdf = _assemble(document.write_pdf(), [one.pdf, two.pdf], [height for _, height in sizes], anchors,
-                        one.bookmarks + two.bookmarks)
-    return RenderedPDF(pdf, len(document.pages), f"assembled, {processes} processes",
-                       list(dict.fromkeys(one.blocked_urls + two.blocked_urls + fetcher.blocked)))
+    document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+    if [(page.width, page.height) for page in document.pages] != one.sizes + two.sizes:
+        return None
+    return document.write_pdf(), anchors, list(fetcher.blocked)
