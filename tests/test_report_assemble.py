@@ -14,16 +14,22 @@ from cxpipeline.config import config_from_dict, load_config
 from cxpipeline.report import build_context, render_html
 from cxpipeline.report import assemble
 from cxpipeline.report.assemble import render_pack_pdf, render_processes, render_single_pdf, split_pack
+from cxpipeline.report.charts import ChartBook
 from cxpipeline.report.fixture import write_fixture_folder
 from tests.test_report import ROOT
 
 
 @pytest.fixture(scope="module", params=["demo", "helfen"])
-def pack_html(request, tmp_path_factory):
+def pack_folder(request, tmp_path_factory):
     folder = write_fixture_folder(tmp_path_factory.mktemp("pack") / request.param / "2024-Q4")
     config = (config_from_dict({}) if request.param == "demo"
               else load_config(ROOT / "examples" / "brands" / "helfen.yaml"))
-    return render_html(build_context(folder, config))
+    return folder, config
+
+
+@pytest.fixture(scope="module")
+def pack_html(pack_folder):
+    return render_html(build_context(*pack_folder))
 
 
 def _outline(reader: PdfReader) -> list[tuple[int, str, int]]:
@@ -65,7 +71,7 @@ def test_assembled_pack_equals_the_one_document_pack(pack_html, processes):
     assembled = render_pack_pdf(pack_html, processes=processes) if processes == 2 else None
     if processes == 1:  # the parts laid out one after the other, in this process
         parts = split_pack(pack_html)
-        assembled = assemble._render_parts(parts, assemble.TEMPLATES_DIR.resolve(), processes=1)
+        assembled = assemble._render_parts(parts, assemble.TEMPLATES_DIR.resolve(), 1, ChartBook())
     assert assembled.method.startswith("assembled")
     expected, got = _described(single.pdf), _described(assembled.pdf)
     assert got["texts"] == expected["texts"]  # header, "Page x of y" and contents included
@@ -77,6 +83,29 @@ def test_assembled_pack_equals_the_one_document_pack(pack_html, processes):
     assert len(got["outline"]) >= 6 and got["outline"] == expected["outline"]
     assert (got["sizes"], got["title"], got["author"]) == (expected["sizes"], expected["title"], expected["author"])
     assert assembled.count_pages == single.count_pages == len(got["texts"])
+
+
+@pytest.mark.parametrize("processes", [2, 1])
+def test_deferred_charts_are_drawn_by_the_process_that_lays_them_out(pack_folder, pack_html, processes,
+                                                                    monkeypatch):
+    """render_board_pack's way: the context holds chart tokens, each process draws its own
+    part's charts; the document and the PDF are those of charts drawn at once."""
+    charts = ChartBook(deferred=True)
+    tokens_html = render_html(build_context(*pack_folder, charts=charts))
+    numbers = charts.numbers_in(tokens_html)
+    assert numbers and not charts.uris  # nothing drawn yet
+    # cut after the summary: the bridge page's waterfall is drawn in the child too
+    monkeypatch.setattr(assemble, "_cut", lambda front, sections: 1)
+    from_child = []
+    receive = assemble._Child.receive
+    monkeypatch.setattr(assemble._Child, "receive", lambda self: from_child.append(receive(self)) or from_child[-1])
+    rendered = render_pack_pdf(tokens_html, processes=processes, charts=charts)
+    assert rendered.html == pack_html  # the same charts, byte for byte
+    assert sorted(charts.uris) == numbers
+    assert _described(rendered.pdf)["texts"] == _described(render_single_pdf(pack_html).pdf)["texts"]
+    if processes == 2:
+        drawn_by_child = from_child[0].chart_uris
+        assert drawn_by_child and all(charts.uris[n] == uri for n, uri in drawn_by_child.items())
 
 
 def test_assembled_pack_is_the_same_bytes_every_time(pack_html):

@@ -31,6 +31,7 @@ import os
 import pickle
 import re
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from pathlib import Path
 import pikepdf
 from markupsafe import escape
 
+from cxpipeline.report.charts import ChartBook
 from cxpipeline.report.render import TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused
 
 __all__ = ["PackParts", "RenderedPDF", "split_pack", "render_pack_pdf", "render_single_pdf",
@@ -92,6 +94,7 @@ class RenderedPDF:
     count_pages: int
     method: str  # "single document" | "assembled, N processes"
     blocked_urls: list[str] = field(default_factory=list)
+    html: str = ""  # the document rendered, its charts drawn (board_pack.html)
 
 
 @dataclass
@@ -174,6 +177,7 @@ class _Layout:
     bookmarks: list[list[tuple[int, str, tuple[float, float], str]]]
     blocked_urls: list[str]
     log_records: list[logging.LogRecord] = field(default_factory=list)
+    chart_uris: dict[int, str] = field(default_factory=dict)  # the charts this part drew
 
 
 def _lay_out(html: str, templates_dir: Path):
@@ -204,7 +208,7 @@ class _Collect(logging.Handler):
         return records
 
 
-def _in_child(html: str, templates_dir: Path, write_fd: int) -> None:
+def _in_child(html: str, templates_dir: Path, charts: ChartBook, write_fd: int) -> None:
     """The forked child: lay out one part, send its :class:`_Layout` as soon as it is known,
     then write its PDF and send that. Log records go back with each message (the parent's
     handlers may write to a socket the parent owns); a failure is sent as its traceback.
@@ -218,7 +222,9 @@ def _in_child(html: str, templates_dir: Path, write_fd: int) -> None:
                     logger.handlers = []
                 logging.getLogger().addHandler(collector)
                 with collector_paused():
-                    document, layout = _lay_out(html, templates_dir)
+                    numbers = charts.numbers_in(html)
+                    document, layout = _lay_out(charts.resolve(html), templates_dir)
+                    layout.chart_uris = {number: charts.uris[number] for number in numbers}
                     layout.log_records = collector.take()
                     pickle.dump(("ok", layout), pipe)
                     pipe.flush()
@@ -233,12 +239,12 @@ def _in_child(html: str, templates_dir: Path, write_fd: int) -> None:
 class _Child:
     """The second body part, laid out and written in a forked child (see :func:`_in_child`)."""
 
-    def __init__(self, html: str, templates_dir: Path):
+    def __init__(self, html: str, templates_dir: Path, charts: ChartBook):
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child's coverage is not collected
             os.close(read_fd)
-            _in_child(html, templates_dir, write_fd)
+            _in_child(html, templates_dir, charts, write_fd)
         os.close(write_fd)
         self.pipe = os.fdopen(read_fd, "rb")
 
@@ -256,8 +262,13 @@ class _Child:
         return result
 
     def close(self) -> None:
-        self.pipe.close()  # a child still writing gets a broken pipe and exits
-        os.waitpid(self.pid, 0)
+        """Stop listening (a child still writing gets a broken pipe and exits) and reap the
+        child without waiting for it: tearing down its copy of this process's memory takes
+        the kernel ~0.1 s after its last message."""
+        self.pipe.close()
+        if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            threading.Thread(target=os.waitpid, args=(self.pid, 0), name="cx-render-child-reaper",
+                             daemon=True).start()
 
 
 def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_pages: int,
@@ -388,7 +399,7 @@ def render_single_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
 
 
 def render_pack_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR, *,
-                    processes: int | None = None) -> RenderedPDF:
+                    processes: int | None = None, charts: ChartBook | None = None) -> RenderedPDF:
     """The pack's PDF, laid out in ``processes`` processes (default :func:`render_processes`)
     and assembled (see the module's docstring); one document if ``processes`` is 1 or the
     HTML is not shaped as the pack's template writes it.
@@ -401,50 +412,60 @@ def render_pack_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR, *,
         Base folder for relative URLs and the only folder files are served from.
     processes
         1 or 2.
+    charts
+        The deferred :class:`~cxpipeline.report.charts.ChartBook` whose tokens ``html`` holds:
+        each process draws the charts of its part. ``RenderedPDF.html`` is the document with
+        every chart drawn.
     """
     templates_dir = Path(templates_dir).resolve()
+    charts = charts if charts is not None else ChartBook()
     processes = render_processes() if processes is None else processes
     parts = split_pack(html) if processes > 1 else None
-    rendered = _render_parts(parts, templates_dir, processes) if parts is not None else None
+    rendered = _render_parts(parts, templates_dir, processes, charts) if parts is not None else None
     if rendered is None:
         if parts is not None:
             LOGGER.warning("board pack: the parts did not line up with the page furniture; rendered as "
                            "one document instead")
-        return render_single_pdf(html, templates_dir)
+        html = charts.resolve(html)
+        rendered = render_single_pdf(html, templates_dir)
+    rendered.html = charts.resolve(html)
     return rendered
 
 
-def _render_parts(parts: PackParts, templates_dir: Path, processes: int) -> RenderedPDF | None:
+def _render_parts(parts: PackParts, templates_dir: Path, processes: int, charts: ChartBook) -> RenderedPDF | None:
     """Lay out and write the two body parts (at the same time if ``processes`` is 2), lay out
     the furniture as soon as both are laid out, and assemble them; ``None`` if the
     furniture's pages do not line up with the parts'."""
     cut = _cut([parts.cover, parts.contents], parts.sections)
     first = parts.body_document(parts.sections[:cut], with_front=True)
     second = parts.body_document(parts.sections[cut:], with_front=False)
-    child = _Child(second, templates_dir) if processes > 1 else None
-    try:
-        with collector_paused():
-            document, one = _lay_out(first, templates_dir)
+    child = _Child(second, templates_dir, charts) if processes > 1 else None
+    # The collector stays paused to the end: re-enabled, its first collection would walk the
+    # render's ~10^5 boxes before the assembly (~0.15 s); it runs after the render instead.
+    with collector_paused():
+        try:
+            document, one = _lay_out(charts.resolve(first), templates_dir)
             pdf_one = document.write_pdf()
             del document
             if child is None:
-                document, two = _lay_out(second, templates_dir)
+                document, two = _lay_out(charts.resolve(second), templates_dir)
                 pdf_two = document.write_pdf()
                 del document
             else:
                 two = child.receive()  # laid out; the child is writing its PDF meanwhile
+                charts.uris.update(two.chart_uris)
             furniture = _furniture_pdf(parts, cut, one, two, templates_dir)
             if child is not None:
                 pdf_two, _ = child.receive()
-    finally:
-        if child is not None:
-            child.close()
-    if furniture is None:
-        return None
-    furniture_pdf, anchors, blocked = furniture
-    sizes = one.sizes + two.sizes
-    pdf = _assemble(furniture_pdf, [pdf_one, pdf_two], [height for _, height in sizes], anchors,
-                    one.bookmarks + two.bookmarks)
+        finally:
+            if child is not None:
+                child.close()
+        if furniture is None:
+            return None
+        furniture_pdf, anchors, blocked = furniture
+        sizes = one.sizes + two.sizes
+        pdf = _assemble(furniture_pdf, [pdf_one, pdf_two], [height for _, height in sizes], anchors,
+                        one.bookmarks + two.bookmarks)
     return RenderedPDF(pdf, len(sizes), f"assembled, {processes} processes",
                        list(dict.fromkeys(one.blocked_urls + two.blocked_urls + blocked)))
 

@@ -25,7 +25,7 @@ import pandas as pd
 from cxpipeline.artifacts import read_json, read_table
 from cxpipeline.config import Config
 from cxpipeline.errors import ConfigError, InputError
-from cxpipeline.report.charts import waterfall_chart
+from cxpipeline.report.charts import ChartBook, waterfall_chart
 from cxpipeline.report.formatting import Formatter
 
 __all__ = ["Page", "PAGES", "ArtifactTables", "build_context", "headline_sentence", "sentence_case"]
@@ -188,8 +188,8 @@ def _waterfall(lines: dict, shared: dict, size: tuple[float, float]) -> str:
     steps = [dict(s, label=textwrap.fill(s["label"], 12)) for s in _bridge_steps(lines, shared["labels"])]
     fmt: Formatter = shared["fmt"]
     brand = shared["config"].brand
-    return waterfall_chart(
-        steps,
+    return shared["charts"].draw(
+        waterfall_chart, steps,
         colors={"total": brand.primary_color, "positive": brand.positive_color,
                 "negative": brand.negative_color, "grid": "#D5DAE1", "text": "#1B2230"},
         label_money=fmt.money_compact, label_signed=fmt.signed_money_compact,
@@ -440,7 +440,8 @@ def _selected_pages(config: Config) -> list[Page]:
     return [page for page in PAGES if page.id in wanted]
 
 
-def build_context(folder: str | Path, config: Config, *, templates_dir: str | Path | None = None) -> dict:
+def build_context(folder: str | Path, config: Config, *, templates_dir: str | Path | None = None,
+                  charts: ChartBook | None = None) -> dict:
     """The template context for a run's artifact folder (plain dicts, lists, str, int, float).
 
     Parameters
@@ -451,6 +452,9 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
         The pack configuration (brand, terminology, locale, currency, page setup).
     templates_dir
         Template folder (fonts for the charts); defaults to the project's ``templates/``.
+    charts
+        Where the charts are drawn; by default at once, as ``data:`` URIs in the context. A
+        deferred :class:`~cxpipeline.report.charts.ChartBook` leaves tokens to resolve later.
 
     Raises
     ------
@@ -471,6 +475,7 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
     bridge_frame, ledger_frame = tables.table("bridge"), tables.table("ledger")
     shared = {
         "config": config, "fmt": fmt, "terms": terms, "metrics": metrics, "templates_dir": templates_dir,
+        "charts": charts if charts is not None else ChartBook(),
         "labels": _labels(config),
         "bridge": _pivot(bridge_frame, "bridge_class", BRIDGE_ORDER, "bridge"),
         "ledger": _pivot(ledger_frame, "ledger_line", LEDGER_LINES, "ledger"),

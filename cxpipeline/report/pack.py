@@ -10,6 +10,7 @@ from markupsafe import Markup
 from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
 from cxpipeline.report.assemble import render_pack_pdf
+from cxpipeline.report.charts import ChartBook
 from cxpipeline.report.context import build_context
 from cxpipeline.report.formatting import Formatter
 from cxpipeline.report.render import (TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused,
@@ -62,12 +63,14 @@ def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str 
     """
     folder = Path(folder)
     started = time.perf_counter()
-    context = build_context(folder, config, templates_dir=templates_dir)
+    charts = ChartBook(deferred=True)  # each process draws the charts of the pages it lays out
+    context = build_context(folder, config, templates_dir=templates_dir, charts=charts)
     html = render_html(context, templates_dir)
-    rendered = render_pack_pdf(html, templates_dir)
-    html_path = write_text(folder / "board_pack.html", html)
-    pdf_path = write_bytes(folder / "board_pack.pdf", rendered.pdf)
-    seconds = round(time.perf_counter() - started, 3)
+    with collector_paused():  # the render's garbage is collected after it (see collector_paused)
+        rendered = render_pack_pdf(html, templates_dir, charts=charts)
+        html_path = write_text(folder / "board_pack.html", rendered.html)
+        pdf_path = write_bytes(folder / "board_pack.pdf", rendered.pdf)
+        seconds = round(time.perf_counter() - started, 3)
     LOGGER.info("board pack: %d pages in %.2f s (%s) -> %s", rendered.count_pages, seconds, rendered.method,
                 pdf_path)
     return {"pdf": str(pdf_path), "html": str(html_path), "pages": rendered.count_pages,

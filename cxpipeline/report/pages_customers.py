@@ -347,7 +347,7 @@ def build_profitability(tables: ArtifactTables, config: Config, shared: dict) ->
     has_curve = len(curve) > 1 and round(float(overall["margin"]), 2) != 0
     peak = curve.loc[curve["is_peak"]].iloc[0]
     return {"blocks": blocks, "has_costs": bool(round(float(overall["cost"]) + float(overall["cost_to_serve"]), 2) != 0),
-            "chart": _whale_chart(curve, shared) if has_curve else None,
+            "chart": shared["charts"].draw(_whale_chart, curve, shared) if has_curve else None,
             "peak": {"share_customers": float(peak["share_customers"]), "share_margin": float(peak["cumulative_margin_share"])},
             "labels": {k: _label(k, config) for k in PROFIT_METRICS}}
 

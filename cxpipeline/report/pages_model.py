@@ -253,8 +253,9 @@ def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict)
             {"label": "Share of predicted 12-month value", "color": colors["accent"],
              "values": [r["share_predicted"] or 0.0 for r in rows]},
         ]
-        chart = grouped_bar_chart(names, series, colors=colors, label_value=lambda v: fmt.percent(v, 0),
-                                  fonts_dir=shared["templates_dir"] / "fonts", size_inches=(6.3, 2.5))
+        chart = shared["charts"].draw(grouped_bar_chart, names, series, colors=colors,
+                                      label_value=lambda v: fmt.percent(v, 0),
+                                      fonts_dir=shared["templates_dir"] / "fonts", size_inches=(6.3, 2.5))
     else:
         chart_note = (f"No chart: the {terms['customers']} scored have no positive historical or predicted value "
                       f"to compare.")
@@ -368,8 +369,8 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
                                   backtest["model"]["brier"] < backtest["recency_rule"]["brier"])},
             ],
             "calibration": calibration,
-            "calibration_chart": (calibration_chart(
-                [r["mean_predicted"] for r in calibration], [r["observed"] for r in calibration],
+            "calibration_chart": (shared["charts"].draw(
+                calibration_chart, [r["mean_predicted"] for r in calibration], [r["observed"] for r in calibration],
                 colors={"model": colors["primary"], "diagonal": colors["muted"], "grid": colors["grid"],
                         "text": colors["text"]},
                 label_percent=lambda v: fmt.percent(v, 0), fonts_dir=shared["templates_dir"] / "fonts",
