@@ -138,10 +138,10 @@ def test_the_child_process_reports_blocked_urls_and_its_log(pack_html, caplog):
 def test_a_failure_in_the_child_process_fails_the_render_with_its_traceback(pack_html, monkeypatch):
     real = assemble._lay_out
 
-    def fail_on_the_second_part(html, templates_dir):
+    def fail_on_the_second_part(html, *args):
         if 'id="contents"' not in html:  # the second part has no front pages
             raise ValueError("broken section")
-        return real(html, templates_dir)
+        return real(html, *args)
 
     monkeypatch.setattr(assemble, "_lay_out", fail_on_the_second_part)  # the fork inherits it
     with pytest.raises(RuntimeError, match=r"(?s)second half of the board pack failed.*ValueError: broken section"):

@@ -39,6 +39,9 @@ from pathlib import Path
 import pikepdf
 from markupsafe import escape
 
+from weasyprint import CSS
+from weasyprint.text.fonts import FontConfiguration
+
 from cxpipeline.report.charts import ChartBook
 from cxpipeline.report.render import TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused
 
@@ -180,11 +183,44 @@ class _Layout:
     chart_uris: dict[int, str] = field(default_factory=dict)  # the charts this part drew
 
 
-def _lay_out(html: str, templates_dir: Path):
+_STYLE_BLOCK = re.compile(r"<style>(.*?)</style>\s*", re.DOTALL)
+
+
+class _Stylesheets:
+    """The documents' ``<style>`` blocks parsed once per render, with one font configuration
+    (the shipped fonts loaded once), and given to WeasyPrint in the same order: the three
+    documents share the pack's stylesheet (~0.09 s each to parse and load otherwise). Parsed
+    before the fork, the child gets them ready."""
+
+    def __init__(self, templates_dir: Path):
+        self.base_url = templates_dir.as_uri() + "/"
+        self.fetcher = TemplateOnlyFetcher(templates_dir)
+        self.font_config = FontConfiguration()
+        self._parsed: dict[str, CSS] = {}
+
+    def split(self, html: str) -> tuple[str, list[CSS]]:
+        """``html`` without the ``<style>`` blocks of its head, and those blocks parsed."""
+        head_end = html.index("</head>")
+        sheets = []
+        for text in _STYLE_BLOCK.findall(html, 0, head_end):
+            if text not in self._parsed:
+                self._parsed[text] = CSS(string=text, base_url=self.base_url, url_fetcher=self.fetcher,
+                                         font_config=self.font_config)
+            sheets.append(self._parsed[text])
+        return _STYLE_BLOCK.sub("", html[:head_end]) + html[head_end:], sheets
+
+    def render(self, html: str, templates_dir: Path, fetcher: TemplateOnlyFetcher):
+        """``html`` laid out (call with the garbage collector paused)."""
+        stripped, sheets = self.split(html)
+        return PackHTML(string=stripped, base_url=self.base_url, url_fetcher=fetcher).render(
+            stylesheets=sheets, font_config=self.font_config)
+
+
+def _lay_out(html: str, templates_dir: Path, styles: _Stylesheets):
     """A body part laid out: the WeasyPrint document (to write) and its :class:`_Layout`.
     Call with the garbage collector paused (:func:`collector_paused`)."""
     fetcher = TemplateOnlyFetcher(templates_dir)
-    document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+    document = styles.render(html, templates_dir, fetcher)
     return document, _Layout(
         sizes=[(page.width, page.height) for page in document.pages],
         anchors=[{name: (point[0], point[1]) for name, point in page.anchors.items()} for page in document.pages],
@@ -208,7 +244,7 @@ class _Collect(logging.Handler):
         return records
 
 
-def _in_child(html: str, templates_dir: Path, charts: ChartBook, write_fd: int) -> None:
+def _in_child(html: str, templates_dir: Path, charts: ChartBook, styles: _Stylesheets, write_fd: int) -> None:
     """The forked child: lay out one part, send its :class:`_Layout` as soon as it is known,
     then write its PDF and send that. Log records go back with each message (the parent's
     handlers may write to a socket the parent owns); a failure is sent as its traceback.
@@ -223,7 +259,7 @@ def _in_child(html: str, templates_dir: Path, charts: ChartBook, write_fd: int) 
                 logging.getLogger().addHandler(collector)
                 with collector_paused():
                     numbers = charts.numbers_in(html)
-                    document, layout = _lay_out(charts.resolve(html), templates_dir)
+                    document, layout = _lay_out(charts.resolve(html), templates_dir, styles)
                     layout.chart_uris = {number: charts.uris[number] for number in numbers}
                     layout.log_records = collector.take()
                     pickle.dump(("ok", layout), pipe)
@@ -239,12 +275,12 @@ def _in_child(html: str, templates_dir: Path, charts: ChartBook, write_fd: int) 
 class _Child:
     """The second body part, laid out and written in a forked child (see :func:`_in_child`)."""
 
-    def __init__(self, html: str, templates_dir: Path, charts: ChartBook):
+    def __init__(self, html: str, templates_dir: Path, charts: ChartBook, styles: _Stylesheets):
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child's coverage is not collected
             os.close(read_fd)
-            _in_child(html, templates_dir, charts, write_fd)
+            _in_child(html, templates_dir, charts, styles, write_fd)
         os.close(write_fd)
         self.pipe = os.fdopen(read_fd, "rb")
 
@@ -293,8 +329,11 @@ def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_
         shells.append(f'<div class="furniture-page"{first}>{inner}</div>')
     if targets - contents_ids:
         return None
-    head = parts.head.replace("</head>", _FURNITURE_CSS + _FURNITURE_PAGE_CSS + "</head>", 1)
-    return head + '<div class="cover"></div>' + parts.contents + "".join(shells) + parts.tail
+    return _furniture_head(parts) + '<div class="cover"></div>' + parts.contents + "".join(shells) + parts.tail
+
+
+def _furniture_head(parts: PackParts) -> str:
+    return parts.head.replace("</head>", _FURNITURE_CSS + _FURNITURE_PAGE_CSS + "</head>", 1)
 
 
 def _outline_tree(bookmarks: list[tuple[int, str, int, float, float, str]]) -> list:
@@ -439,22 +478,25 @@ def _render_parts(parts: PackParts, templates_dir: Path, processes: int, charts:
     cut = _cut([parts.cover, parts.contents], parts.sections)
     first = parts.body_document(parts.sections[:cut], with_front=True)
     second = parts.body_document(parts.sections[cut:], with_front=False)
-    child = _Child(second, templates_dir, charts) if processes > 1 else None
+    styles = _Stylesheets(templates_dir)
+    for html in (first, second, _furniture_head(parts)):
+        styles.split(html)  # parsed here, before the fork
+    child = _Child(second, templates_dir, charts, styles) if processes > 1 else None
     # The collector stays paused to the end: re-enabled, its first collection would walk the
     # render's ~10^5 boxes before the assembly (~0.15 s); it runs after the render instead.
     with collector_paused():
         try:
-            document, one = _lay_out(charts.resolve(first), templates_dir)
+            document, one = _lay_out(charts.resolve(first), templates_dir, styles)
             pdf_one = document.write_pdf()
             del document
             if child is None:
-                document, two = _lay_out(charts.resolve(second), templates_dir)
+                document, two = _lay_out(charts.resolve(second), templates_dir, styles)
                 pdf_two = document.write_pdf()
                 del document
             else:
                 two = child.receive()  # laid out; the child is writing its PDF meanwhile
                 charts.uris.update(two.chart_uris)
-            furniture = _furniture_pdf(parts, cut, one, two, templates_dir)
+            furniture = _furniture_pdf(parts, cut, one, two, templates_dir, styles)
             if child is not None:
                 pdf_two, _ = child.receive()
         finally:
@@ -467,10 +509,11 @@ def _render_parts(parts: PackParts, templates_dir: Path, processes: int, charts:
         pdf = _assemble(furniture_pdf, [pdf_one, pdf_two], [height for _, height in sizes], anchors,
                         one.bookmarks + two.bookmarks)
     return RenderedPDF(pdf, len(sizes), f"assembled, {processes} processes",
-                       list(dict.fromkeys(one.blocked_urls + two.blocked_urls + blocked)))
+                       list(dict.fromkeys(styles.fetcher.blocked + one.blocked_urls + two.blocked_urls + blocked)))
 
 
-def _furniture_pdf(parts: PackParts, cut: int, one: _Layout, two: _Layout, templates_dir: Path):
+def _furniture_pdf(parts: PackParts, cut: int, one: _Layout, two: _Layout, templates_dir: Path,
+                   styles: _Stylesheets):
     """The furniture's PDF, the pack's anchors page by page and the URLs the furniture's
     fetcher refused; ``None`` if its pages would not line up with the parts'."""
     # Part two's first section starts where every page's content starts; part one's first
@@ -490,7 +533,7 @@ def _furniture_pdf(parts: PackParts, cut: int, one: _Layout, two: _Layout, templ
     if html is None:
         return None
     fetcher = TemplateOnlyFetcher(templates_dir)
-    document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+    document = styles.render(html, templates_dir, fetcher)
     if [(page.width, page.height) for page in document.pages] != one.sizes + two.sizes:
         return None
     return document.write_pdf(), anchors, list(fetcher.blocked)
