@@ -33,6 +33,7 @@ import re
 import sys
 import threading
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,7 +278,12 @@ class _Child:
 
     def __init__(self, html: str, templates_dir: Path, charts: ChartBook, styles: _Stylesheets):
         read_fd, write_fd = os.pipe()
-        self.pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork() while threads run (pyarrow's pool, Airflow's): the
+            # child only runs WeasyPrint and matplotlib, which those threads never lock, and
+            # leaves with os._exit.
+            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
+            self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child's coverage is not collected
             os.close(read_fd)
             _in_child(html, templates_dir, charts, styles, write_fd)
