@@ -19,11 +19,13 @@ from cxpipeline.report.fixture import write_fixture_folder
 from tests.test_report import ROOT
 
 
-@pytest.fixture(scope="module", params=["demo", "helfen"])
+@pytest.fixture(scope="module", params=["demo", "helfen", "letter-portrait"])
 def pack_folder(request, tmp_path_factory):
     folder = write_fixture_folder(tmp_path_factory.mktemp("pack") / request.param / "2024-Q4")
-    config = (config_from_dict({}) if request.param == "demo"
-              else load_config(ROOT / "examples" / "brands" / "helfen.yaml"))
+    config = {"demo": lambda: config_from_dict({}),
+              "helfen": lambda: load_config(ROOT / "examples" / "brands" / "helfen.yaml"),
+              "letter-portrait": lambda: config_from_dict({"output": {"page_size": "Letter",
+                                                                      "orientation": "portrait"}})}[request.param]()
     return folder, config
 
 
