@@ -100,7 +100,8 @@ def test_deferred_charts_are_drawn_by_the_process_that_lays_them_out(pack_folder
     monkeypatch.setattr(assemble, "_cut", lambda front, sections: 1)
     from_child = []
     receive = assemble._Child.receive
-    monkeypatch.setattr(assemble._Child, "receive", lambda self: from_child.append(receive(self)) or from_child[-1])
+    monkeypatch.setattr(assemble._Child, "receive",
+                        lambda self, kind: from_child.append(receive(self, kind)) or from_child[-1])
     rendered = render_pack_pdf(tokens_html, processes=processes, charts=charts)
     assert rendered.html == pack_html  # the same charts, byte for byte
     assert sorted(charts.uris) == numbers
@@ -154,3 +155,15 @@ def test_render_processes_from_the_environment():
     assert render_processes({"CXPIPELINE_RENDER_PROCESSES": "1"}) == 1
     assert render_processes({"CXPIPELINE_RENDER_PROCESSES": "2"}) == 2
     assert render_processes({}) in (1, 2)
+
+
+@pytest.mark.parametrize("first_free", ["parent", "child"])
+def test_the_furniture_is_the_same_whichever_process_lays_it_out(pack_html, first_free, monkeypatch):
+    """The furniture is laid out by the first process free once both parts are laid out;
+    both ways give the one-document pack."""
+    winner = assemble._PARENT if first_free == "parent" else assemble._CHILD
+    monkeypatch.setattr(assemble._Child, "claim", lambda self, who: who == winner)  # the fork inherits it
+    expected = _described(render_single_pdf(pack_html).pdf)
+    got = _described(render_pack_pdf(pack_html, processes=2).pdf)
+    for key in ("texts", "links", "destinations", "outline", "sizes"):
+        assert got[key] == expected[key], key

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import logging
+import multiprocessing
 import os
 import pickle
 import re
@@ -245,13 +246,16 @@ class _Collect(logging.Handler):
         return records
 
 
-def _in_child(html: str, templates_dir: Path, charts: ChartBook, styles: _Stylesheets, write_fd: int) -> None:
-    """The forked child: lay out one part, send its :class:`_Layout` as soon as it is known,
-    then write its PDF and send that. Log records go back with each message (the parent's
+def _in_child(html: str, templates_dir: Path, charts: ChartBook, styles: _Stylesheets, furniture,
+              claim, from_parent: int, to_parent: int) -> None:
+    """The forked child: lay out one part and send its :class:`_Layout` as soon as it is
+    known, then write its PDF and send that; then, if the parent has not claimed it yet, lay
+    out the furniture (``furniture(first_layout, second_layout)``, the first part's layout
+    read from the parent) and send it. Log records go back with each message (the parent's
     handlers may write to a socket the parent owns); a failure is sent as its traceback.
     Never returns."""
     try:
-        with os.fdopen(write_fd, "wb") as pipe:
+        with os.fdopen(to_parent, "wb") as pipe, os.fdopen(from_parent, "rb") as incoming:
             try:
                 collector = _Collect()
                 for logger in [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
@@ -263,9 +267,17 @@ def _in_child(html: str, templates_dir: Path, charts: ChartBook, styles: _Styles
                     document, layout = _lay_out(charts.resolve(html), templates_dir, styles)
                     layout.chart_uris = {number: charts.uris[number] for number in numbers}
                     layout.log_records = collector.take()
-                    pickle.dump(("ok", layout), pipe)
+                    pickle.dump(("layout", layout), pipe)
                     pipe.flush()
-                    message = ("ok", (document.write_pdf(), collector.take()))
+                    pickle.dump(("pdf", document.write_pdf(), collector.take()), pipe)
+                    pipe.flush()
+                    del document
+                    if not claim(_CHILD):
+                        return
+                    first = pickle.load(incoming)
+                    message = ("furniture", furniture(first, layout), collector.take())
+            except EOFError:  # the parent stopped listening
+                return
             except BaseException:  # noqa: BLE001 - everything goes back to the parent
                 message = ("error", traceback.format_exc())
             pickle.dump(message, pipe)
@@ -273,11 +285,19 @@ def _in_child(html: str, templates_dir: Path, charts: ChartBook, styles: _Styles
         os._exit(0)
 
 
-class _Child:
-    """The second body part, laid out and written in a forked child (see :func:`_in_child`)."""
+_PARENT, _CHILD = 1, 2
 
-    def __init__(self, html: str, templates_dir: Path, charts: ChartBook, styles: _Stylesheets):
-        read_fd, write_fd = os.pipe()
+
+class _Child:
+    """The second body part, laid out and written in a forked child (see :func:`_in_child`),
+    which also lays out the furniture if it is free before this process."""
+
+    def __init__(self, html: str, templates_dir: Path, charts: ChartBook, styles: _Stylesheets, furniture):
+        # Who lays out the furniture: the first process free once both parts are laid out.
+        self._claimed = multiprocessing.RawValue("i", 0)
+        self._claim_lock = multiprocessing.Lock()
+        from_child, to_parent = os.pipe()
+        from_parent, to_child = os.pipe()
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork() while threads run (pyarrow's pool, Airflow's): the
             # child only runs WeasyPrint and matplotlib, which those threads never lock, and
@@ -285,29 +305,54 @@ class _Child:
             warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
             self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child's coverage is not collected
-            os.close(read_fd)
-            _in_child(html, templates_dir, charts, styles, write_fd)
-        os.close(write_fd)
-        self.pipe = os.fdopen(read_fd, "rb")
+            os.close(from_child)
+            os.close(to_child)
+            _in_child(html, templates_dir, charts, styles, furniture, self.claim, from_parent, to_parent)
+        os.close(to_parent)
+        os.close(from_parent)
+        self.pipe = os.fdopen(from_child, "rb")
+        self.outgoing = os.fdopen(to_child, "wb")
 
-    def receive(self):
-        """The child's next result (its layout, then ``(pdf, log records)``); its log records
-        are handled here as if logged in this process."""
+    def claim(self, who: int) -> bool:
+        """Claim the furniture for ``who``; False if the other process has it."""
+        with self._claim_lock:
+            if self._claimed.value == 0:
+                self._claimed.value = who
+            return self._claimed.value == who
+
+    def send_first_layout(self, layout: _Layout) -> None:
+        """The first part's layout, which the child needs if it lays out the furniture."""
         try:
-            status, result = pickle.load(self.pipe)
+            pickle.dump(layout, self.outgoing)
+            self.outgoing.flush()
+        except BrokenPipeError:  # the child has finished and left
+            pass
+
+    def receive(self, kind: str):
+        """The child's next message, of ``kind`` "layout" (its :class:`_Layout`), "pdf" or
+        "furniture"; its log records are handled here as if logged in this process."""
+        try:
+            message = pickle.load(self.pipe)
         except EOFError:
-            status, result = "error", "the child process exited without a result"
-        if status != "ok":
-            raise RuntimeError(f"Laying out the second half of the board pack failed in its process:\n{result}")
-        for record in (result.log_records if isinstance(result, _Layout) else result[1]):
+            message = ("error", "the child process exited without a result")
+        if message[0] == "error":
+            raise RuntimeError(f"Laying out the second half of the board pack failed in its process:\n{message[1]}")
+        if message[0] != kind:  # pragma: no cover - the protocol's order is fixed
+            raise RuntimeError(f"The board pack's render child sent {message[0]!r}, expected {kind!r}.")
+        records = message[1].log_records if kind == "layout" else message[2]
+        for record in records:
             logging.getLogger(record.name).handle(record)
-        return result
+        return message[1]
 
     def close(self) -> None:
         """Stop listening (a child still writing gets a broken pipe and exits) and reap the
         child without waiting for it: tearing down its copy of this process's memory takes
         the kernel ~0.1 s after its last message."""
         self.pipe.close()
+        try:
+            self.outgoing.close()
+        except BrokenPipeError:
+            pass
         if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
             threading.Thread(target=os.waitpid, args=(self.pid, 0), name="cx-render-child-reaper",
                              daemon=True).start()
@@ -487,30 +532,39 @@ def _render_parts(parts: PackParts, templates_dir: Path, processes: int, charts:
     styles = _Stylesheets(templates_dir)
     for html in (first, second, _furniture_head(parts)):
         styles.split(html)  # parsed here, before the fork
-    child = _Child(second, templates_dir, charts, styles) if processes > 1 else None
+    def furniture(one: _Layout, two: _Layout):
+        return _furniture_pdf(parts, cut, one, two, templates_dir, styles)
+
+    child = _Child(second, templates_dir, charts, styles, furniture) if processes > 1 else None
     # The collector stays paused to the end: re-enabled, its first collection would walk the
     # render's ~10^5 boxes before the assembly (~0.15 s); it runs after the render instead.
     with collector_paused():
         try:
             document, one = _lay_out(charts.resolve(first), templates_dir, styles)
+            if child is not None:
+                child.send_first_layout(one)
             pdf_one = document.write_pdf()
             del document
             if child is None:
                 document, two = _lay_out(charts.resolve(second), templates_dir, styles)
                 pdf_two = document.write_pdf()
                 del document
+                furniture_result = furniture(one, two)
             else:
-                two = child.receive()  # laid out; the child is writing its PDF meanwhile
+                two = child.receive("layout")
                 charts.uris.update(two.chart_uris)
-            furniture = _furniture_pdf(parts, cut, one, two, templates_dir, styles)
-            if child is not None:
-                pdf_two, _ = child.receive()
+                if child.claim(_PARENT):  # the child is still writing its part
+                    furniture_result = furniture(one, two)
+                    pdf_two = child.receive("pdf")
+                else:  # the child was free first and lays it out
+                    pdf_two = child.receive("pdf")
+                    furniture_result = child.receive("furniture")
         finally:
             if child is not None:
                 child.close()
-        if furniture is None:
+        if furniture_result is None:
             return None
-        furniture_pdf, anchors, blocked = furniture
+        furniture_pdf, anchors, blocked = furniture_result
         sizes = one.sizes + two.sizes
         pdf = _assemble(furniture_pdf, [pdf_one, pdf_two], [height for _, height in sizes], anchors,
                         one.bookmarks + two.bookmarks)
