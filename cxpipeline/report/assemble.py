@@ -262,6 +262,7 @@ def _in_child(html: str, templates_dir: Path, charts: ChartBook, styles: _Styles
                                                        if isinstance(v, logging.Logger)]:
                     logger.handlers = []
                 logging.getLogger().addHandler(collector)
+                logging.captureWarnings(True)  # warnings too: not printed on the parent's stderr
                 with collector_paused():
                     numbers = charts.numbers_in(html)
                     document, layout = _lay_out(charts.resolve(html), templates_dir, styles)
