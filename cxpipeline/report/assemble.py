@@ -55,6 +55,7 @@ LOGGER = logging.getLogger(__name__)
 #: Top-level blocks of the pack's body: cover, contents, one per section (board_pack.html;
 #: the page templates have no <section> of their own, and data is escaped).
 _BLOCK_START = re.compile(r"<section\b")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
 _EMPTY_CONTENTS = '<section class="contents" id="contents"></section>'
 
 #: Body parts: the running header and footer but "Page x of y", which the furniture draws
@@ -369,8 +370,8 @@ def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_
     targets = set(re.findall(r' href="#([^"]+)"', parts.contents))
     if any(bookmarks or set(anchors) - contents_ids for anchors, bookmarks in pages[:front_pages]):
         return None
-    shells = []
-    for anchors, _ in pages[front_pages:]:
+    shells, numbers = [], []
+    for index, (anchors, _) in enumerate(pages[front_pages:], start=front_pages):
         ids = [name for name in anchors if name in targets]
         if any(abs(anchors[name][0] - origin[0]) > 0.01 or abs(anchors[name][1] - origin[1]) > 0.01
                for name in ids):
@@ -379,9 +380,14 @@ def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_
         inner = "".join(f'<div id="{escape(name)}"></div>' for name in ids[1:])
         first = f' id="{escape(ids[0])}"' if ids else ""
         shells.append(f'<div class="furniture-page"{first}>{inner}</div>')
+        # The contents' page numbers as text: the same as its target-counter() gives, without
+        # WeasyPrint laying the contents page out again once the targets are known (~0.03 s).
+        numbers += [f'.toc a[href="#{name}"]::after {{ content: "{index + 1}"; }}'
+                    for name in ids if _PLAIN_ID.fullmatch(name)]
     if targets - contents_ids:
         return None
-    return _furniture_head(parts) + '<div class="cover"></div>' + parts.contents + "".join(shells) + parts.tail
+    head = _furniture_head(parts).replace("</head>", "<style>\n" + "\n".join(numbers) + "\n</style>\n</head>", 1)
+    return head + '<div class="cover"></div>' + parts.contents + "".join(shells) + parts.tail
 
 
 def _furniture_head(parts: PackParts) -> str:
