@@ -10,15 +10,17 @@ the contents). So the pack is rendered in three documents of the same HTML and C
    header and footer but "Page x of y". They are laid out and written at the same time, one in this
    process and one in a forked child (Linux; elsewhere one after the other). Part one keeps the
    cover and an empty contents page, so its pages stay where they are in the whole pack.
-2. **Page furniture.** When both are done the page numbers are known. A third document has
-   what depends on them: "Page x of y" on each page and the contents page (with the running
-   header) whose page numbers and links point at the sections' anchors, repeated at the top
-   of the pages where the sections start.
+2. **Page furniture.** When both are laid out the page numbers are known. A third document
+   has what depends on them: "Page x of y" on each page and the contents page (with the
+   running header) whose page numbers and links point at the sections' anchors, repeated at
+   the top of the pages where the sections start. Whichever process is free first lays it out.
 3. **Assembly** (pikepdf/qpdf): each body page goes under its furniture page as a form
    XObject; the named destinations (every anchor) and the PDF outline (every bookmark) are
    written from the body parts' pages, as WeasyPrint writes them.
 
-The result has the same pages, text, links and outline as the one-document render
+Each process draws the charts of its own part (a deferred :class:`ChartBook`) and the three
+documents share one parse of the stylesheet. The result has the same pages, text, links and
+outline as the one-document render
 (:func:`render_single_pdf`), which the tests compare, and which is used whenever the pack does
 not have the expected shape or ``CXPIPELINE_RENDER_PROCESSES=1``.
 """
@@ -67,17 +69,12 @@ _BODY_CSS = """<style>
                  @bottom-left { content: none; } @bottom-right { content: none; } }
 </style>
 """
-#: Furniture: the contents page whole; on the others "Page x of y" only.
-_FURNITURE_PAGE_CSS = """<style>
-.furniture-page { page: cx-numbers; }
+#: Furniture document: the contents page whole (with its header and footer), then empty
+#: pages that carry "Page x of y" only and the anchors of the sections that start on them.
+_FURNITURE_CSS = """<style>
+.furniture-page { break-before: page; height: 0; page: cx-numbers; }
 @page cx-numbers { @top-left { content: none; } @top-right { content: none; }
                    @bottom-left { content: none; } }
-</style>
-"""
-#: Furniture document: the contents page, then empty pages that carry "Page x of y" and the
-#: anchors of the sections that start on them.
-_FURNITURE_CSS = """<style>
-.furniture-page { break-before: page; height: 0; }
 </style>
 """
 
@@ -391,7 +388,7 @@ def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_
 
 
 def _furniture_head(parts: PackParts) -> str:
-    return parts.head.replace("</head>", _FURNITURE_CSS + _FURNITURE_PAGE_CSS + "</head>", 1)
+    return parts.head.replace("</head>", _FURNITURE_CSS + "</head>", 1)
 
 
 def _outline_tree(bookmarks: list[tuple[int, str, int, float, float, str]]) -> list:
