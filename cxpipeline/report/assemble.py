@@ -47,7 +47,8 @@ from weasyprint import CSS
 from weasyprint.text.fonts import FontConfiguration
 
 from cxpipeline.report.charts import ChartBook
-from cxpipeline.report.render import TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused
+from cxpipeline.report.render import (TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused,
+                                      render_document)
 
 __all__ = ["PackParts", "RenderedPDF", "split_pack", "render_pack_pdf", "render_single_pdf",
            "render_processes"]
@@ -57,6 +58,7 @@ LOGGER = logging.getLogger(__name__)
 #: Top-level blocks of the pack's body: cover, contents, one per section (board_pack.html;
 #: the page templates have no <section> of their own, and data is escaped).
 _BLOCK_START = re.compile(r"<section\b")
+_ID = re.compile(r' id="([^"]+)"')
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
 _EMPTY_CONTENTS = '<section class="contents" id="contents"></section>'
 
@@ -138,7 +140,7 @@ def split_pack(html: str) -> PackParts | None:
 
 
 def _section_id(block: str) -> str | None:
-    found = re.search(r' id="([^"]+)"', block[:300])
+    found = _ID.search(block[:300])
     return found.group(1) if found else None
 
 
@@ -157,8 +159,9 @@ _FURNITURE_SHARE = 0.08
 
 def _cut(front: list[str], sections: list[str]) -> int:
     """Where to cut the sections so that both processes finish together. The first process
-    lays out and writes the ``front`` (cover, contents) and the sections before the cut, then
-    the furniture, which needs the second part laid out (not yet written) too."""
+    lays out and writes the ``front`` (cover, contents) and the sections before the cut; the
+    furniture, which needs the second part laid out (not yet written) too, is counted to it,
+    as it usually lays it out (whichever process is free first does)."""
     weights = [_weight(s) for s in sections]
     front_weight = sum(_weight(b) for b in front)
     furniture = _FURNITURE_SHARE * (front_weight + sum(weights))
@@ -209,7 +212,7 @@ class _Stylesheets:
             sheets.append(self._parsed[text])
         return _STYLE_BLOCK.sub("", html[:head_end]) + html[head_end:], sheets
 
-    def render(self, html: str, templates_dir: Path, fetcher: TemplateOnlyFetcher):
+    def render(self, html: str, fetcher: TemplateOnlyFetcher):
         """``html`` laid out (call with the garbage collector paused)."""
         stripped, sheets = self.split(html)
         return PackHTML(string=stripped, base_url=self.base_url, url_fetcher=fetcher).render(
@@ -220,7 +223,7 @@ def _lay_out(html: str, templates_dir: Path, styles: _Stylesheets):
     """A body part laid out: the WeasyPrint document (to write) and its :class:`_Layout`.
     Call with the garbage collector paused (:func:`collector_paused`)."""
     fetcher = TemplateOnlyFetcher(templates_dir)
-    document = styles.render(html, templates_dir, fetcher)
+    document = styles.render(html, fetcher)
     return document, _Layout(
         sizes=[(page.width, page.height) for page in document.pages],
         anchors=[{name: (point[0], point[1]) for name, point in page.anchors.items()} for page in document.pages],
@@ -363,7 +366,7 @@ def _furniture_document(parts: PackParts, pages: list[tuple[dict, list]], front_
     or ``None`` if the pack is not shaped as expected: the cover and contents carry no anchor
     or bookmark of their own, and every section the contents link to starts at the top of a
     page (the furniture repeats its anchor there, for the contents' page numbers and links)."""
-    contents_ids = set(re.findall(r' id="([^"]+)"', parts.contents))
+    contents_ids = set(_ID.findall(parts.contents))
     targets = set(re.findall(r' href="#([^"]+)"', parts.contents))
     if any(bookmarks or set(anchors) - contents_ids for anchors, bookmarks in pages[:front_pages]):
         return None
@@ -484,10 +487,9 @@ def _assemble(furniture_pdf: bytes, bodies: list[bytes], heights: list[float],
 def render_single_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
                       fetcher: TemplateOnlyFetcher | None = None) -> RenderedPDF:
     """The pack as one WeasyPrint document (the reference the assembled render must equal)."""
-    templates_dir = Path(templates_dir).resolve()
-    fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
+    fetcher = fetcher or TemplateOnlyFetcher(Path(templates_dir).resolve())
     with collector_paused():
-        document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+        document = render_document(html, templates_dir, fetcher)
         pdf = document.write_pdf()
     return RenderedPDF(pdf, len(document.pages), "single document", list(fetcher.blocked))
 
@@ -597,7 +599,7 @@ def _furniture_pdf(parts: PackParts, cut: int, one: _Layout, two: _Layout, templ
     if html is None:
         return None
     fetcher = TemplateOnlyFetcher(templates_dir)
-    document = styles.render(html, templates_dir, fetcher)
+    document = styles.render(html, fetcher)
     if [(page.width, page.height) for page in document.pages] != one.sizes + two.sizes:
         return None
     return document.write_pdf(), anchors, list(fetcher.blocked)

@@ -13,8 +13,7 @@ from cxpipeline.report.assemble import render_pack_pdf
 from cxpipeline.report.charts import ChartBook
 from cxpipeline.report.context import build_context
 from cxpipeline.report.formatting import Formatter
-from cxpipeline.report.render import (TEMPLATES_DIR, PackHTML, TemplateOnlyFetcher, collector_paused,
-                                      make_environment)
+from cxpipeline.report.render import TEMPLATES_DIR, collector_paused, make_environment, render_document
 
 __all__ = ["STYLESHEETS", "render_html", "render_document", "render_board_pack"]
 
@@ -31,16 +30,6 @@ def render_html(context: dict, templates_dir: str | Path = TEMPLATES_DIR) -> str
     env = make_environment(Formatter(context["meta"]["locale"], context["meta"]["currency"]), templates_dir)
     css = Markup("\n".join((templates_dir / name).read_text(encoding="utf-8") for name in STYLESHEETS))
     return env.get_template("board_pack.html").render(**context, stylesheet=css)
-
-
-def render_document(html: str, templates_dir: str | Path = TEMPLATES_DIR,
-                    fetcher: TemplateOnlyFetcher | None = None):
-    """The laid-out WeasyPrint document (``.pages``, ``.write_pdf()``), laid out with the
-    garbage collector paused (see :func:`collector_paused`; pause it around ``write_pdf`` too)."""
-    templates_dir = Path(templates_dir).resolve()
-    fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
-    with collector_paused():
-        return PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
 
 
 def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str | Path = TEMPLATES_DIR) -> dict:

@@ -45,6 +45,7 @@ __all__ = [
     "css_string",
     "collector_paused",
     "make_environment",
+    "render_document",
     "render_pdf",
 ]
 
@@ -281,9 +282,21 @@ def make_environment(formatter: Formatter, templates_dir: str | Path = TEMPLATES
     return env
 
 
+def render_document(html: str, templates_dir: str | Path = TEMPLATES_DIR,
+                    fetcher: TemplateOnlyFetcher | None = None):
+    """The laid-out WeasyPrint document (``.pages``, ``.write_pdf()``) of an HTML string, laid out
+    with the garbage collector paused (see :func:`collector_paused`; pause it around
+    ``write_pdf`` too); relative URLs resolve inside ``templates_dir``, the only folder files
+    are served from (pass your own :class:`TemplateOnlyFetcher` to inspect ``fetcher.blocked``)."""
+    templates_dir = Path(templates_dir).resolve()
+    fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
+    with collector_paused():
+        return PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher).render()
+
+
 def render_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
                fetcher: TemplateOnlyFetcher | None = None) -> bytes:
-    """Render an HTML string to PDF bytes; relative URLs resolve inside ``templates_dir``.
+    """Render an HTML string to PDF bytes (:func:`render_document`, then written).
 
     Parameters
     ----------
@@ -295,8 +308,5 @@ def render_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
     fetcher
         Pass your own :class:`TemplateOnlyFetcher` to inspect ``fetcher.blocked`` afterwards.
     """
-    templates_dir = Path(templates_dir).resolve()
-    fetcher = fetcher or TemplateOnlyFetcher(templates_dir)
-    document = PackHTML(string=html, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher)
     with collector_paused():
-        return document.write_pdf(uncompressed_pdf=False)
+        return render_document(html, templates_dir, fetcher).write_pdf(uncompressed_pdf=False)
