@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("weasyprint", "fontTools", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from cxpipeline.pipeline import quiet_library_logs  # after parsing: --help does not import pandas
+
+    quiet_library_logs()
     # A warning prints a line of library source, which reads like a traceback to a user.
     logging.captureWarnings(True)
     logging.getLogger("py.warnings").setLevel(logging.DEBUG if args.verbose else logging.ERROR)

@@ -44,9 +44,20 @@ __all__ = [
     "render_pack",
     "check_pack",
     "run_pack",
+    "quiet_library_logs",
 ]
 
 log = logging.getLogger(__name__)
+
+# Libraries whose INFO records are about themselves, not the pack (font subsetting, pikepdf's
+# "logger bridge initialized"); their warnings still show.
+NOISY_LIBRARIES = ("weasyprint", "fontTools", "matplotlib", "pikepdf")
+
+
+def quiet_library_logs() -> None:
+    """Show only warnings and errors from :data:`NOISY_LIBRARIES` (CLI and Airflow tasks)."""
+    for name in NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass

@@ -67,8 +67,9 @@ def _pack_header(path: Path) -> dict:
 # --- helpers run inside tasks (heavy imports happen here, not at parse time) -----------------
 
 def _quiet_logs() -> None:
-    for noisy in ("weasyprint", "fontTools", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from cxpipeline.pipeline import quiet_library_logs
+
+    quiet_library_logs()
 
 
 def _output_root() -> str | None:

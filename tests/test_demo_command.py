@@ -34,6 +34,11 @@ def test_last_line_is_the_pdf_of_the_latest_complete_quarter(demo_run):
     assert Path(last) == out / "demo" / "2026-Q3" / "board_pack.pdf"  # demo data ends 2026-09-30
     assert Path(last).read_bytes().startswith(b"%PDF-")
     assert "Traceback" not in done.stderr and "metrics done" in done.stderr  # progress on stderr
+    # Only the pipeline's own progress: no library talking about itself (pikepdf announced its
+    # "C++ to Python logger bridge" on every render before the CLI quietened it).
+    chatter = [line for line in done.stderr.splitlines()
+               if not (line.startswith("[") or line.startswith("board pack: "))]
+    assert chatter == [], chatter
 
 
 def test_pdf_headline_equals_the_ledger_table(demo_run):
