@@ -477,3 +477,59 @@ def test_pack_html_is_parsed_by_the_xml_parser_into_the_html_parsers_tree(demo_p
                    "<!DOCTYPE html><html><body><p>&nbsp;</p></body></html>",
                    '<!DOCTYPE html [<!ENTITY a "b">]><html><body>&a;</body></html>'):
         assert parse_well_formed(markup) is None and PackHTML(string=markup).parser == "html"
+
+
+# -- compiled templates ------------------------------------------------------------------------
+
+def _compiles(monkeypatch) -> list[str]:
+    """Names of the templates Jinja compiles from here on."""
+    compiled: list[str] = []
+    original = jinja2.Environment.compile
+
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        compiled.append(name)
+        return original(self, source, name, filename, raw, defer_init)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", compile)
+    return compiled
+
+
+def _render(templates: Path) -> str:
+    from cxpipeline.report import Formatter, make_environment
+
+    return make_environment(Formatter("en_GB", "GBP"), templates).get_template("board_pack.html").render(n=1234.5)
+
+
+def test_templates_are_compiled_once_and_a_new_process_reads_them_from_disk(tmp_path, monkeypatch):
+    from cxpipeline.report import render
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "board_pack.html").write_text("{% include 'part.html' %}|{{ n | money }}")
+    (templates / "part.html").write_text("part one")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    compiled = _compiles(monkeypatch)
+
+    monkeypatch.setattr(render, "_BYTECODE_CACHE", render._BytecodeCache(str(cache)))
+    first = _render(templates)
+    assert sorted(compiled) == ["board_pack.html", "part.html"] and len(list(cache.iterdir())) == 2
+    assert _render(templates) == first and len(compiled) == 2  # same process: from memory
+
+    monkeypatch.setattr(render, "_BYTECODE_CACHE", render._BytecodeCache(str(cache)))  # a new process
+    assert _render(templates) == first == "part one|£1,234" and len(compiled) == 2  # from disk
+
+    (templates / "part.html").write_text("part two")  # an edited template is compiled again
+    monkeypatch.setattr(render, "_BYTECODE_CACHE", render._BytecodeCache(str(cache)))
+    assert _render(templates) == "part two|£1,234" and compiled[2:] == ["part.html"]
+
+
+def test_without_a_writable_cache_folder_templates_are_compiled_once_per_process(tmp_path, monkeypatch):
+    from cxpipeline.report import render
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "board_pack.html").write_text("{{ n | money }}")
+    compiled = _compiles(monkeypatch)
+    monkeypatch.setattr(render, "_BYTECODE_CACHE", render._BytecodeCache(str(tmp_path / "missing")))
+    assert _render(templates) == _render(templates) == "£1,234" and compiled == ["board_pack.html"]
