@@ -15,7 +15,9 @@ demo: setup
 test: setup services
 	@$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25
 
+# The project's own modules are compiled too (only those changed since: ~0.3 s a process).
 setup: system $(VENV)/.installed
+	@$(PY) -m compileall -q -j 0 cxpipeline dags plugins >/dev/null
 
 # System libraries WeasyPrint needs and pdftoppm/pdffonts; installed only when missing.
 system:
@@ -54,3 +56,4 @@ lock:
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+	find cxpipeline dags plugins tests -name __pycache__ -type d -prune -exec rm -rf {} +
