@@ -123,8 +123,9 @@ def build_migration(tables: ArtifactTables, config: Config, shared: dict) -> dic
     if not tables.has("migration"):
         return None
     names = list(config.tiers.names)
-    matrix = tables.table("migration").query("segment == 'all'").set_index(["from_tier", "to_tier"])
-    paths = _rows_by(matrix.reset_index(), "from_tier", "to_tier")
+    migration = tables.table("migration").query("segment == 'all'")
+    paths = _rows_by(migration, "from_tier", "to_tier")
+    matrix = migration.set_index(["from_tier", "to_tier"])  # for the row and column sums
     rows_order, cols_order = [*names, NEW, WON_BACK], [*names, LAPSED]
     rows = []
     for source in rows_order:
