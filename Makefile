@@ -4,10 +4,15 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# The venv's interpreter: the distribution's Python 3.11 where there is one, else python3 on
+# PATH (override with `make PYTHON=...`). Debian builds its python3.11 with PGO and LTO, linked
+# statically; a pyenv build as on this kind of machine has neither, and the render (WeasyPrint
+# is pure Python) takes ~20% more CPU on it: see docs/report.md, "the interpreter".
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3)
 SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils
 export PYTHONWARNINGS := ignore
 
-.PHONY: demo test setup system services lock clean
+.PHONY: demo test setup system services lock clean FORCE
 
 demo: setup
 	@$(VENV)/bin/cxpipeline demo
@@ -32,17 +37,21 @@ system:
 # modules are compiled to bytecode once here (~30 s): with PYTHONDONTWRITEBYTECODE set, as on
 # this kind of machine, every process would otherwise compile pandas, WeasyPrint and Airflow
 # from source again (importing the report took 10.6 s instead of 3.6 s).
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml $(VENV)/.python
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv 2>/dev/null || true
 	@if command -v uv >/dev/null 2>&1; then \
-	  uv venv -q --allow-existing $(VENV) --python python3 && \
+	  uv venv -q --clear $(VENV) --python $(PYTHON) && echo "$(PYTHON)" > $(VENV)/.python && \
 	  uv pip sync -q --python $(PY) --compile-bytecode requirements.lock && \
 	  uv pip install -q --python $(PY) --no-deps -e . ; \
 	else \
-	  python3 -m venv $(VENV) && $(PY) -m pip install -q -r requirements.lock && \
-	  $(PY) -m pip install -q --no-deps -e . ; \
+	  python3 -m venv --clear $(VENV) && echo "$(PYTHON)" > $(VENV)/.python && \
+	  $(PY) -m pip install -q -r requirements.lock && $(PY) -m pip install -q --no-deps -e . ; \
 	fi
 	@touch $@
+
+# The interpreter the venv was built with; choosing another one rebuilds the venv.
+$(VENV)/.python: FORCE
+	@mkdir -p $(VENV); [ "$$(cat $@ 2>/dev/null)" = "$(PYTHON)" ] || echo "$(PYTHON)" > $@
 
 # PostgreSQL and Redis are started by this kind of machine; start PostgreSQL if it is down.
 services:
