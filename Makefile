@@ -40,11 +40,11 @@ system:
 $(VENV)/.installed: requirements.lock pyproject.toml $(VENV)/.python
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv 2>/dev/null || true
 	@if command -v uv >/dev/null 2>&1; then \
-	  uv venv -q --clear $(VENV) --python $(PYTHON) && echo "$(PYTHON)" > $(VENV)/.python && \
+	  rm -rf $(VENV) && uv venv -q $(VENV) --python $(PYTHON) && echo "$(PYTHON)" > $(VENV)/.python && \
 	  uv pip sync -q --python $(PY) --compile-bytecode requirements.lock && \
 	  uv pip install -q --python $(PY) --no-deps -e . ; \
 	else \
-	  python3 -m venv --clear $(VENV) && echo "$(PYTHON)" > $(VENV)/.python && \
+	  rm -rf $(VENV) && python3 -m venv $(VENV) && echo "$(PYTHON)" > $(VENV)/.python && \
 	  $(PY) -m pip install -q -r requirements.lock && $(PY) -m pip install -q --no-deps -e . ; \
 	fi
 	@touch $@
