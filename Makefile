@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The venv's interpreter: the distribution's Python 3.11 where there is one, else python3 on
 # PATH (override with `make PYTHON=...`). Debian builds its python3.11 with PGO and LTO, linked
 # statically; a pyenv build as on this kind of machine has neither, and the render (WeasyPrint
-# is pure Python) takes ~20% more CPU on it: see docs/report.md, "the interpreter".
+# is pure Python) takes ~10-15% more CPU on it: see docs/report.md, "The interpreter".
 PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3)
 SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils
 export PYTHONWARNINGS := ignore
@@ -40,16 +40,17 @@ system:
 $(VENV)/.installed: requirements.lock pyproject.toml $(VENV)/.python
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv 2>/dev/null || true
 	@if command -v uv >/dev/null 2>&1; then \
-	  rm -rf $(VENV) && uv venv -q $(VENV) --python $(PYTHON) && echo "$(PYTHON)" > $(VENV)/.python && \
+	  rm -rf $(VENV) && uv venv -q $(VENV) --python $(PYTHON) && \
 	  uv pip sync -q --python $(PY) --compile-bytecode requirements.lock && \
 	  uv pip install -q --python $(PY) --no-deps -e . ; \
 	else \
-	  rm -rf $(VENV) && python3 -m venv $(VENV) && echo "$(PYTHON)" > $(VENV)/.python && \
+	  rm -rf $(VENV) && python3 -m venv $(VENV) && \
 	  $(PY) -m pip install -q -r requirements.lock && $(PY) -m pip install -q --no-deps -e . ; \
 	fi
-	@touch $@
+	@echo "$(PYTHON)" > $(VENV)/.python && touch $@
 
-# The interpreter the venv was built with; choosing another one rebuilds the venv.
+# The interpreter chosen for the venv (PYTHON); choosing another one rebuilds the venv. Without
+# uv the venv is python3's own (a distribution's python3.11 may lack ensurepip).
 $(VENV)/.python: FORCE
 	@mkdir -p $(VENV); [ "$$(cat $@ 2>/dev/null)" = "$(PYTHON)" ] || echo "$(PYTHON)" > $@
 
