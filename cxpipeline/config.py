@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +28,15 @@ __all__ = [
     "config_from_dict",
     "config_hash",
 ]
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as UTC, "
+                         "Europe/London or America/New_York)") from None
+    return value
 
 
 class _Strict(BaseModel):
@@ -71,18 +82,33 @@ class FileSource(_Strict):
 
     kind: Literal["file"] = "file"
     path: str
-    format: Literal["csv", "parquet"] | None = None  # default: from the file extension
+    # default: from the file extension (.csv/.txt/.tsv, .parquet, .xlsx/.xlsm/.xls/.ods = excel)
+    format: Literal["csv", "parquet", "excel"] | None = None
     columns: ColumnMap
     segment_columns: dict[str, str] = {}  # segment name -> file column (e.g. country: Country)
     delimiter: str = ","
     encoding: str = "utf-8"
-    decimal: str = "."
-    date_format: str | None = None  # strptime format, e.g. '%Y%m%d' or '%d/%m/%Y %H:%M'
-    timezone: str = "UTC"  # zone of naive timestamps; aware ones are converted to UTC
+    # '.' (1,234.56) or ',' (1.234,56); default: decided once per column from its values
+    decimal: Literal[".", ","] | None = None
+    date_format: str | None = None  # strptime format; default: decided once per column
+    timezone: str = "UTC"  # zone of naive timestamps; aware ones are converted
     cancellation_prefix: str | None = None  # e.g. 'C': invoices starting with it are cancellations
     currency: str | None = None  # keep only rows in this currency when a currency column is mapped
-    customers_path: str | None = None  # optional customer table (CSV/Parquet)
+    customers_path: str | None = None  # optional customer table (CSV/Parquet/Excel)
     customer_columns: dict[str, str] = {}  # canonical -> customer-table column
+    sheet: str | int | None = None  # Excel/ODS: sheet name or 0-based index (default: the first)
+    sheets: Literal["all"] | None = None  # Excel/ODS: stack every sheet (same header)
+    # Without an order id, identical rows are separate purchases unless this is true.
+    drop_identical_rows: bool = False
+    exclude_zero_amounts: bool = False  # zero-amount rows are purchases worth 0 unless true
+    earliest_date: date = date(1990, 1, 1)  # rows dated before it are excluded and counted
+    data_through: date | None = None  # the last day the export covers (later rows: excluded)
+
+    @model_validator(mode="after")
+    def _one_sheet_choice(self) -> "FileSource":
+        if self.sheet is not None and self.sheets is not None:
+            raise ValueError("give either 'sheet' (one sheet) or 'sheets: all', not both")
+        return self
 
 
 class SqlSource(_Strict):
@@ -96,6 +122,9 @@ class SqlSource(_Strict):
     customers_table: str | None = "customers"
     schema_name: str | None = None
     as_of: str | None = None  # only rows ordered before this timestamp (consistent snapshot)
+    exclude_zero_amounts: bool = False  # zero-amount rows are purchases worth 0 unless true
+    earliest_date: date = date(1990, 1, 1)  # rows dated before it are excluded and counted
+    data_through: date | None = None  # the last day the table covers (later rows: excluded)
 
     @model_validator(mode="after")
     def _one_target(self) -> "SqlSource":
@@ -111,6 +140,14 @@ class PeriodConfig(_Strict):
     type: Literal["month", "quarter", "year"] = "quarter"
     fiscal_year_start_month: int = Field(1, ge=1, le=12)
     comparison: Literal["previous", "year_ago"] = "previous"
+    # The business's zone: periods start at its midnights (default: source.timezone for a
+    # file source, else UTC). An IANA name such as Europe/London.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else _zone(value)
 
 
 class LapseConfig(_Strict):
@@ -254,6 +291,13 @@ class Config(_Strict):
         except (ValueError, UnknownLocaleError) as exc:
             raise ValueError(f"unknown locale {value!r} (use e.g. en_GB, en_US, de_DE)") from exc
         return value
+
+    @property
+    def report_timezone(self) -> str:
+        """The zone whose midnights cut the periods (see docs/reliability.md, "Time zones")."""
+        if self.period.timezone:
+            return self.period.timezone
+        return self.source.timezone if self.source.kind == "file" else "UTC"
 
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""

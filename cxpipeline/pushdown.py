@@ -763,7 +763,7 @@ def extract_pushdown(config, period: Period, comparison: Period, *, url: str | N
         from cxpipeline.sources.files import read_customers
 
         source = config.source
-        customers = read_customers(source, config.base_dir) if source.customers_path else None
+        customers = read_customers(source, config.base_dir, config.report_timezone) if source.customers_path else None
         return extract_parquet(parquet_fast_path(source, config.base_dir), period=period, comparison=comparison,
                                segment_columns=[c for c in config.segments if c in source.segment_columns],
                                customers=customers, stage_dir=stage_dir)

@@ -27,7 +27,7 @@ INVOICE_COLUMNS = dict(customer_id="CustomerID", ordered_at="InvoiceDate", order
 
 
 def invoice_source(**overrides) -> FileSource:
-    settings = dict(path="invoice_lines.csv", columns=INVOICE_COLUMNS,
+    settings = dict(path="invoice_lines.csv", columns=INVOICE_COLUMNS, date_format="%m/%d/%Y %H:%M",
                     segment_columns={"country": "Country"}, cancellation_prefix="C")
     settings.update(overrides)
     return FileSource(**settings)
@@ -44,24 +44,25 @@ def canonical(rows: dict, extra: dict[str, list] | None = None) -> pd.DataFrame:
 
 UK, FR, DE = "United Kingdom", "France", "Germany"
 
-# Data rows 1-17 of tests/data/invoice_lines.csv; used: 1-4, 6, 7, 11-13, 16.
+# Data rows 1-17 of tests/data/invoice_lines.csv; used: 1-4, 6-8, 11-13, 16 (row 8, worth 0,
+# is a purchase: a free line still makes a customer).
 EXPECTED_INVOICES = canonical(
     {
-        "order_id": ["536365", "536365", "536366", "536367", "536370", "536370", "C536379",
+        "order_id": ["536365", "536365", "536366", "536367", "536370", "536370", "536414", "C536379",
                      "C536383", "536390", "539993"],
-        "customer_id": ["17850", "17850", "17850", "13047", "12583", "12583", "14527", "15311",
+        "customer_id": ["17850", "17850", "17850", "13047", "12583", "12583", "13047", "14527", "15311",
                         "17511", "13047"],
         "ordered_at": pd.to_datetime(["2010-12-01 08:26", "2010-12-01 08:26", "2010-12-01 08:28",
                                       "2010-12-01 08:34", "2010-12-01 08:45", "2010-12-01 08:45",
-                                      "2010-12-01 09:41", "2010-12-01 09:49", "2010-12-01 10:19",
-                                      "2011-01-04 10:00"]),
-        "revenue": [15.30, 20.34, 11.10, 54.08, 90.00, 54.00, -27.50, -4.65, -17.00, 19.50],
-        "cost": [0.0] * 10,
-        "cost_to_serve": [0.0] * 10,
-        "quantity": [6.0, 6, 6, 32, 24, 3, -1, -1, -2, 10],
-        "is_return": [False] * 6 + [True] * 3 + [False],
+                                      "2010-12-01 11:52", "2010-12-01 09:41", "2010-12-01 09:49",
+                                      "2010-12-01 10:19", "2011-01-04 10:00"]),
+        "revenue": [15.30, 20.34, 11.10, 54.08, 90.00, 54.00, 0.0, -27.50, -4.65, -17.00, 19.50],
+        "cost": [0.0] * 11,
+        "cost_to_serve": [0.0] * 11,
+        "quantity": [6.0, 6, 6, 32, 24, 3, 56, -1, -1, -2, 10],
+        "is_return": [False] * 7 + [True] * 3 + [False],
     },
-    {"country": [UK, UK, UK, UK, FR, FR, UK, UK, UK, DE]},
+    {"country": [UK, UK, UK, UK, FR, FR, UK, UK, UK, UK, DE]},
 )
 
 EXPECTED_INVOICE_EXCLUSIONS = {
@@ -69,7 +70,6 @@ EXPECTED_INVOICE_EXCLUSIONS = {
     "missing customer id": {"rows": 3, "revenue_cents": 251 + 502 - 1106206},  # rows 9, 10, 17
     "non-numeric amount": {"rows": 1, "revenue_cents": 0},  # row 15: quantity 'abc'
     "unparseable date": {"rows": 1, "revenue_cents": 1980},  # row 14: 'not a date'
-    "zero amount": {"rows": 1, "revenue_cents": 0},  # row 8: unit price 0
 }
 
 
@@ -78,7 +78,7 @@ def test_invoice_lines_exact():
     pd.testing.assert_frame_equal(data.transactions, EXPECTED_INVOICES, check_exact=True)
     quality = data.quality
     assert quality.by_reason == EXPECTED_INVOICE_EXCLUSIONS
-    assert (quality.rows_in, quality.rows_used, quality.rows_excluded) == (17, 10, 7)
+    assert (quality.rows_in, quality.rows_used, quality.rows_excluded) == (17, 11, 6)
     assert quality.revenue_used_cents == 21517
     assert quality.revenue_excluded_cents == 5408 + 251 + 502 - 1106206 + 1980
     assert quality.revenue_in_cents == 21517 + quality.revenue_excluded_cents == -1076548
@@ -90,6 +90,8 @@ def test_invoice_lines_exact():
         "column 'Quantity', value 'abc'.",
         "unparseable date: 1 row(s) excluded; first at row 14 (line 15 of the file), "
         "column 'InvoiceDate', value 'not a date'.",
+        "1 row(s) have a zero amount and are kept as purchases worth 0 (a free sample or a 100 % "
+        "discount still makes a customer); set source.exclude_zero_amounts: true to leave them out.",
     ]
     assert set(quality.by_reason) <= set(EXCLUSION_REASONS)
     assert data.customers is None
@@ -110,7 +112,12 @@ def test_cancellations_are_returns_not_exclusions():
 
 
 def test_naive_invoice_dates_are_read_in_the_configured_zone():
+    # Reported in the source's own zone (the default), times stay the business's wall clock.
     tx = load_file_source(invoice_source(timezone="America/New_York"), base_dir=DATA).transactions
+    assert tx["ordered_at"].iloc[0] == pd.Timestamp("2010-12-01 08:26")
+    # Reported in UTC (period.timezone: UTC), they move by the zone's offset.
+    tx = load_file_source(invoice_source(timezone="America/New_York"), base_dir=DATA,
+                          report_timezone="UTC").transactions
     assert tx["ordered_at"].iloc[0] == pd.Timestamp("2010-12-01 13:26")  # EST = UTC-5
     assert tx["ordered_at"].iloc[-1] == pd.Timestamp("2011-01-04 15:00")
 
@@ -167,31 +174,33 @@ def test_revenue_column_yyyymmdd_dates_decimal_comma_and_currency():
     data = load_file_source(orders_source(), base_dir=DATA)
     expected = canonical(
         {
-            "order_id": ["row-1", "row-2", "row-3", "row-8"],  # no order column: one order per row
-            "customer_id": ["K-001", "K-002", "K-001", "K-005"],
-            # Midnight in Berlin (CET, UTC+1) is 23:00 UTC the day before.
-            "ordered_at": pd.to_datetime(["2024-01-04 23:00", "2024-01-04 23:00",
-                                          "2024-02-11 23:00", "2024-03-14 23:00"]),
-            "revenue": [120.50, 80.00, -20.25, 45.00],
-            "cost": [0.0] * 4,
-            "cost_to_serve": [0.0] * 4,
-            "quantity": [0.0] * 4,  # not mapped
-            "is_return": [False, False, True, False],
+            "order_id": ["row-1", "row-2", "row-3", "row-6", "row-8"],  # no order column: one per row
+            "customer_id": ["K-001", "K-002", "K-001", "K-004", "K-005"],
+            # Reported in Berlin's own time (the source's zone): dates stay Berlin midnights.
+            "ordered_at": pd.to_datetime(["2024-01-05", "2024-01-05", "2024-02-12", "2024-03-01",
+                                          "2024-03-15"]),
+            "revenue": [120.50, 80.00, -20.25, 0.0, 45.00],
+            "cost": [0.0] * 5,
+            "cost_to_serve": [0.0] * 5,
+            "quantity": [0.0] * 5,  # not mapped
+            "is_return": [False, False, True, False, False],
         },
-        {"currency": ["EUR"] * 4, "channel": ["Web", "Store", "Web", None]},
+        {"currency": ["EUR"] * 5, "channel": ["Web", "Store", "Web", "Store", None]},
     )
     pd.testing.assert_frame_equal(data.transactions, expected, check_exact=True)
     assert data.quality.by_reason == {
         "unparseable date": {"rows": 1, "revenue_cents": 1000},  # row 5: ISO date, not %Y%m%d
         other_currency_reason("USD"): {"rows": 1, "revenue_cents": 5510},
         "missing currency": {"rows": 1, "revenue_cents": 9999},
-        "zero amount": {"rows": 1, "revenue_cents": 0},
     }
     assert data.quality.revenue_in_cents == 39034 == data.quality.revenue_used_cents + 1000 + 5510 + 9999
-    assert data.quality.notes == [
+    assert data.quality.notes[0] == (
         "unparseable date: 1 row(s) excluded; first at row 5 (line 6 of the file), "
-        "column 'Datum', value '2024-02-14'."
-    ]
+        "column 'Datum', value '2024-02-14'.")
+    assert "1 row(s) have a zero amount and are kept" in data.quality.notes[1]
+    # Reported in UTC, Berlin's midnight (CET, UTC+1) is 23:00 the day before.
+    utc = load_file_source(orders_source(), base_dir=DATA, report_timezone="UTC").transactions
+    assert utc["ordered_at"].iloc[0] == pd.Timestamp("2024-01-04 23:00")
 
 
 def test_mixed_currencies_need_a_choice():
@@ -222,10 +231,17 @@ def test_time_zone_aware_and_naive_strings(tmp_path):
                     "f,2024-07-01T12:00:00.250 UTC,6\n")
     source = FileSource(path="t.csv", columns=SIMPLE, timezone="Europe/London")
     tx = load_file_source(source, base_dir=tmp_path).transactions
+    # In London's wall-clock time (the reporting zone): aware values converted, naive kept.
     assert tx["ordered_at"].tolist() == [
-        pd.Timestamp("2024-03-10 10:00"),
+        pd.Timestamp("2024-03-10 10:00"),  # GMT in March (before the clocks change)
         pd.Timestamp("2024-03-10 12:00"),
         pd.Timestamp("2024-03-10 17:00"),
+        pd.Timestamp("2024-07-01 12:00"),  # naive: already London time
+        pd.Timestamp("2024-01-15 00:00"),
+        pd.Timestamp("2024-07-01 13:00:00.250"),  # 12:00 UTC is 13:00 BST
+    ]
+    utc = load_file_source(source, base_dir=tmp_path, report_timezone="UTC").transactions
+    assert utc["ordered_at"].tolist()[3:] == [
         pd.Timestamp("2024-07-01 11:00"),  # naive, London summer time (UTC+1)
         pd.Timestamp("2024-01-15 00:00"),  # naive, London winter time (UTC)
         pd.Timestamp("2024-07-01 12:00:00.250"),
@@ -309,7 +325,7 @@ def test_invariants_on_generated_invoice_lines(tmp_path):
     assert quality.rows_used == len(tx)
     assert quality.revenue_used_cents == to_cents(tx["revenue"])
     assert quality.revenue_in_cents == quality.revenue_used_cents + quality.revenue_excluded_cents
-    assert set(quality.by_reason) == set(EXCLUSION_REASONS) - {"missing currency"}
+    assert set(quality.by_reason) == set(EXCLUSION_REASONS) - {"missing currency", "zero amount"}
     raw = pd.read_csv(tmp_path / "gen.csv", dtype=str, keep_default_na=False, na_values=[""])
     excluded_before = (raw["Customer"].isna() | (raw["Qty"] == "?") | (raw["Date"] == "2023-13-45"))
     duplicates = int((raw.duplicated(keep="first") & ~excluded_before).sum())
@@ -318,7 +334,9 @@ def test_invariants_on_generated_invoice_lines(tmp_path):
         (raw["Customer"].isna() & (raw["Qty"] != "?") & (raw["Date"] != "2023-13-45")).sum())
     assert tx["customer_id"].str.fullmatch(r"100\d\d").all()  # '10042.0' -> '10042'
     assert set(tx["country"]) == {"UK", "NA", "FR"}  # 'NA' is a country, not a null
-    assert (tx.loc[tx["is_return"], "revenue"] < 0).all() and (tx.loc[~tx["is_return"], "revenue"] > 0).all()
+    # Zero-price lines are purchases worth 0, kept (and noted).
+    assert (tx.loc[tx["is_return"], "revenue"] <= 0).all() and (tx.loc[~tx["is_return"], "revenue"] >= 0).all()
+    assert any("zero amount and are kept" in note for note in quality.notes)
     assert tx.loc[tx["order_id"].str.startswith("C"), "is_return"].all()
     assert list(tx.columns) == list(TRANSACTION_COLUMNS) + ["country"]
 
@@ -420,8 +438,9 @@ def test_dates_that_are_not_dates(tmp_path):
     path = write(tmp_path, "cust,when,amount\na,2024-01-01,1\nb,soon,2\nc,later,3\n")
     message = error_for(tmp_path, FileSource(path="t.csv", columns=SIMPLE))
     assert f"{path}, column 'when', row 2 (line 3 of the file)" in message
-    assert "67% of the values in column 'when' cannot be read as dates (first: 'soon')" in message
-    assert "set source.date_format" in message
+    assert ("2 of 3 dates in column 'when' cannot be read in any one known format (the closest, "
+            "ISO year-month-day, reads 33.3%); first: 'soon'") in message
+    assert "Set source.date_format" in message
 
 
 def test_wrong_date_format_setting(tmp_path):
@@ -431,12 +450,15 @@ def test_wrong_date_format_setting(tmp_path):
     assert "source.date_format is '%Y%m%d'" in message and "date_format: '%Y-%m-%d'" in message
 
 
-def test_whole_amount_column_unreadable_suggests_decimal_comma(tmp_path):
+def test_whole_amount_column_unreadable_with_the_wrong_decimal(tmp_path):
     path = write(tmp_path, 'cust,when,amount\na,2024-01-01,"1,50"\nb,2024-01-02,"2,25"\n')
-    message = error_for(tmp_path, FileSource(path="t.csv", columns=SIMPLE))
+    message = error_for(tmp_path, FileSource(path="t.csv", columns=SIMPLE, decimal="."))
     assert f"{path}, column 'amount', row 1 (line 2 of the file)" in message
     assert "cannot be read as numbers (first: '1,50')" in message
-    assert "Set source.decimal: ','" in message
+    assert "Set source.decimal" in message
+    # Not given, the decimal comma is decided from the column itself.
+    tx = load_file_source(FileSource(path="t.csv", columns=SIMPLE), base_dir=tmp_path).transactions
+    assert tx["revenue"].tolist() == [1.50, 2.25]
 
 
 def test_text_in_amount_column(tmp_path):
@@ -459,7 +481,9 @@ def test_missing_empty_and_unknown_files(tmp_path):
     assert "The file is empty" in error_for(tmp_path, FileSource(path="t.csv", columns=SIMPLE))
     write(tmp_path, "cust,when,amount\n", name="t.xlsx")
     message = error_for(tmp_path, FileSource(path="t.xlsx", columns=SIMPLE))
-    assert "Set source.format" in message
+    assert "cannot be read as a spreadsheet" in message and "t.xlsx" in message
+    write(tmp_path, "cust,when,amount\n", name="t.dat")
+    assert "Set source.format" in error_for(tmp_path, FileSource(path="t.dat", columns=SIMPLE))
     write(tmp_path, "not parquet at all", name="bad.parquet")
     message = error_for(tmp_path, FileSource(path="bad.parquet", columns=SIMPLE))
     assert "cannot be read as Parquet" in message and "bad.parquet" in message
@@ -490,6 +514,7 @@ def test_load_source_dispatches_file_configs_relative_to_the_config_folder():
 
     config = config_from_dict(
         {"source": {"kind": "file", "path": "invoice_lines.csv", "cancellation_prefix": "C",
+                    "date_format": "%m/%d/%Y %H:%M",
                     "columns": INVOICE_COLUMNS, "segment_columns": {"country": "Country"}}},
         base_dir=DATA,
     )

@@ -35,7 +35,7 @@ def load_source(config: Config) -> SourceData:
     if kind == "file":
         from cxpipeline.sources.files import load_file_source
 
-        return load_file_source(config.source, base_dir=config.base_dir)
+        return load_file_source(config.source, base_dir=config.base_dir, report_timezone=config.report_timezone)
     from cxpipeline.sources.sql import load_sql_source
 
     return load_sql_source(config.source)

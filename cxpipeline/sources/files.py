@@ -37,6 +37,7 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
+from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -46,9 +47,16 @@ import pandas as pd
 
 from cxpipeline.config import FileSource
 from cxpipeline.errors import ConfigError, InputError
-from cxpipeline.quality import Exclusions
+from cxpipeline.quality import Exclusions, to_cents
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
 from cxpipeline.sources import SourceData
+from cxpipeline.sources.formats import (
+    MIN_READ_SHARE,
+    AmbiguousFormat,
+    DateReading,
+    decide_amount_format,
+    decide_date_format,
+)
 
 __all__ = [
     "load_file_source",
@@ -61,6 +69,8 @@ __all__ = [
     "REASON_MISSING_CURRENCY",
     "REASON_ZERO_AMOUNT",
     "other_currency_reason",
+    "date_before_reason",
+    "date_after_reason",
     "MAX_UNREADABLE_SHARE",
 ]
 
@@ -72,7 +82,10 @@ REASON_MISSING_CURRENCY = "missing currency"
 REASON_ZERO_AMOUNT = "zero amount"
 
 #: Fixed exclusion reasons, in the order they are applied (a row counts under the first).
+#: ``date_before_reason`` / ``date_after_reason`` come after "unparseable date";
 #: ``other_currency_reason(code)`` comes between "missing currency" and "zero amount".
+#: Without an order id, identical rows are kept (``drop_identical_rows``), and zero amounts are
+#: kept unless ``exclude_zero_amounts``: both are noted with their count either way.
 EXCLUSION_REASONS: tuple[str, ...] = (
     REASON_NON_NUMERIC_AMOUNT,
     REASON_UNPARSEABLE_DATE,
@@ -92,13 +105,19 @@ def other_currency_reason(code: str) -> str:
     return f"other currency ({code})"
 
 
+def date_before_reason(earliest) -> str:
+    """The exclusion reason for rows dated before ``source.earliest_date``."""
+    return f"dated before {earliest:%Y-%m-%d}"
+
+
+def date_after_reason(through) -> str:
+    """The exclusion reason for rows dated after ``source.data_through``."""
+    return f"dated after {through:%Y-%m-%d} (data_through)"
+
+
 _MONEY_COLUMNS = ("revenue", "quantity", "unit_price", "cost", "cost_to_serve")
 _NULL_TOKENS = ("nan", "none", "null", "na", "n/a", "<na>", "nat")
 _DELIMITERS = {",": "','", ";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
-# A time followed by a zone (Z, UTC, +01:00, -0500, +01): the string is time-zone aware.
-# (\Z, not $, so that pandas runs it in pyarrow's RE2 engine.)
-_AWARE_PATTERN = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:[zZ]|UTC|[+-]\d\d(?::?\d\d)?)\Z"
-_ISO_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # Tried on a sample when a date column cannot be read, to suggest a date_format.
 _CANDIDATE_DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y%m%d", "%Y%m%d%H%M%S", "%Y/%m/%d",
@@ -113,16 +132,23 @@ _CANDIDATE_DATE_FORMATS = (
 
 
 class _FileInfo:
-    """Where rows come from, for messages: the path and whether rows map to CSV lines."""
+    """Where rows come from, for messages: the path and whether rows map to CSV lines or to
+    the rows of one spreadsheet sheet; ``notes`` say how the file itself was read."""
 
-    def __init__(self, path: Path, is_csv: bool):
+    def __init__(self, path: Path, is_csv: bool, sheet: str | None = None):
         self.path = path
         self.is_csv = is_csv
+        self.sheet = sheet  # the one sheet read (None: not a spreadsheet, or stacked sheets)
+        self.notes: list[str] = []
 
     def row(self, position: int) -> str:
         """Describe 0-based data position ``position`` as a 1-based row (and CSV line)."""
         row = position + 1
-        return f"row {row} (line {row + 1} of the file)" if self.is_csv else f"row {row}"
+        if self.is_csv:
+            return f"row {row} (line {row + 1} of the file)"
+        if self.sheet is not None:
+            return f"row {row} (row {row + 1} of sheet {self.sheet!r})"
+        return f"row {row}"
 
     def where(self, column: str | None = None, position: int | None = None) -> str:
         parts = [str(self.path)]
@@ -147,11 +173,83 @@ def _file_format(path: Path, declared: str | None) -> str:
     if suffixes and (suffixes[-1] in (".csv", ".txt", ".tsv")
                      or (len(suffixes) > 1 and suffixes[-2] == ".csv")):  # data.csv.gz
         return "csv"
+    if suffixes and suffixes[-1] in _SPREADSHEET_SUFFIXES:
+        return "excel"
     raise InputError(
-        f"Cannot tell whether {path.name!r} is CSV or Parquet from its extension.",
+        f"Cannot tell whether {path.name!r} is CSV, Parquet or a spreadsheet from its extension.",
         where=str(path),
-        fix="Set source.format: csv (or parquet), or name the file *.csv / *.parquet.",
+        fix="Set source.format: csv (or parquet, or excel), or name the file *.csv / *.parquet / *.xlsx.",
     )
+
+
+_SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+
+
+def _read_spreadsheet(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame, _FileInfo]:
+    """One sheet (``source.sheet``: name or 0-based index, default the first) or, with
+    ``sheets: all``, every sheet stacked (they must share one header).
+
+    Read by calamine (a maintained Rust reader for xlsx, xlsm, xls, xlsb and ods). Date cells
+    come typed; text cells stay text and go through the same rules as CSV.
+    """
+    from python_calamine import CalamineWorkbook
+
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises its own errors for files it cannot open
+        raise InputError(f"The file cannot be read as a spreadsheet: {exc}", where=str(path),
+                         fix="Check that it is an .xlsx/.xlsm/.xls/.ods workbook (save it again from "
+                             "the spreadsheet program), or export the sheet as CSV.") from None
+    names = list(workbook.sheet_names)
+    if role == "transactions" and source.sheets == "all":
+        chosen = names
+    else:
+        wanted = source.sheet if role == "transactions" and source.sheet is not None else 0
+        if isinstance(wanted, int):
+            if not 0 <= wanted < len(names):
+                raise InputError(f"The workbook has {len(names)} sheet(s); sheet index {wanted} does not exist.",
+                                 where=str(path), fix=f"Set source.sheet to 0-{len(names) - 1} or to a name: "
+                                                      + ", ".join(repr(n) for n in names) + ".")
+            chosen = [names[wanted]]
+        elif wanted not in names:
+            raise InputError(f"The workbook has no sheet named {wanted!r}.", where=str(path),
+                             fix="Set source.sheet to one of " + ", ".join(repr(n) for n in names) + ".")
+        else:
+            chosen = [wanted]
+    frames = []
+    for name in chosen:
+        rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=True)
+        rows = [row for row in rows if any(cell not in ("", None) for cell in row)]
+        if not rows:
+            if len(chosen) > 1:
+                continue  # an empty sheet among several adds nothing
+            raise InputError(f"Sheet {name!r} is empty.", where=str(path),
+                             fix="Point source.sheet at the sheet that holds the data.")
+        header = [str(c).strip() for c in rows[0]]
+        body = [list(row) + [""] * (len(header) - len(row)) for row in rows[1:]]
+        frame = pd.DataFrame([row[:len(header)] for row in body], columns=header, dtype=object)
+        frames.append((name, frame))
+    if not frames:
+        raise InputError("Every sheet of the workbook is empty.", where=str(path),
+                         fix="Export the data again, or point source.sheet at the sheet with data.")
+    first_name, first = frames[0]
+    for name, frame in frames[1:]:
+        if list(frame.columns) != list(first.columns):
+            raise InputError(
+                f"Sheet {name!r} has another header than sheet {first_name!r} "
+                f"({list(frame.columns)[:8]} against {list(first.columns)[:8]}).",
+                where=str(path),
+                fix="Stack only sheets with the same columns (remove 'sheets: all' and choose one "
+                    "with source.sheet), or give every sheet the same header.")
+    frame = pd.concat([f for _, f in frames], ignore_index=True) if len(frames) > 1 else first
+    # Empty cells are missing, as in CSV; numbers, dates and text keep the types the reader gave.
+    frame = frame.map(lambda cell: None if isinstance(cell, str) and not cell.strip() else cell)
+    frame = frame.infer_objects()
+    info = _FileInfo(path, is_csv=False, sheet=first_name if len(frames) == 1 else None)
+    if len(frames) > 1:
+        info.notes.append(f"{len(frames)} sheets stacked ({', '.join(repr(n) for n, _ in frames)}): "
+                          f"{len(frame)} rows.")
+    return frame, info
 
 
 def _first_undecodable_line(path: Path, encoding: str) -> int | None:
@@ -232,6 +330,10 @@ def _read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame
             fix="Check the path; a relative path is read from the config file's folder.",
         )
     kind = _file_format(path, source.format if role == "transactions" else None)
+    if kind == "excel":
+        frame, info = _read_spreadsheet(path, source, role)
+        frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
+        return frame, info
     frame = _read_csv(path, source) if kind == "csv" else _read_parquet(path)
     if kind == "csv" and not isinstance(frame.index, pd.RangeIndex):
         # pandas quietly turns the first column into the index when the first data line has
@@ -309,21 +411,43 @@ def _customer_ids(values: pd.Series) -> pd.Series:
     return pd.Series(_on_uniques(text, clean, None), index=values.index, dtype="string")
 
 
-def _numbers(values: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parse amounts. Returns (float64 values with NaN where unreadable, empty-cell mask)."""
+def _numbers(values: pd.Series, decimal: str | None, info: _FileInfo,
+             column: str) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Parse amounts in one convention for the whole column (see :mod:`.formats`).
+
+    Returns (float64 values with NaN where unreadable, empty-cell mask, a note saying how the
+    column was read, or None when it was plain numbers).
+    """
     if pd.api.types.is_bool_dtype(values.dtype):
         values = values.astype("float64")
     if pd.api.types.is_numeric_dtype(values.dtype):
         arr = values.to_numpy(dtype="float64", na_value=np.nan)
-        return np.where(np.isfinite(arr), arr, np.nan), np.isnan(arr)
+        return np.where(np.isfinite(arr), arr, np.nan), np.isnan(arr), None
     text = _as_text(values)
     empty = text.isna().to_numpy()
-    if decimal != ".":
-        text = text.str.replace(decimal, ".", regex=False)
-    arr = _on_uniques(
-        text, lambda u: pd.Series(pd.to_numeric(u, errors="coerce"), dtype="float64"), np.nan
-    ).astype("float64")
-    return np.where(np.isfinite(arr), arr, np.nan), empty
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    try:
+        reading = decide_amount_format(pd.Series(uniques, dtype="string"), decimal)
+    except AmbiguousFormat as exc:
+        shown = "; ".join(f"{value!r} is {a} or {b}" for value, a, b in exc.examples)
+        raise InputError(
+            f"The amounts in column '{column}' can be read with a decimal point or a decimal "
+            f"comma, and the two disagree: {shown}.",
+            where=info.where(column),
+            fix="Set source.decimal: '.' (1,234.56) or source.decimal: ',' (1.234,56).",
+        ) from None
+    arr = reading.values[np.maximum(codes, 0)] if len(uniques) else np.full(len(text), np.nan)
+    arr = np.where(codes < 0, np.nan, arr)
+    note = reading.describe() if decimal is None or reading.is_grouped else None
+    return arr, empty, (f"column '{column}': {note}" if note else None)
+
+
+def _round_money(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Money rounded to the cent once, at read, so every page adds up to the same cents."""
+    rounded = np.round(values, 2) + 0.0
+    with np.errstate(invalid="ignore"):
+        changed = int((np.isfinite(values) & (np.abs(rounded - values) > 1e-9)).sum())
+    return rounded, changed
 
 
 def _booleans(values: pd.Series, info: _FileInfo, column: str) -> np.ndarray:
@@ -353,27 +477,25 @@ def _check_zone(timezone: str) -> ZoneInfo:
                           fix="Use an IANA zone name such as UTC, Europe/London or America/New_York.") from None
 
 
-def _to_naive_utc(parsed: pd.Series, timezone: str) -> pd.Series:
-    """Aware -> UTC; naive -> read in ``timezone`` then UTC. Returns naive datetime64[us]."""
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif timezone != "UTC":
-        # Clocks going back: take the standard-time reading; going forward: shift past the gap.
-        ambiguous = np.zeros(len(parsed), dtype=bool)
-        parsed = (parsed.dt.tz_localize(timezone, ambiguous=ambiguous, nonexistent="shift_forward")
-                  .dt.tz_convert("UTC").dt.tz_localize(None))
-    return parsed.astype("datetime64[us]")
+def _to_zone(parsed: pd.Series, is_aware: np.ndarray | bool, source_zone: str, report_zone: str) -> pd.Series:
+    """Naive wall-clock times in ``report_zone`` (datetime64[us]).
 
-
-def _parse_text_dates(text: pd.Series, date_format: str | None, utc: bool) -> pd.Series:
-    fmt = date_format
-    if fmt is None:
-        first = text.dropna()
-        if len(first) and _ISO_PATTERN.match(str(first.iloc[0])):
-            fmt = "ISO8601"  # dates with and without a time in one column
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "could not infer format" - unreadable rows are counted
-        return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc)
+    ``parsed`` holds naive values: where ``is_aware`` they are UTC, else wall-clock times in
+    ``source_zone``. Clocks going back: the standard-time reading is taken; going forward:
+    times in the gap are shifted past it.
+    """
+    parsed = parsed.astype("datetime64[us]")
+    aware = np.broadcast_to(np.asarray(is_aware, dtype=bool), (len(parsed),))
+    out = parsed.copy()
+    for mask, zone in ((aware, "UTC"), (~aware, source_zone)):
+        if not mask.any() or zone == report_zone:
+            continue
+        part = parsed[mask]
+        ambiguous = np.zeros(len(part), dtype=bool)
+        local = (part.dt.tz_localize(zone, ambiguous=ambiguous, nonexistent="shift_forward")
+                 .dt.tz_convert(report_zone).dt.tz_localize(None))
+        out[mask] = local.astype("datetime64[us]")
+    return out
 
 
 def _on_uniques(text: pd.Series, convert, missing) -> np.ndarray:
@@ -391,36 +513,89 @@ def _on_uniques(text: pd.Series, convert, missing) -> np.ndarray:
     return out
 
 
-def _parse_distinct_dates(text: pd.Series, date_format: str | None, timezone: str) -> pd.Series:
-    result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us]")
-    if date_format is not None:
-        aware = pd.Series(("%z" in date_format) or ("%Z" in date_format), index=text.index)
-    else:
-        aware = text.str.contains(_AWARE_PATTERN, regex=True, na=False).astype(bool)
-    if aware.any():
-        zoned = text[aware]
-        if date_format is None:  # ISO parsing knows 'Z' and offsets but not a ' UTC' suffix
-            zoned = zoned.str.replace(r"\s*UTC\Z", "+00:00", regex=True)
-        parsed = _parse_text_dates(zoned, date_format, utc=True)
-        result[aware] = parsed.dt.tz_localize(None).astype("datetime64[us]")
-    naive = ~aware
-    if naive.any():
-        parsed = _parse_text_dates(text[naive], date_format, utc=False)
-        if getattr(parsed.dt, "tz", None) is not None:  # a format with %z applied to naive text
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-        result[naive] = _to_naive_utc(parsed.astype("datetime64[us]"), timezone)
-    return result
+class _DateColumn:
+    """A date column read: values in the reporting zone, the empty mask and how it was read."""
+
+    def __init__(self, values: pd.Series, empty: np.ndarray, reading: DateReading | None):
+        self.values = values
+        self.empty = empty
+        self.reading = reading  # None: typed cells or a configured date_format
+
+    @property
+    def unreadable(self) -> np.ndarray:
+        return self.values.isna().to_numpy() & ~self.empty
 
 
-def _dates(values: pd.Series, date_format: str | None, timezone: str) -> tuple[pd.Series, np.ndarray]:
-    """Parse timestamps to naive UTC. Returns (datetime64[us] with NaT where unreadable, empty mask)."""
+def _dates(values: pd.Series, date_format: str | None, source_zone: str, report_zone: str,
+           info: _FileInfo, column: str) -> _DateColumn:
+    """Parse a date column into naive wall-clock times of ``report_zone``.
+
+    Typed cells (Parquet, Excel) are used as they are; text with ``date_format`` is read with
+    it; other text is read in the one format :func:`.formats.decide_date_format` chooses for
+    the whole column (an ambiguous column is an InputError asking for ``date_format``).
+    """
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _to_naive_utc(values, timezone), values.isna().to_numpy()
+        if getattr(values.dt, "tz", None) is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            return _DateColumn(_to_zone(values, True, source_zone, report_zone), values.isna().to_numpy(), None)
+        return _DateColumn(_to_zone(values, False, source_zone, report_zone), values.isna().to_numpy(), None)
+    if values.dtype == object:
+        # A spreadsheet column may mix typed date cells with dates typed in as text: the typed
+        # ones are used as they are, the text ones read in the format decided for them alone.
+        typed = values.map(lambda cell: isinstance(cell, (datetime, date))).to_numpy(dtype=bool)
+        if typed.any():
+            text_part = values.where(~typed, None)
+            column_read = _dates(text_part.astype("string"), date_format, source_zone, report_zone, info, column)
+            stamps = pd.to_datetime(values[typed].map(pd.Timestamp)).astype("datetime64[us]")
+            local = _to_zone(stamps.reset_index(drop=True), False, source_zone, report_zone)
+            column_read.values.iloc[np.flatnonzero(typed)] = local.to_numpy()
+            column_read.empty = column_read.empty & ~typed
+            return column_read
     text = _as_text(values)
     empty = text.isna().to_numpy()
-    parsed = _on_uniques(text, lambda u: _parse_distinct_dates(u, date_format, timezone),
-                         np.datetime64("NaT", "us"))
-    return pd.Series(parsed, index=values.index, dtype="datetime64[us]"), empty
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    distinct = pd.Series(uniques, dtype="string")
+    reading = None
+    if date_format is not None:
+        parsed, aware = _parse_with_format(distinct, date_format)
+    else:
+        try:
+            reading = decide_date_format(distinct)
+        except AmbiguousFormat as exc:
+            shown = "; ".join(f"{value!r} is {a} ({exc.names[0]}) or {b} ({exc.names[1]})"
+                              for value, a, b in exc.examples)
+            first = exc.examples[0][0]
+            time = (" %H:%M:%S" if first.count(":") == 2 else " %H:%M") if ":" in first else ""
+            year = "%Y" if re.search(r"\d{4}", first) else "%y"
+            sep = next((s for s in "/.-" if s in first), "/")
+            order = {"day/month/year": f"%d{sep}%m{sep}{year}{time}",
+                     "month/day/year": f"%m{sep}%d{sep}{year}{time}"}
+            hint = " or ".join(repr(order[n]) for n in exc.names if n in order) or "'%d/%m/%Y'"
+            raise InputError(
+                f"The dates in column '{column}' can be read in more than one way, and the readings "
+                f"disagree: {shown}.",
+                where=info.where(column),
+                fix=f"Set source.date_format to the order the export uses: date_format: {hint}.",
+            ) from None
+        parsed, aware = reading.values, reading.is_aware
+    local = _to_zone(parsed, aware, source_zone, report_zone).to_numpy()
+    if len(uniques):
+        out = local[np.maximum(codes, 0)]
+        out[codes < 0] = np.datetime64("NaT", "us")
+    else:
+        out = np.full(len(text), np.datetime64("NaT", "us"))
+    return _DateColumn(pd.Series(out, index=values.index, dtype="datetime64[us]"), empty, reading)
+
+
+def _parse_with_format(distinct: pd.Series, date_format: str) -> tuple[pd.Series, np.ndarray]:
+    """Distinct values read with a configured strptime format: (naive values, is UTC)."""
+    is_aware = ("%z" in date_format) or ("%Z" in date_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(distinct, format=date_format, errors="coerce", utc=is_aware)
+    if is_aware:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.astype("datetime64[us]"), np.full(len(distinct), is_aware)
 
 
 def _suggest_date_format(text: pd.Series) -> str | None:
@@ -461,8 +636,9 @@ def _first_note(reason: str, count: int, position: int, column: str, value: obje
 # The source
 
 
-def load_file_source(source: FileSource, base_dir: str | Path = ".") -> SourceData:
-    """Load a CSV / Parquet file as canonical transactions, counting every excluded row.
+def load_file_source(source: FileSource, base_dir: str | Path = ".",
+                     report_timezone: str | None = None) -> SourceData:
+    """Load a CSV / Parquet / Excel file as canonical transactions, counting every excluded row.
 
     Parameters
     ----------
@@ -471,6 +647,9 @@ def load_file_source(source: FileSource, base_dir: str | Path = ".") -> SourceDa
     base_dir
         Folder that relative paths (``path``, ``customers_path``) are resolved against,
         normally the config file's folder.
+    report_timezone
+        The zone whose midnights cut the periods (``Config.report_timezone``); ``ordered_at``
+        comes out as naive wall-clock time in it. Default: ``source.timezone``.
 
     Returns
     -------
@@ -478,7 +657,8 @@ def load_file_source(source: FileSource, base_dir: str | Path = ".") -> SourceDa
         ``transactions``: canonical columns (see :mod:`cxpipeline.schema`), then ``currency`` if
         mapped, then one string column per ``segment_columns`` key, in file order.
         ``customers``: the customer table if ``customers_path`` is set, else None.
-        ``quality``: rows / revenue in, used and excluded by reason (see :data:`EXCLUSION_REASONS`).
+        ``quality``: rows / revenue in, used and excluded by reason (see :data:`EXCLUSION_REASONS`),
+        and notes saying how dates and amounts were read.
 
     Raises
     ------
@@ -488,6 +668,7 @@ def load_file_source(source: FileSource, base_dir: str | Path = ".") -> SourceDa
         Inconsistent settings (e.g. ``cancellation_prefix`` without an order id column).
     """
     _check_zone(source.timezone)
+    report_zone = report_timezone or source.timezone
     cols = source.columns
     if source.cancellation_prefix and not cols.order_id:
         raise ConfigError(
@@ -502,78 +683,88 @@ def load_file_source(source: FileSource, base_dir: str | Path = ".") -> SourceDa
     mapped.update({f"segment_columns.{key}": col for key, col in source.segment_columns.items()})
     _check_columns(raw, mapped, info, source.delimiter if info.is_csv else None)
 
-    transactions, quality = _transactions_from_frame(raw, source, info)
-    customers = read_customers(source, base_dir) if source.customers_path else None
+    transactions, quality = _transactions_from_frame(raw, source, info, report_zone)
+    quality.notes[:0] = info.notes  # how the file itself was read comes first
+    customers = read_customers(source, base_dir, report_zone) if source.customers_path else None
     return SourceData(transactions=transactions, customers=customers, quality=quality,
                       description=str(path))
 
 
-def _transactions_from_frame(raw: pd.DataFrame, source: FileSource,
-                             info: _FileInfo) -> tuple[pd.DataFrame, Exclusions]:
-    """Convert a raw frame (columns as in the file) into canonical transactions + exclusions."""
+class _Amounts:
+    """The money columns of a file read as numbers, and the rows whose amounts are unreadable."""
+
+    def __init__(self, raw: pd.DataFrame, source: FileSource, info: _FileInfo, notes: list[str]):
+        cols = source.columns
+        n = len(raw)
+        self.numbers: dict[str, np.ndarray] = {}
+        self.unreadable = np.zeros(n, dtype=bool)
+        self.first_bad: tuple[int, str] | None = None
+        rounded = 0
+        for key in _MONEY_COLUMNS:
+            column = getattr(cols, key)
+            if column is None:
+                continue
+            values, empty, how = _numbers(raw[column], source.decimal, info, column)
+            if how:
+                notes.append(how + ".")
+            bad = np.isnan(values)
+            fix = (f"Set source.decimal to the column's decimal separator ('.' or ','), or map "
+                   f"columns.{key} to another column.")
+            _unreadable_check(bad, empty, raw[column], column, info, "numbers", fix)
+            # Cost columns, and quantity / unit price when revenue is given, may be left empty
+            # (unknown: 0); the amounts that make up revenue may not.
+            optional = key in ("cost", "cost_to_serve") or cols.revenue is not None and key != "revenue"
+            if optional:
+                bad = bad & ~empty
+                values = np.where(empty, 0.0, values)
+            if key in ("revenue", "cost", "cost_to_serve"):
+                values, changed = _round_money(values)
+                rounded += changed
+            self.numbers[key] = values
+            new_bad = bad & ~self.unreadable
+            if new_bad.any():
+                position = int(np.flatnonzero(new_bad)[0])
+                if self.first_bad is None or position < self.first_bad[0]:
+                    self.first_bad = (position, column)
+            self.unreadable |= bad
+        if rounded:
+            notes.append(f"{rounded} amount(s) had fractions of a cent and were rounded to the cent "
+                         "once, as read, so every page adds up to the same cents.")
+        if cols.revenue is not None:
+            self.revenue = self.numbers["revenue"]
+        else:  # the line total, to the cent as printed on the invoice
+            self.revenue = np.round(self.numbers["quantity"] * self.numbers["unit_price"], 2)
+        # Unreadable revenue is NaN and counts as 0 in the accounting; a readable revenue on a
+        # line excluded for another unreadable amount (e.g. quantity 'x') counts at its value.
+        self.quantity = self.numbers.get("quantity", np.full(n, np.nan))
+        self.cost = self.numbers.get("cost", np.zeros(n))
+        self.cost_to_serve = self.numbers.get("cost_to_serve", np.zeros(n))
+
+
+def _order_ids(raw: pd.DataFrame, source: FileSource, notes: list[str]) -> pd.Series:
+    """The order id of each row; rows without one get their own, ``row-<n>``."""
+    column = source.columns.order_id
+    synthetic = "row-" + pd.Series(np.arange(1, len(raw) + 1), index=raw.index).astype("string")
+    if column is None:
+        return synthetic
+    order_id = _as_text(raw[column])
+    if order_id.isna().any():
+        notes.append(f"{int(order_id.isna().sum())} row(s) without an order id were given "
+                     "their own order id 'row-<n>'.")
+        order_id = order_id.fillna(synthetic)
+    return order_id
+
+
+def _mark_returns(amounts: _Amounts, order_id: pd.Series, raw: pd.DataFrame, source: FileSource,
+                  info: _FileInfo, notes: list[str]) -> np.ndarray:
+    """Returns / cancellations, with their amounts made negative in ``amounts``."""
     cols = source.columns
-    n = len(raw)
-    notes: list[str] = []
-
-    # --- amounts ---------------------------------------------------------------------------
-    numbers: dict[str, np.ndarray] = {}
-    unreadable_amount = np.zeros(n, dtype=bool)
-    first_bad_amount: tuple[int, str] | None = None
-    for key in _MONEY_COLUMNS:
-        column = getattr(cols, key)
-        if column is None:
-            continue
-        values, empty = _numbers(raw[column], source.decimal)
-        bad = np.isnan(values)
-
-        def amount_fix(text: pd.Series = raw[column], key: str = key) -> str:
-            comma = text.astype("string").str.fullmatch(r"\s*-?\d+,\d+\s*", na=False).any()
-            first = ("Set source.decimal: ',' (the numbers use a decimal comma)"
-                     if source.decimal == "." and comma else "Use plain numbers in this column")
-            return first + f", or map columns.{key} to another column."
-
-        _unreadable_check(bad, empty, raw[column], column, info, "numbers", amount_fix)
-        # Cost columns, and quantity / unit price when revenue is given, may be left empty
-        # (unknown: 0); the amounts that make up revenue may not.
-        optional = key in ("cost", "cost_to_serve") or cols.revenue is not None and key != "revenue"
-        if optional:
-            bad = bad & ~empty
-            values = np.where(empty, 0.0, values)
-        numbers[key] = values
-        new_bad = bad & ~unreadable_amount
-        if new_bad.any():
-            position = int(np.flatnonzero(new_bad)[0])
-            if first_bad_amount is None or position < first_bad_amount[0]:
-                first_bad_amount = (position, column)
-        unreadable_amount |= bad
-
-    if cols.revenue is not None:
-        revenue = numbers["revenue"]
-    else:  # the line total, to the cent as printed on the invoice
-        revenue = np.round(numbers["quantity"] * numbers["unit_price"], 2)
-    # Unreadable revenue is NaN and counts as 0 in the accounting; a readable revenue on a line
-    # excluded for another unreadable amount (e.g. quantity 'x') is counted at its value.
-    quantity = numbers.get("quantity", np.full(n, np.nan))
-    cost = numbers.get("cost", np.zeros(n))
-    cost_to_serve = numbers.get("cost_to_serve", np.zeros(n))
-
-    # --- orders, returns and signs ---------------------------------------------------------
-    row_numbers = pd.Series(np.arange(1, n + 1), index=raw.index)
-    synthetic = "row-" + row_numbers.astype("string")
-    if cols.order_id is not None:
-        order_id = _as_text(raw[cols.order_id])
-        if order_id.isna().any():
-            notes.append(f"{int(order_id.isna().sum())} row(s) without an order id were given "
-                         "their own order id 'row-<n>'.")
-            order_id = order_id.fillna(synthetic)
-    else:
-        order_id = synthetic
-
-    marked = np.zeros(n, dtype=bool)  # an explicit marker says "return / cancellation"
+    marked = np.zeros(len(raw), dtype=bool)  # an explicit marker says "return / cancellation"
     if source.cancellation_prefix:
         marked |= order_id.str.startswith(source.cancellation_prefix).fillna(False).to_numpy(dtype=bool)
     if cols.is_return is not None:
         marked |= _booleans(raw[cols.is_return], info, cols.is_return)
+    revenue, quantity = amounts.revenue, amounts.quantity
     with np.errstate(invalid="ignore"):
         is_return = marked | (quantity < 0) | (revenue < 0)
         wrong_sign = is_return & ((revenue > 0) | (quantity > 0))
@@ -584,47 +775,91 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource,
             f"amount; made negative (first at {info.row(position)})."
         )
     # "+ 0.0" turns -0.0 (a returned line with no cost) into a plain 0.0.
-    revenue = np.where(is_return, -np.abs(revenue), revenue) + 0.0
-    quantity = np.where(is_return, -np.abs(quantity), quantity) + 0.0
-    cost = np.where(is_return, -np.abs(cost), cost) + 0.0
+    amounts.revenue = np.where(is_return, -np.abs(revenue), revenue) + 0.0
+    amounts.quantity = np.where(is_return, -np.abs(quantity), quantity) + 0.0
+    amounts.cost = np.where(is_return, -np.abs(amounts.cost), amounts.cost) + 0.0
+    return is_return
 
-    quality = Exclusions.start(n, revenue)
 
-    # --- dates -----------------------------------------------------------------------------
-    ordered_at, date_empty = _dates(raw[cols.ordered_at], source.date_format, source.timezone)
-    date_bad = ordered_at.isna().to_numpy()
-    if (date_bad & ~date_empty).any():
-        text = _as_text(raw[cols.ordered_at])
-        suggestion = _suggest_date_format(text[date_bad & ~date_empty])
+def _order_dates(raw: pd.DataFrame, source: FileSource, info: _FileInfo, report_zone: str,
+                 notes: list[str]) -> _DateColumn:
+    """The order dates, read in one format for the column; stops when too many are unreadable."""
+    column = source.columns.ordered_at
+    dates = _dates(raw[column], source.date_format, source.timezone, report_zone, info, column)
+    unreadable = dates.unreadable
+    if dates.reading is not None:
+        described = dates.reading.describe()
+        if described:
+            notes.append(f"column '{column}': {described}.")
+    if not unreadable.any():
+        return dates
+    text = _as_text(raw[column])
+    suggestion = _suggest_date_format(text[unreadable])
+    if dates.reading is None:  # typed cells or a configured format: only most-unreadable stops
         current = f"source.date_format is {source.date_format!r}; " if source.date_format else ""
         fix = (f"{current}set source.date_format to the format of these dates"
                + (f", e.g. date_format: '{suggestion}'" if suggestion else " (strptime codes, e.g. '%d/%m/%Y %H:%M')")
                + ".")
-        _unreadable_check(date_bad, date_empty, raw[cols.ordered_at], cols.ordered_at, info,
-                          "dates", fix)
+        _unreadable_check(unreadable, dates.empty, raw[column], column, info, "dates", fix)
+        return dates
+    # A format decided from the data is trusted only if it reads (nearly) every value.
+    non_empty = int((~dates.empty).sum())
+    share = 1 - unreadable.sum() / non_empty
+    if share < MIN_READ_SHARE:
+        position = int(np.flatnonzero(unreadable)[0])
+        best = f" (the closest, {dates.reading.family}, reads {share:.1%})" if dates.reading.count_read else ""
+        raise InputError(
+            f"{int(unreadable.sum())} of {non_empty} dates in column '{column}' cannot be read in any "
+            f"one known format{best}; first: {raw[column].iloc[position]!r}.",
+            where=info.where(column, position),
+            fix="Set source.date_format to the format of these dates"
+                + (f", e.g. date_format: '{suggestion}'" if suggestion else " (strptime codes, e.g. '%d/%m/%Y %H:%M')")
+                + "; rows it cannot read are then excluded and counted.",
+        )
+    return dates
 
-    # --- customers, currency, segments -----------------------------------------------------
-    customer_id = _customer_ids(raw[cols.customer_id])
-    currency = None
-    if cols.currency is not None:
-        currency = _as_text(raw[cols.currency]).str.upper()
-        codes = sorted(currency.dropna().unique().tolist())
-        if source.currency is None and len(codes) > 1:
-            raise InputError(
-                f"The file mixes currencies ({', '.join(codes)}) and no currency is chosen.",
-                where=info.where(cols.currency),
-                fix=f"Set source.currency to the one to report on, e.g. 'currency: {codes[0]}' "
-                    "(rows in other currencies are excluded and counted).",
-            )
+
+def _currencies(raw: pd.DataFrame, source: FileSource, info: _FileInfo) -> pd.Series | None:
+    column = source.columns.currency
+    if column is None:
+        return None
+    currency = _as_text(raw[column]).str.upper()
+    codes = sorted(currency.dropna().unique().tolist())
+    if source.currency is None and len(codes) > 1:
+        raise InputError(
+            f"The file mixes currencies ({', '.join(codes)}) and no currency is chosen.",
+            where=info.where(column),
+            fix=f"Set source.currency to the one to report on, e.g. 'currency: {codes[0]}' "
+                "(rows in other currencies are excluded and counted).",
+        )
+    return currency
+
+
+def _money(cents_total: int) -> str:
+    return f"{cents_total / 100:,.2f}"
+
+
+def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: _FileInfo,
+                             report_zone: str | None = None) -> tuple[pd.DataFrame, Exclusions]:
+    """Convert a raw frame (columns as in the file) into canonical transactions + exclusions."""
+    cols = source.columns
+    n = len(raw)
+    notes: list[str] = []
+    amounts = _Amounts(raw, source, info, notes)
+    order_id = _order_ids(raw, source, notes)
+    is_return = _mark_returns(amounts, order_id, raw, source, info, notes)
+    quality = Exclusions.start(n, amounts.revenue)
+    dates = _order_dates(raw, source, info, report_zone or source.timezone, notes)
+    currency = _currencies(raw, source, info)
 
     work = pd.DataFrame({
         "order_id": order_id.astype("string"),
-        "customer_id": customer_id,
-        "ordered_at": ordered_at,
-        "revenue": revenue,
-        "cost": cost,
-        "cost_to_serve": cost_to_serve,
-        "quantity": quantity,
+        "customer_id": _customer_ids(raw[cols.customer_id]),
+        "ordered_at": dates.values,
+        "revenue": amounts.revenue,
+        "cost": amounts.cost,
+        "cost_to_serve": amounts.cost_to_serve,
+        "quantity": amounts.quantity,
         "is_return": is_return,
     }, index=raw.index)
     if currency is not None:
@@ -636,27 +871,29 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource,
     def full(mask: np.ndarray) -> pd.Series:  # a row mask over the file, aligned by label
         return pd.Series(mask, index=raw.index)
 
-    if unreadable_amount.any():
-        position, column = first_bad_amount
-        notes.append(_first_note(REASON_NON_NUMERIC_AMOUNT, int(unreadable_amount.sum()), position,
+    if amounts.unreadable.any():
+        position, column = amounts.first_bad
+        notes.append(_first_note(REASON_NON_NUMERIC_AMOUNT, int(amounts.unreadable.sum()), position,
                                  column, raw[column].iloc[position], info))
-    work = quality.exclude(work, full(unreadable_amount), REASON_NON_NUMERIC_AMOUNT, "revenue")
+    work = quality.exclude(work, full(amounts.unreadable), REASON_NON_NUMERIC_AMOUNT, "revenue")
 
-    date_excluded = date_bad & ~unreadable_amount
+    date_bad = dates.values.isna().to_numpy()
+    date_excluded = date_bad & ~amounts.unreadable
     if date_excluded.any():
         position = int(np.flatnonzero(date_excluded)[0])
         notes.append(_first_note(REASON_UNPARSEABLE_DATE, int(date_excluded.sum()), position,
                                  cols.ordered_at, raw[cols.ordered_at].iloc[position], info))
     work = quality.exclude(work, full(date_bad), REASON_UNPARSEABLE_DATE, "revenue")
+    work = _exclude_out_of_range(work, quality, source, notes)
     work = quality.exclude(work, work["customer_id"].isna(), REASON_MISSING_CUSTOMER_ID, "revenue")
-    work = quality.exclude(work, _exact_duplicates(raw), REASON_DUPLICATE_LINE, "revenue")
+    work = _identical_rows(work, raw, quality, source, notes)
     if currency is not None:
         work = quality.exclude(work, work["currency"].isna(), REASON_MISSING_CURRENCY, "revenue")
         if source.currency is not None:
             keep = source.currency.strip().upper()
             for code in sorted(work.loc[work["currency"] != keep, "currency"].dropna().unique()):
                 work = quality.exclude(work, work["currency"] == code, other_currency_reason(code), "revenue")
-    work = quality.exclude(work, np.rint(work["revenue"].to_numpy() * 100) == 0, REASON_ZERO_AMOUNT, "revenue")
+    work = _zero_amounts(work, quality, source, notes)
 
     if work.empty:
         summary = "; ".join(f"{reason}: {v['rows']}" for reason, v in sorted(quality.by_reason.items()))
@@ -676,6 +913,63 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource,
     return transactions, quality
 
 
+def _exclude_out_of_range(work: pd.DataFrame, quality: Exclusions, source: FileSource,
+                          notes: list[str]) -> pd.DataFrame:
+    """Rows dated before ``earliest_date`` or after ``data_through``: excluded and noted."""
+    earliest = pd.Timestamp(source.earliest_date)
+    before = work["ordered_at"] < earliest
+    if before.any():
+        notes.append(f"{int(before.sum())} row(s) dated before {earliest:%Y-%m-%d} (first: "
+                     f"{work.loc[before, 'ordered_at'].min():%Y-%m-%d}) were excluded as implausible; "
+                     "set source.earliest_date to keep older sales.")
+    work = quality.exclude(work, before, date_before_reason(source.earliest_date), "revenue")
+    if source.data_through is not None:
+        after = work["ordered_at"] >= pd.Timestamp(source.data_through) + pd.Timedelta(days=1)
+        if after.any():
+            notes.append(f"{int(after.sum())} row(s) dated after source.data_through "
+                         f"({source.data_through:%Y-%m-%d}) were excluded.")
+        work = quality.exclude(work, after, date_after_reason(source.data_through), "revenue")
+    return work
+
+
+def _identical_rows(work: pd.DataFrame, raw: pd.DataFrame, quality: Exclusions, source: FileSource,
+                    notes: list[str]) -> pd.DataFrame:
+    """Rows equal in every column to an earlier one.
+
+    With an order id they are export duplicates (the same line twice) and are dropped. Without
+    one, two identical rows are most often two purchases (the same item bought twice on a day),
+    so they are kept unless ``drop_identical_rows`` says otherwise; either way they are noted.
+    """
+    identical = _exact_duplicates(raw).reindex(work.index)
+    if not identical.any():
+        return work
+    count, cents_total = int(identical.sum()), to_cents(work.loc[identical, "revenue"])
+    if source.columns.order_id is not None:
+        return quality.exclude(work, identical, REASON_DUPLICATE_LINE, "revenue")
+    if source.drop_identical_rows:
+        notes.append(f"{count} row(s) identical to an earlier row were dropped as export duplicates "
+                     "(source.drop_identical_rows: true).")
+        return quality.exclude(work, identical, REASON_DUPLICATE_LINE, "revenue")
+    notes.append(f"{count} row(s) are identical to an earlier row (worth {_money(cents_total)}); with no "
+                 "order id they are read as separate purchases and kept. If they are export "
+                 "duplicates, set source.drop_identical_rows: true.")
+    return work
+
+
+def _zero_amounts(work: pd.DataFrame, quality: Exclusions, source: FileSource,
+                  notes: list[str]) -> pd.DataFrame:
+    """Zero-amount purchases (free samples, 100 % discounts) are kept unless the config says not."""
+    zero = pd.Series(np.rint(work["revenue"].to_numpy() * 100) == 0, index=work.index)
+    if not zero.any():
+        return work
+    if source.exclude_zero_amounts:
+        return quality.exclude(work, zero, REASON_ZERO_AMOUNT, "revenue")
+    notes.append(f"{int(zero.sum())} row(s) have a zero amount and are kept as purchases worth 0 "
+                 "(a free sample or a 100 % discount still makes a customer); set "
+                 "source.exclude_zero_amounts: true to leave them out.")
+    return work
+
+
 def _exact_duplicates(raw: pd.DataFrame) -> pd.Series:
     """Rows equal in every column to an earlier row (the first of each group is kept).
 
@@ -690,7 +984,8 @@ def _exact_duplicates(raw: pd.DataFrame) -> pd.Series:
     return pd.Series(result, index=raw.index)
 
 
-def read_customers(source: FileSource, base_dir: str | Path = ".") -> pd.DataFrame:
+def read_customers(source: FileSource, base_dir: str | Path = ".",
+                   report_zone: str | None = None) -> pd.DataFrame:
     """Read ``source.customers_path`` with ``source.customer_columns`` (canonical -> column).
 
     Ids are cleaned like transaction ids; ``acquired_at`` (if mapped) is parsed with the
@@ -715,8 +1010,9 @@ def read_customers(source: FileSource, base_dir: str | Path = ".") -> pd.DataFra
         if canonical in ("customer_id", "referred_by"):
             out[canonical] = _customer_ids(raw[column])
         elif canonical == "acquired_at":
-            parsed, empty = _dates(raw[column], source.date_format, source.timezone)
-            bad = parsed.isna().to_numpy() & ~empty
+            read = _dates(raw[column], source.date_format, source.timezone,
+                          report_zone or source.timezone, info, column)
+            parsed, bad = read.values, read.unreadable
             if bad.any():
                 position = int(np.flatnonzero(bad)[0])
                 raise InputError(
