@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -70,20 +71,24 @@ CADENCE_DTYPES = {"customer_id": "string", "as_of": "datetime64[us]", "median_ga
 # Every row of {source} lands in exactly one bucket: '' (used) or the first exclusion reason
 # that applies. {source} has a boolean column is_duplicate (false where duplicates are not
 # looked for). Revenue in cents: each line rounded to the cent, summed exactly as a decimal.
+# {zero}, {before}, {after}: the switchable rules of RowRules (a condition, or false).
 QUALITY_SQL = """
 SELECT reason,
        count(*)                                                         AS count_rows,
        CAST(coalesce(sum(CAST(coalesce(revenue, 0) AS DECIMAL(18, 2))), 0) * 100 AS BIGINT)
                                                                         AS revenue_cents,
        min(ordered_at)                                                  AS first_ordered_at,
-       max(ordered_at)                                                  AS last_ordered_at
+       max(ordered_at)                                                  AS last_ordered_at,
+       count(*) FILTER (WHERE CAST(revenue AS DECIMAL(18, 2)) = 0)      AS count_zero_rows
 FROM (
     SELECT revenue, ordered_at,
            CASE WHEN revenue IS NULL OR isnan_revenue THEN 'non-numeric amount'
                 WHEN ordered_at IS NULL THEN 'unparseable date'
+                WHEN {before} THEN '{before_reason}'
+                WHEN {after} THEN '{after_reason}'
                 WHEN customer_id IS NULL THEN 'missing customer id'
                 WHEN is_duplicate THEN 'exact duplicate line'
-                WHEN CAST(revenue AS DECIMAL(18, 2)) = 0 THEN 'zero amount'
+                WHEN {zero} THEN 'zero amount'
                 WHEN ordered_at >= TIMESTAMP '{end}' THEN 'after the reporting period'
                 ELSE '' END AS reason
     FROM {source}
@@ -96,8 +101,54 @@ GROUP BY reason
 USED_SQL = """(
     SELECT * FROM {source}
     WHERE revenue IS NOT NULL AND NOT isnan_revenue AND ordered_at IS NOT NULL
-      AND customer_id IS NOT NULL AND NOT is_duplicate AND CAST(revenue AS DECIMAL(18, 2)) <> 0
+      AND NOT ({before}) AND NOT ({after})
+      AND customer_id IS NOT NULL AND NOT is_duplicate AND NOT ({zero})
 ) AS used_rows"""
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """The exclusion rules a source can switch (the same as the file source's, see
+    :mod:`cxpipeline.sources.files`): zero amounts (kept by default), and the plausible dates."""
+
+    exclude_zero_amounts: bool = False
+    earliest_date: date = date(1990, 1, 1)
+    data_through: date | None = None
+
+    @classmethod
+    def of(cls, source) -> "RowRules":
+        return cls(getattr(source, "exclude_zero_amounts", False),
+                   getattr(source, "earliest_date", date(1990, 1, 1)),
+                   getattr(source, "data_through", None))
+
+    def _terms(self) -> dict[str, str]:
+        after = (f"ordered_at >= TIMESTAMP '{_ts(pd.Timestamp(self.data_through) + pd.Timedelta(days=1))}'"
+                 if self.data_through else "false")
+        return {
+            "zero": "CAST(revenue AS DECIMAL(18, 2)) = 0" if self.exclude_zero_amounts else "false",
+            "before": f"ordered_at < TIMESTAMP '{_ts(self.earliest_date)}'",
+            "before_reason": f"dated before {self.earliest_date:%Y-%m-%d}",
+            "after": after,
+            "after_reason": f"dated after {self.data_through:%Y-%m-%d} (data_through)" if self.data_through else "",
+        }
+
+    def quality_sql(self, source: str, end: str) -> str:
+        return QUALITY_SQL.format(source=source, end=end, **self._terms())
+
+    def used_sql(self, source: str) -> str:
+        return USED_SQL.format(source=source, **self._terms())
+
+
+def _zero_note(rows: pd.DataFrame, rules: RowRules) -> str | None:
+    """The note on zero-amount rows kept as purchases (the same words as the file source's)."""
+    if rules.exclude_zero_amounts or "count_zero_rows" not in rows:
+        return None
+    kept = int(rows.loc[rows["reason"].isin(["", AFTER_PERIOD]), "count_zero_rows"].sum())
+    if not kept:
+        return None
+    return (f"{kept} row(s) have a zero amount and are kept as purchases worth 0 (a free sample or "
+            "a 100 % discount still makes a customer); set source.exclude_zero_amounts: true to "
+            "leave them out.")
 
 SEGMENT_COUNTS_SQL = """
 SELECT customer_id, {column} AS segment_value, count(*) AS count_rows
@@ -172,8 +223,12 @@ def _fingerprint(frames: list[pd.DataFrame], quality: dict, description: str) ->
     return digest.hexdigest()[:16]
 
 
-def _quality(rows: pd.DataFrame, base: Exclusions | None) -> tuple[Exclusions, int, pd.Timestamp | None, pd.Timestamp | None]:
+def _quality(rows: pd.DataFrame, base: Exclusions | None,
+             rules: RowRules | None = None) -> tuple[Exclusions, int, pd.Timestamp | None, pd.Timestamp | None]:
     quality = base or Exclusions()
+    note = _zero_note(rows, rules or RowRules())
+    if note:
+        quality.notes.append(note)
     quality.rows_in += int(rows["count_rows"].sum())
     quality.revenue_in_cents += int(rows["revenue_cents"].sum())
     used_rows = 0
@@ -205,6 +260,7 @@ def extract_aggregates(
     customers: pd.DataFrame | None,
     description: str,
     stream: StreamFn | None = None,
+    rules: RowRules | None = None,
 ) -> PanelExtract:
     """Run the accounting, panel, cadence and segment queries against ``source``.
 
@@ -230,6 +286,8 @@ def extract_aggregates(
     stream
         When given, the panel, monthly panel and cadence are streamed to staged files
         (``PanelExtract.files``) instead of being returned as frames.
+    rules
+        The switchable exclusion rules (zero amounts, plausible dates); default: the defaults.
 
     Raises
     ------
@@ -237,10 +295,11 @@ def extract_aggregates(
         When no row is usable before the end of the period.
     """
     end = _ts(period.end)
-    quality, used_rows, first, last = _quality(query(QUALITY_SQL.format(source=source, end=end)), None)
+    rules = rules or RowRules()
+    quality, used_rows, first, last = _quality(query(rules.quality_sql(source, end)), None, rules)
     if used_rows == 0:
         raise _no_usable_rows(period, description, quality, first)
-    used = USED_SQL.format(source=source)
+    used = rules.used_sql(source)
     end_ts = pd.Timestamp(period.end)
     instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
     panel_query = panel_sql(used, period.kind, period.fiscal_start_month, end_ts)
@@ -409,9 +468,10 @@ def _keyed_relation(path: Path, segment_columns: list[str], *, plain_order_ids: 
            ids.customer_key AS customer_id,
            ids.part AS cx_part,
            CAST(lines.ordered_at AS TIMESTAMP) AS ordered_at,
-           CASE WHEN {marked} THEN -abs(lines.revenue) ELSE lines.revenue END + 0.0 AS revenue,
-           CASE WHEN {marked} THEN -abs(coalesce(lines.cost, 0)) ELSE coalesce(lines.cost, 0) END + 0.0 AS cost,
-           coalesce(lines.cost_to_serve, 0) AS cost_to_serve,
+           round(CASE WHEN {marked} THEN -abs(lines.revenue) ELSE lines.revenue END, 2) + 0.0 AS revenue,
+           round(CASE WHEN {marked} THEN -abs(coalesce(lines.cost, 0)) ELSE coalesce(lines.cost, 0) END, 2)
+               + 0.0 AS cost,
+           round(coalesce(lines.cost_to_serve, 0), 2) + 0.0 AS cost_to_serve,
            CASE WHEN {marked} THEN -abs(lines.quantity) ELSE lines.quantity END + 0.0 AS quantity,
            coalesce({marked}, false) AS is_return,
            isnan(lines.revenue) AS isnan_revenue,
@@ -542,7 +602,7 @@ class _ParquetSinks:
 
 
 def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period, comparison: Period,
-                   segment_columns: list[str], customers: pd.DataFrame | None) -> PanelExtract:
+                   segment_columns: list[str], customers: pd.DataFrame | None, rules: RowRules) -> PanelExtract:
     """The extract of a canonical Parquet file in DuckDB, its results streamed to ``stage``."""
     import pyarrow.parquet as pq
 
@@ -567,10 +627,10 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
 
     def account(duplicates: bool):
         relation = _keyed_relation(path, segment_columns, plain_order_ids=plain_order_ids, duplicates=duplicates)
-        quality, used_rows, first, last = _quality(query(QUALITY_SQL.format(source=relation, end=end)), None)
+        quality, used_rows, first, last = _quality(query(rules.quality_sql(relation, end)), None, rules)
         if used_rows == 0:
             raise _no_usable_rows(period, description, quality, first)
-        return USED_SQL.format(source=relation), quality, used_rows, first, last
+        return rules.used_sql(relation), quality, used_rows, first, last
 
     scans = []
 
@@ -686,6 +746,7 @@ def extract_parquet(
     segment_columns: list[str],
     customers: pd.DataFrame | None,
     stage_dir: str | Path | None = None,
+    rules: RowRules | None = None,
 ) -> PanelExtract:
     """The extract of a canonical Parquet file, aggregated in embedded DuckDB.
 
@@ -702,7 +763,7 @@ def extract_parquet(
     con = _duckdb(spill.name)
     try:
         result = _extract_keyed(con, path, stage, Path(spill.name), period=period, comparison=comparison,
-                                segment_columns=present, customers=customers)
+                                segment_columns=present, customers=customers, rules=rules or RowRules())
     finally:
         con.close()
         spill.cleanup()
@@ -728,7 +789,7 @@ def parquet_last_day(path: str | Path):
     try:
         value = con.execute(
             f"SELECT max(ordered_at) FROM read_parquet('{Path(path).as_posix()}') "
-            "WHERE customer_id IS NOT NULL AND revenue <> 0"
+            "WHERE customer_id IS NOT NULL AND revenue IS NOT NULL"
         ).fetchone()[0]
     finally:
         con.close()
@@ -758,7 +819,8 @@ def extract_pushdown(config, period: Period, comparison: Period, *, url: str | N
     if kind == "sql":
         from cxpipeline.sources.sql import extract_sql
 
-        return extract_sql(config.source, period, comparison, list(config.segments), url=url, stage_dir=stage_dir)
+        return extract_sql(config.source, period, comparison, list(config.segments), url=url, stage_dir=stage_dir,
+                           time_zone=config.report_timezone)
     if kind == "parquet":
         from cxpipeline.sources.files import read_customers
 
@@ -766,7 +828,7 @@ def extract_pushdown(config, period: Period, comparison: Period, *, url: str | N
         customers = read_customers(source, config.base_dir, config.report_timezone) if source.customers_path else None
         return extract_parquet(parquet_fast_path(source, config.base_dir), period=period, comparison=comparison,
                                segment_columns=[c for c in config.segments if c in source.segment_columns],
-                               customers=customers, stage_dir=stage_dir)
+                               customers=customers, stage_dir=stage_dir, rules=RowRules.of(source))
     raise ValueError(f"source kind {config.source.kind!r} is not aggregated in an engine")
 
 

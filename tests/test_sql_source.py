@@ -150,13 +150,13 @@ def test_exclusions_are_computed_in_sql(odd_table, tmp_path):
     pipeline.extract(config, PERIOD, tmp_path)
     folder = tmp_path / "odd" / PERIOD.label
     dq = read_json(folder / "data_quality.json")
-    assert dq["rows_in"] == 11 and dq["rows_used"] == 6
+    assert dq["rows_in"] == 11 and dq["rows_used"] == 7  # Z1, worth 0, is a purchase (kept)
     assert dq["revenue_in"] == 592.45
     assert {r["reason"]: (r["rows"], r["revenue"]) for r in dq["excluded_by_reason"]} == {
         "missing customer id": (2, 75.0),
-        "zero amount": (1, 0.0),
         "after the reporting period": (2, 312.34),
     }
+    assert any(note.startswith("1 row(s) have a zero amount and are kept") for note in dq["notes"])
     assert dq["revenue_used"] == 205.11
     assert (dq["first_ordered_at"], dq["last_ordered_at"]) == ("2026-01-05", "2026-08-01")
     panel = read_table(folder, "panel")
@@ -165,11 +165,23 @@ def test_exclusions_are_computed_in_sql(odd_table, tmp_path):
         ["c1", "2026-04-01", 155.10, 175.10, 20.0, 3, 1],
         ["c2", "2026-01-01", 40.0, 40.0, 0.0, 1, 0],
         ["c2", "2026-04-01", 10.01, 10.01, 0.0, 1, 0],
+        ["c3", "2026-04-01", 0.0, 0.0, 0.0, 1, 0],  # a free first purchase makes a customer
     ]
     assert panel["revenue"].sum() == pytest.approx(dq["revenue_used"], abs=1e-9)
     # A segment that lives on the transactions: each customer's most frequent value.
     customers = read_table(folder, "customers").set_index("customer_id")["country"].to_dict()
-    assert customers == {"c1": "UK", "c2": "DE"}
+    assert customers == {"c1": "UK", "c2": "DE", "c3": "UK"}
+
+    # With exclude_zero_amounts the zero line is excluded and counted instead.
+    strict = config_from_dict({
+        "pack_id": "odd-strict", "segments": ["country"],
+        "source": {"kind": "sql", "url": odd_table, "transactions_table": "odd_lines", "customers_table": None,
+                   "exclude_zero_amounts": True},
+    })
+    pipeline.extract(strict, PERIOD, tmp_path)
+    dq = read_json(tmp_path / "odd-strict" / PERIOD.label / "data_quality.json")
+    assert dq["rows_used"] == 6
+    assert {r["reason"]: r["rows"] for r in dq["excluded_by_reason"]}["zero amount"] == 1
 
 
 def test_customers_by_copy_equal_the_row_by_row_read(database, monkeypatch):

@@ -34,7 +34,7 @@ import pandas as pd
 from cxpipeline.config import SqlSource
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
-from cxpipeline.pushdown import PanelExtract, extract_aggregates
+from cxpipeline.pushdown import PanelExtract, RowRules, extract_aggregates
 from cxpipeline.quality import Exclusions
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
 from cxpipeline.sources import SourceData
@@ -170,12 +170,14 @@ def _database_error(exc: Exception, url: str, what: str) -> InputError:
 
 @contextmanager
 def snapshot(url: str, what: str = "reading the warehouse", *, snapshot_id: str | None = None,
-             settings: tuple[str, ...] = ()):
+             settings: tuple[str, ...] = (), time_zone: str = "UTC"):
     """A connection inside one ``REPEATABLE READ`` read-only transaction (a consistent snapshot).
 
     ``snapshot_id`` (PostgreSQL): join the snapshot another open transaction exported with
     ``pg_export_snapshot()``, so both see exactly the same rows. ``settings``: ``SET LOCAL``
-    statements for this transaction only. Database errors inside the block become
+    statements for this transaction only. ``time_zone``: the reporting zone (an IANA name,
+    validated by the config); a ``timestamptz`` column is read as wall-clock time in it, so
+    periods start at that zone's midnights. Database errors inside the block become
     :class:`InputError`.
     """
     from sqlalchemy import exc as sa_exc
@@ -192,7 +194,8 @@ def snapshot(url: str, what: str = "reading the warehouse", *, snapshot_id: str 
                     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                     for statement in settings:
                         conn.exec_driver_sql(statement)
-                    conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # timestamptz -> UTC periods
+                    zone = time_zone.replace("'", "")
+                    conn.exec_driver_sql(f"SET LOCAL TIME ZONE '{zone}'")  # timestamptz -> local periods
                     conn.exec_driver_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
                 yield conn
     except sa_exc.DBAPIError as exc:
@@ -212,7 +215,7 @@ def _snapshot_token(snapshot_id: str) -> str:
 
 
 def _copy_in_shared_snapshot(url: str, snapshot_id: str, jobs: list[tuple[str, str, dict]],
-                             stage_dir: Path, what: str) -> dict[str, tuple[Path, int]]:
+                             stage_dir: Path, what: str, time_zone: str = "UTC") -> dict[str, tuple[Path, int]]:
     """Run the result queries at the same time, one connection each, all in one snapshot.
 
     PostgreSQL runs each query in a single backend (no parallel plan for these nested
@@ -228,7 +231,7 @@ def _copy_in_shared_snapshot(url: str, snapshot_id: str, jobs: list[tuple[str, s
     def run(job: tuple[str, str, dict]) -> tuple[str, tuple[Path, int]]:
         sql, name, dtypes = job
         path = Path(stage_dir) / f"{name}.parquet"
-        with snapshot(url, what, snapshot_id=snapshot_id, settings=RESULT_SETTINGS) as conn:
+        with snapshot(url, what, snapshot_id=snapshot_id, settings=RESULT_SETTINGS, time_zone=time_zone) as conn:
             connections.append(conn.connection.driver_connection)
             return name, (path, _copy_to_parquet(conn, sql, path, dtypes))
 
@@ -437,6 +440,7 @@ def extract_sql(
     *,
     url: str | None = None,
     stage_dir: str | Path | None = None,
+    time_zone: str = "UTC",
 ) -> PanelExtract:
     """Compute the panel, monthly panel, cadence, customers and accounting in the warehouse.
 
@@ -455,6 +459,8 @@ def extract_sql(
     stage_dir
         When given, the panels and cadence stream into Parquet files there (``PanelExtract.files``)
         instead of being returned as frames.
+    time_zone
+        The reporting zone (``Config.report_timezone``): periods start at its midnights.
 
     Raises
     ------
@@ -463,7 +469,7 @@ def extract_sql(
     """
     target = resolve_url(source, url)
     what = f"reading {source.transactions_table} for {period.label}"
-    with snapshot(target, what) as conn:
+    with snapshot(target, what, time_zone=time_zone) as conn:
         relation, present = _base_relation(conn, source, target, segments)
         customers = _customers(conn, source, target)
         stream = None
@@ -472,7 +478,7 @@ def extract_sql(
                 snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
 
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
-                    return _copy_in_shared_snapshot(target, snapshot_id, jobs, Path(stage_dir), what)
+                    return _copy_in_shared_snapshot(target, snapshot_id, jobs, Path(stage_dir), what, time_zone)
             else:
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
                     paths = {name: Path(stage_dir) / f"{name}.parquet" for _, name, _ in jobs}
@@ -482,7 +488,7 @@ def extract_sql(
         result = extract_aggregates(
             lambda sql: _read(conn, sql), relation, period=period, comparison=comparison,
             segment_columns=present, customers=customers, description=_describe(source, target),
-            stream=stream,
+            stream=stream, rules=RowRules.of(source),
         )
     if source.as_of and pd.Timestamp(source.as_of) < pd.Timestamp(period.end):
         result.quality.notes.append(
@@ -496,7 +502,7 @@ def sql_last_day(source: SqlSource, *, url: str | None = None):
     with snapshot(target, "finding the last order date") as conn:
         relation, _ = _base_relation(conn, source, target, [])
         value = _read(conn, f"SELECT max(ordered_at) AS last_at FROM {relation} "
-                            "WHERE customer_id IS NOT NULL AND revenue <> 0").iloc[0, 0]
+                            "WHERE customer_id IS NOT NULL AND revenue IS NOT NULL").iloc[0, 0]
     return None if pd.isna(value) else pd.Timestamp(value).date()
 
 
@@ -504,17 +510,18 @@ def load_sql_source(source: SqlSource, *, url: str | None = None) -> SourceData:
     """The table as canonical transactions in pandas (for small tables and inspection).
 
     The pipeline does not use this: :func:`extract_sql` aggregates in the database instead.
-    Rows without a customer id or with a zero amount are excluded and counted, as in the
-    other sources.
+    Rows without a customer id (and zero amounts, with ``exclude_zero_amounts``) are excluded
+    and counted, as in the other sources.
     """
     target = resolve_url(source, url)
+    zero = "CAST(revenue AS DECIMAL(18, 2)) = 0" if source.exclude_zero_amounts else "false"
     with snapshot(target, f"reading {source.transactions_table}") as conn:
         relation, present = _base_relation(conn, source, target, [])
         accounting = _read(conn, f"""
             SELECT CASE WHEN revenue IS NULL THEN 'non-numeric amount'
                         WHEN ordered_at IS NULL THEN 'unparseable date'
                         WHEN customer_id IS NULL THEN 'missing customer id'
-                        WHEN CAST(revenue AS DECIMAL(18, 2)) = 0 THEN 'zero amount' ELSE '' END AS reason,
+                        WHEN {zero} THEN 'zero amount' ELSE '' END AS reason,
                    count(*) AS count_rows,
                    CAST(coalesce(sum(CAST(coalesce(revenue, 0) AS DECIMAL(18, 2))), 0) * 100 AS BIGINT) AS revenue_cents
             FROM {relation} GROUP BY 1""")
@@ -525,7 +532,7 @@ def load_sql_source(source: SqlSource, *, url: str | None = None) -> SourceData:
                    CAST(quantity AS DOUBLE PRECISION) AS quantity, is_return
             FROM {relation}
             WHERE revenue IS NOT NULL AND ordered_at IS NOT NULL AND customer_id IS NOT NULL
-              AND CAST(revenue AS DECIMAL(18, 2)) <> 0
+              AND NOT ({zero})
             ORDER BY customer_id COLLATE "C", ordered_at, order_id COLLATE "C" """)
         customers = _customers(conn, source, target)
     quality = Exclusions(rows_in=int(accounting["count_rows"].sum()),
