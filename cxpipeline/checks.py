@@ -56,6 +56,25 @@ def check_revenue_accounted(folder: Path, config: Config) -> tuple[bool, str]:
     return ok, f"revenue in {dq['revenue_in']:.2f} = used {dq['revenue_used']:.2f} + excluded {dq['revenue_excluded']:.2f}"
 
 
+def check_extract_usable(folder: Path, config: Config) -> tuple[bool, str]:
+    """The extract gate (:func:`cxpipeline.pipeline.gate_extract`) again, on the pack's own
+    folder: a pack whose data does not cover its period, where nobody bought, or with too much
+    revenue excluded is never deliverable, whichever entry point built it."""
+    from cxpipeline.errors import InputError
+    from cxpipeline.periods import parse_period
+    from cxpipeline.pipeline import gate_extract
+
+    dq = read_json(folder / "data_quality.json")
+    label = dq.get("period") or folder.name
+    try:
+        summary = gate_extract(folder, parse_period(label, config.period.fiscal_year_start_month))
+    except InputError as exc:
+        return False, exc.what
+    share = summary["excluded_share"]
+    return True, (f"the data covers {label}; {summary['count_customers_in_period']} customers bought in it; "
+                  f"{0 if share is None else share:.1%} of revenue excluded as bad rows")
+
+
 def check_no_missing_numbers(folder: Path, config: Config) -> tuple[bool, str]:
     metrics = read_json(folder / "metrics.json")
     bad = []
@@ -209,6 +228,7 @@ CHECKS: list[tuple[str, Callable[[Path, Config], tuple[bool, str]]]] = [
     ("bridge reconciles", check_bridge_reconciles),
     ("ledger reconciles", check_ledger_reconciles),
     ("revenue accounted for", check_revenue_accounted),
+    ("extract usable", check_extract_usable),
     ("no missing numbers", check_no_missing_numbers),
     ("no empty table or chart", check_no_empty_content),
     ("pdf page count", check_pdf),

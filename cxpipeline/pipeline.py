@@ -31,7 +31,7 @@ from cxpipeline.locking import pack_lock
 from cxpipeline.panel import build_panel, customer_cadence
 from cxpipeline.periods import Period, comparison_period, latest_complete_period, parse_period
 from cxpipeline.pushdown import AFTER_PERIOD, PanelExtract, extract_pushdown, pushdown_kind, pushdown_last_day
-from cxpipeline.quality import to_cents
+from cxpipeline.quality import tie_out_row, to_cents
 from cxpipeline.sources import SourceData, load_source
 
 __all__ = [
@@ -45,6 +45,8 @@ __all__ = [
     "check_pack",
     "run_pack",
     "quiet_library_logs",
+    "gate_extract",
+    "max_excluded_share",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,15 @@ def pack_folder(config: Config, period: Period, output_root: str | Path | None =
     return artifact_dir(root, config.pack_id, period.label)
 
 
-def resolve_period(config: Config, period_label: str | None, last_day_of_data: date | None = None) -> Period:
-    """The period to report: the given label, else the latest complete period of the data."""
+def resolve_period(config: Config, period_label: str | None, last_day_of_data: date | None = None,
+                   say=None) -> Period:
+    """The period to report: the given label, else the latest complete period of the data.
+
+    "Complete" is judged against ``source.data_through`` when the config gives it (the day the
+    export covers up to: a file may end on 30 December with nothing sold on the 31st), else
+    against the last order date. ``say`` (a progress callback) is told which period was chosen
+    and why.
+    """
     fiscal = config.period.fiscal_year_start_month
     if period_label:
         try:
@@ -84,9 +93,20 @@ def resolve_period(config: Config, period_label: str | None, last_day_of_data: d
         if period.kind != config.period.type:
             log.info("period %s is a %s; the config's default is %s", period.label, period.kind, config.period.type)
         return period
-    if last_day_of_data is None:
+    through = getattr(config.source, "data_through", None)
+    if through is None and last_day_of_data is None:
         raise InputError("No period given and the data has no dates.", fix="Pass --period, e.g. 2024-Q4.")
-    return latest_complete_period(last_day_of_data, config.period.type, fiscal)
+    basis = through or last_day_of_data
+    period = latest_complete_period(basis, config.period.type, fiscal)
+    if say is not None:
+        if through is not None:
+            say(f"period {period.label} chosen: the latest {period.kind} complete by source.data_through "
+                f"({through:%Y-%m-%d})")
+        else:
+            say(f"period {period.label} chosen: the latest {period.kind} complete by the last order date "
+                f"({last_day_of_data:%Y-%m-%d}); if the data covers days after it with no sales, set "
+                "source.data_through, or pass --period")
+    return period
 
 
 def _update_manifest(folder: Path, stage: str, summary: dict, seconds: float) -> None:
@@ -172,10 +192,16 @@ def _extract_in_pandas(data: SourceData, config: Config, period: Period, compari
     customers = _transaction_segments(used, data.customers, config.segments)
     first_day = transactions["ordered_at"].min()
     last_day = transactions["ordered_at"].max()
+    ties = []
+    for each in (period, comparison):
+        inside = used.loc[(used["ordered_at"] >= pd.Timestamp(each.start)) & (used["ordered_at"] < pd.Timestamp(each.end))]
+        ties.append(tie_out_row(each.label, each.title, len(inside), to_cents(inside["revenue"]),
+                                quality.dated_in(each.start, each.end)))
     return PanelExtract(
         panel=panel, panel_monthly=monthly, cadence=cadence, customers=customers, quality=quality,
         description=data.description, first_ordered_at=None if pd.isna(first_day) else first_day,
         last_ordered_at=None if pd.isna(last_day) else last_day, fingerprint=_fingerprint(transactions),
+        tie_out=ties,
     )
 
 
@@ -222,6 +248,9 @@ def extract(
         "count_panel_rows": result.count_panel_rows if result.count_panel_rows is not None else len(panel),
         "input_fingerprint": result.fingerprint,
         "is_period_complete": bool(pd.notna(last_day) and last_day.date() >= period.last_day),
+        "period": period.label,
+        "report_timezone": config.report_timezone,
+        "tie_out": result.tie_out,
     }
     if not dq["is_period_complete"]:
         quality.notes.append(f"The data ends on {dq['last_ordered_at']}, before the end of {period.label}.")
@@ -399,7 +428,7 @@ def run_pack(
         say("loading source ...")
         data = load_source(config)
         last = data.transactions["ordered_at"].max()
-    period = resolve_period(config, period_label, None if pd.isna(last) else last.date())
+    period = resolve_period(config, period_label, None if pd.isna(last) else last.date(), say=say)
     folder = pack_folder(config, period, output_root)
     say(f"period {period.title}; artifacts in {folder}")
     # One lock across all stages: a concurrent run of this period waits for the whole run.
@@ -409,11 +438,41 @@ def run_pack(
             t0 = time.perf_counter()
             if name == "extract":
                 stage(config, period, output_root, data=data)
+                # The same gate as the DAG's validate task: a pack is never built (or marked
+                # deliverable) from an extract that does not cover the period or lost too much.
+                summary = gate_extract(folder, period)
+                for warning in summary["warnings"]:
+                    say(f"warning: {warning}")
             else:
                 stage(config, period, output_root)
             say(f"{name} done in {time.perf_counter() - t0:.1f} s")
         _write_run_manifest(config, period, folder)
     return PackResult(folder=folder, pdf_path=folder / "board_pack.pdf", period=period)
+
+
+def max_excluded_share() -> float:
+    """The largest share of revenue the extract may exclude as bad rows
+    (``CXPIPELINE_MAX_EXCLUDED_SHARE``, default :data:`cxpipeline.validation.DEFAULT_MAX_EXCLUDED_SHARE`)."""
+    from cxpipeline.validation import DEFAULT_MAX_EXCLUDED_SHARE
+
+    share = os.environ.get("CXPIPELINE_MAX_EXCLUDED_SHARE", "").strip()
+    if not share:
+        return DEFAULT_MAX_EXCLUDED_SHARE
+    try:
+        value = float(share)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ConfigError(f"CXPIPELINE_MAX_EXCLUDED_SHARE is {share!r}, not a share between 0 and 1.",
+                          where="environment", fix="Set it to e.g. 0.5 (50 %), or unset it.")
+    return value
+
+
+def gate_extract(folder: str | Path, period: Period) -> dict:
+    """The extract gate every entry point runs (CLI ``run``/``demo``, the DAG, the checks)."""
+    from cxpipeline.validation import validate_extract
+
+    return validate_extract(folder, period, max_excluded_share=max_excluded_share())
 
 
 def _stages():

@@ -43,7 +43,7 @@ from cxpipeline.panel import (
     panel_sql,
 )
 from cxpipeline.periods import Period
-from cxpipeline.quality import Exclusions
+from cxpipeline.quality import Exclusions, tie_out_row
 from cxpipeline.schema import PANEL_COLUMNS
 
 __all__ = [
@@ -139,6 +139,22 @@ class RowRules:
         return USED_SQL.format(source=source, **self._terms())
 
 
+def tie_out(query: QueryFn, rules: RowRules, relation: str, periods: list[Period]) -> list[dict]:
+    """For each period: the rows and revenue dated in it in the source against those used."""
+    out = []
+    for period in periods:
+        bounded = (f"(SELECT * FROM {relation} WHERE ordered_at >= TIMESTAMP '{_ts(period.start)}' "
+                   f"AND ordered_at < TIMESTAMP '{_ts(period.end)}') AS tie_rows")
+        rows = query(rules.quality_sql(bounded, _ts(period.end)))
+        used = rows.loc[rows["reason"] == ""]
+        excluded = rows.loc[rows["reason"] != "", ["reason", "count_rows", "revenue_cents"]]
+        out.append(tie_out_row(period.label, period.title, int(used["count_rows"].sum()),
+                               int(used["revenue_cents"].sum()),
+                               excluded.rename(columns={"count_rows": "rows"}).astype(
+                                   {"rows": "int64", "revenue_cents": "int64"})))
+    return out
+
+
 def _zero_note(rows: pd.DataFrame, rules: RowRules) -> str | None:
     """The note on zero-amount rows kept as purchases (the same words as the file source's)."""
     if rules.exclude_zero_amounts or "count_zero_rows" not in rows:
@@ -180,6 +196,7 @@ class PanelExtract:
     count_customers: int | None = None
     count_panel_rows: int | None = None
     scanned_duplicates: bool = True  # False when no exact duplicate could exist (scan skipped)
+    tie_out: list[dict] = field(default_factory=list)  # per period: source vs used (tie_out_row)
 
 
 def _ts(value) -> str:
@@ -342,6 +359,7 @@ def extract_aggregates(
         quality=quality, description=description, first_ordered_at=first, last_ordered_at=last,
         fingerprint=fingerprint, method="lines", files=files,
         count_customers=int(active.nunique()), count_panel_rows=panel_rows,
+        tie_out=tie_out(query, rules, source, [period, comparison]),
     )
 
 
@@ -625,8 +643,11 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
     count_parts = scalar("SELECT coalesce(max(part), 0) + 1 FROM cx_names")
     names = con.sql("SELECT customer_id FROM cx_names ORDER BY customer_key").to_arrow_table().column(0).combine_chunks()
 
+    relations: list[str] = []
+
     def account(duplicates: bool):
         relation = _keyed_relation(path, segment_columns, plain_order_ids=plain_order_ids, duplicates=duplicates)
+        relations.append(relation)
         quality, used_rows, first, last = _quality(query(rules.quality_sql(relation, end)), None, rules)
         if used_rows == 0:
             raise _no_usable_rows(period, description, quality, first)
@@ -735,6 +756,7 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
         fingerprint=_file_digest(list(files.values()), quality.to_dict(), description),
         method="lines" if "lines" in methods else "orders", files=files,
         count_customers=len(active), count_panel_rows=rows["panel"], scanned_duplicates=bool(scans),
+        tie_out=tie_out(query, rules, relations[-1], [period, comparison]),
     )
 
 

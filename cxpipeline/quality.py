@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Exclusions", "cents", "to_cents"]
+__all__ = ["Exclusions", "cents", "to_cents", "tie_out_row"]
 
 
 def cents(values) -> np.ndarray:
@@ -39,6 +39,9 @@ class Exclusions:
     revenue_in_cents: int = 0
     by_reason: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The excluded rows that have a date (reason, ordered_at, revenue cents), kept so the
+    # tie-out can say, per period, what the source held and what was left out (see tie_out_row).
+    dated: list[pd.DataFrame] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def start(cls, rows: int, revenue: pd.Series | np.ndarray) -> "Exclusions":
@@ -57,8 +60,23 @@ class Exclusions:
         mask = pd.Series(mask, index=df.index).fillna(False).astype(bool)
         if mask.any():
             self.record(reason, int(mask.sum()), to_cents(df.loc[mask, revenue_column]))
+            if "ordered_at" in df.columns:
+                rows = df.loc[mask & df["ordered_at"].notna(), ["ordered_at", revenue_column]]
+                self.dated.append(pd.DataFrame({
+                    "reason": reason, "ordered_at": rows["ordered_at"].to_numpy(),
+                    "revenue_cents": cents(pd.to_numeric(rows[revenue_column], errors="coerce").fillna(0.0))}))
             return df.loc[~mask]
         return df
+
+    def dated_in(self, start, end) -> pd.DataFrame:
+        """Excluded rows dated in ``[start, end)``: one row per reason (reason, rows, revenue_cents)."""
+        if not self.dated:
+            return pd.DataFrame({"reason": pd.Series(dtype="string"), "rows": pd.Series(dtype="int64"),
+                                 "revenue_cents": pd.Series(dtype="int64")})
+        rows = pd.concat(self.dated, ignore_index=True)
+        inside = rows.loc[(rows["ordered_at"] >= pd.Timestamp(start)) & (rows["ordered_at"] < pd.Timestamp(end))]
+        return (inside.groupby("reason", sort=True)
+                .agg(rows=("revenue_cents", "size"), revenue_cents=("revenue_cents", "sum")).reset_index())
 
     @property
     def rows_excluded(self) -> int:
@@ -99,3 +117,27 @@ class Exclusions:
             out.record(item["reason"], item["rows"], round(item["revenue"] * 100))
         out.notes = list(data.get("notes", []))
         return out
+
+
+def tie_out_row(label: str, title: str, used_rows: int, used_cents: int, excluded: pd.DataFrame) -> dict:
+    """One period's tie-out: rows and revenue dated in it in the source against those used.
+
+    ``excluded`` holds the period's excluded rows by reason (``reason, rows, revenue_cents``).
+    The source's total for the period is used + excluded, so a reader can tick the pack's
+    revenue against the ledger: ``is_equal`` says whether nothing dated in it was excluded.
+    """
+    excluded = excluded.loc[excluded["rows"] > 0]
+    rows_excluded = int(excluded["rows"].sum())
+    cents_excluded = int(excluded["revenue_cents"].sum())
+    return {
+        "period": label,
+        "title": title,
+        "rows_source": used_rows + rows_excluded,
+        "revenue_source": (used_cents + cents_excluded) / 100,
+        "rows_used": used_rows,
+        "revenue_used": used_cents / 100,
+        "excluded": [{"reason": str(r.reason), "rows": int(r.rows), "revenue": int(r.revenue_cents) / 100}
+                     for r in excluded.itertuples(index=False)],
+        "is_equal": rows_excluded == 0 and cents_excluded == 0,
+        "is_revenue_equal": cents_excluded == 0,
+    }

@@ -88,7 +88,10 @@ def validate_extract(
 
     revenue_in = float(dq["revenue_in"]) - float(after["revenue"])
     revenue_excluded = float(dq["revenue_excluded"]) - float(after["revenue"])
-    excluded_share = abs(revenue_excluded) / abs(revenue_in) if round(revenue_in, 2) else None
+    # Of the money read (used and excluded, each side counted at its size, so a large negative
+    # line cannot push the share past 100 %).
+    money = abs(float(dq["revenue_used"])) + abs(revenue_excluded)
+    excluded_share = abs(revenue_excluded) / money if round(money, 2) else None
     if excluded_share is not None and round(float(dq["revenue_used"]), 2) == 0 \
             and round(revenue_excluded, 2):
         raise InputError(f"All revenue of {source} was excluded ({revenue_excluded:,.2f} of "

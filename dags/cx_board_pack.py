@@ -230,13 +230,10 @@ def build_dag(config_path: Path, header: dict):
         def validate(run: dict) -> dict:
             """Refuse an extract a pack must not be built from; log what was excluded."""
             from cxpipeline.periods import parse_period
-            from cxpipeline.validation import DEFAULT_MAX_EXCLUDED_SHARE, validate_extract
+            from cxpipeline.pipeline import gate_extract
 
             config = _load(config_file)
-            share = os.environ.get("CXPIPELINE_MAX_EXCLUDED_SHARE", "").strip()
-            summary = validate_extract(
-                run["folder"], parse_period(run["period"], config.period.fiscal_year_start_month),
-                max_excluded_share=float(share) if share else DEFAULT_MAX_EXCLUDED_SHARE)
+            summary = gate_extract(run["folder"], parse_period(run["period"], config.period.fiscal_year_start_month))
             log.info("extract usable: %s of %s rows used, excluded share %s, warnings %s",
                      summary["rows_used"], summary["rows_in"], summary["excluded_share"],
                      summary["warnings"])
