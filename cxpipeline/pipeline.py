@@ -103,9 +103,10 @@ def resolve_period(config: Config, period_label: str | None, last_day_of_data: d
             say(f"period {period.label} chosen: the latest {period.kind} complete by source.data_through "
                 f"({through:%Y-%m-%d})")
         else:
+            hint = ("; if the data covers days after it with no sales, set source.data_through, or pass --period"
+                    if config.source.kind != "demo" else "")
             say(f"period {period.label} chosen: the latest {period.kind} complete by the last order date "
-                f"({last_day_of_data:%Y-%m-%d}); if the data covers days after it with no sales, set "
-                "source.data_through, or pass --period")
+                f"({last_day_of_data:%Y-%m-%d}){hint}")
     return period
 
 

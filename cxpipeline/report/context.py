@@ -257,7 +257,26 @@ def build_executive_summary(tables: ArtifactTables, config: Config, shared: dict
         "base_change": headline["count_closing"] - headline["count_opening"],
         "three_things": _three_things(bridge, shared),
         "chart": _overall_waterfall(shared),
+        "tie_out_note": _tie_out_note(tables, fmt),
     }
+
+
+def _tie_out_note(tables: ArtifactTables, fmt: Formatter) -> str | None:
+    """The summary's footnote: does the period's revenue equal the source's total for it?"""
+    if not tables.has("data_quality.json"):
+        return None
+    dq = tables.json("data_quality.json")
+    ties = dq.get("tie_out") or []
+    if not ties:
+        return None
+    tie = ties[0]
+    if tie["is_revenue_equal"]:
+        return (f"Revenue of {tie['period']} ({fmt.money(tie['revenue_used'])}) equals the source's total "
+                f"for the period: every row dated in it was used.")
+    left_out = tie["revenue_source"] - tie["revenue_used"]
+    return (f"Revenue of {tie['period']} ({fmt.money(tie['revenue_used'])}) differs from the source's total "
+            f"for the period ({fmt.money(tie['revenue_source'])}) by {fmt.money(left_out)} of rows excluded; "
+            "see Data quality.")
 
 
 def build_bridge(tables: ArtifactTables, config: Config, shared: dict) -> dict:
@@ -346,6 +365,12 @@ def build_data_quality(tables: ArtifactTables, config: Config, shared: dict) -> 
         "difference": difference / 100,
         "notes": [str(n) for n in dq.get("notes", [])],
         "rows_after_period_end": dq.get("rows_after_period_end"),
+        "tie_out": [{**tie, "role": "this period" if i == 0 else "comparison",
+                     "excluded_rows": sum(int(e["rows"]) for e in tie["excluded"]),
+                     "excluded_revenue": round(sum(float(e["revenue"]) for e in tie["excluded"]), 2),
+                     "reasons": ", ".join(f"{sentence_case(e['reason'])} {e['rows']}" for e in tie["excluded"])}
+                    for i, tie in enumerate(dq.get("tie_out") or [])],
+        "report_timezone": dq.get("report_timezone") or "UTC",
     }
 
 
