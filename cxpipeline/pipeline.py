@@ -47,6 +47,7 @@ __all__ = [
     "quiet_library_logs",
     "gate_extract",
     "max_excluded_share",
+    "source_tie_out",
 ]
 
 log = logging.getLogger(__name__)
@@ -193,17 +194,25 @@ def _extract_in_pandas(data: SourceData, config: Config, period: Period, compari
     customers = _transaction_segments(used, data.customers, config.segments)
     first_day = transactions["ordered_at"].min()
     last_day = transactions["ordered_at"].max()
-    ties = []
-    for each in (period, comparison):
-        inside = used.loc[(used["ordered_at"] >= pd.Timestamp(each.start)) & (used["ordered_at"] < pd.Timestamp(each.end))]
-        ties.append(tie_out_row(each.label, each.title, len(inside), to_cents(inside["revenue"]),
-                                quality.dated_in(each.start, each.end)))
+    ties = source_tie_out(data, [period, comparison])
     return PanelExtract(
         panel=panel, panel_monthly=monthly, cadence=cadence, customers=customers, quality=quality,
         description=data.description, first_ordered_at=None if pd.isna(first_day) else first_day,
         last_ordered_at=None if pd.isna(last_day) else last_day, fingerprint=_fingerprint(transactions),
         tie_out=ties,
     )
+
+
+def source_tie_out(data: SourceData, periods: list[Period]) -> list[dict]:
+    """Per period: rows and revenue dated in it in the source against those used
+    (:func:`cxpipeline.quality.tie_out_row`), for a source loaded into pandas."""
+    transactions, out = data.transactions, []
+    for each in periods:
+        inside = transactions.loc[(transactions["ordered_at"] >= pd.Timestamp(each.start))
+                                  & (transactions["ordered_at"] < pd.Timestamp(each.end))]
+        out.append(tie_out_row(each.label, each.title, len(inside), to_cents(inside["revenue"]),
+                               data.quality.dated_in(each.start, each.end)))
+    return out
 
 
 @_locked

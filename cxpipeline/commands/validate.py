@@ -13,6 +13,7 @@ def register(subparsers) -> None:
         "revenue by reason, the date range and customer count. Exit status 2 on any problem.",
     )
     add_config_argument(parser)
+    parser.add_argument("--period", "-p", help="the period to tie out (default: the latest complete period)")
     parser.set_defaults(func=run)
 
 
@@ -33,8 +34,9 @@ def run(args) -> int:
     for note in q["notes"]:
         print(f"  note: {note}")
     if len(tx):
-        print(f"dates: {tx['ordered_at'].min():%Y-%m-%d} to {tx['ordered_at'].max():%Y-%m-%d}; "
-              f"customers: {tx['customer_id'].nunique():,}")
+        print(f"dates: {tx['ordered_at'].min():%Y-%m-%d} to {tx['ordered_at'].max():%Y-%m-%d} "
+              f"({config.report_timezone} time); customers: {tx['customer_id'].nunique():,}")
+        _print_tie_out(config, data, getattr(args, "period", None))
     missing = [s for s in config.segments
                if s not in tx.columns and (data.customers is None or s not in data.customers.columns)]
     if missing:
@@ -45,3 +47,19 @@ def run(args) -> int:
                           fix="Remove them from 'segments' or map them in the source.")
     print("ok")
     return 0
+
+
+def _print_tie_out(config, data, period_label: str | None) -> None:
+    """Rows and revenue in the source against those used, for the period and its comparison."""
+    from cxpipeline.periods import comparison_period
+    from cxpipeline.pipeline import resolve_period, source_tie_out
+
+    last = data.transactions["ordered_at"].max()
+    period = resolve_period(config, period_label, last.date(), say=progress)
+    comparison = comparison_period(period, config.period.comparison)
+    print(f"tie-out (rows and revenue dated in the period; periods start at midnight, {config.report_timezone}):")
+    for tie in source_tie_out(data, [period, comparison]):
+        verdict = ("equal" if tie["is_revenue_equal"] else
+                   "excluded: " + ", ".join(f"{e['reason']} {e['rows']:,} rows {e['revenue']:,.2f}" for e in tie["excluded"]))
+        print(f"  {tie['period']}: source {tie['rows_source']:,} rows {tie['revenue_source']:,.2f}; "
+              f"used {tie['rows_used']:,} rows {tie['revenue_used']:,.2f} ({verdict})")
