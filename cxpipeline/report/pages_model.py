@@ -12,14 +12,18 @@ a sentence saying why (``<p class="empty">``), which the pre-delivery check look
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from babel.numbers import format_decimal
 
 from cxpipeline.errors import ConfigError, InputError
+from cxpipeline.model.features import FEATURE_LABELS
 from cxpipeline.report.charts import calibration_chart, grouped_bar_chart
+from cxpipeline.report.formatting import MINUS, Formatter
 
 if TYPE_CHECKING:  # context.py imports this module; no import cycle at run time
     from cxpipeline.config import Config
@@ -116,11 +120,37 @@ def _names(tables: ArtifactTables, ids: pd.Series) -> pd.Series | None:
 
 
 def _driver_text(text: str, config: Config) -> str:
-    """A segment driver names its attribute as the pack does ('customer_type: X' -> 'Customer type: X')."""
+    """A driver as the pack prints it: a segment names its attribute as the pack does
+    ('customer_type: X' -> 'Customer type: X'); a number is written in the pack's locale and
+    money in its currency ('net revenue in the last 12 months: 16288' -> '... : £16,288',
+    '16.288 €' in de_DE). The scores table keeps the plain text."""
     for segment in config.segments:
         if text.startswith(f"{segment}: "):
             return _sentence_case(segment.replace("_", " ")) + text[len(segment):]
-    return text
+    label, separator, rest = text.partition(": ")
+    number = re.fullmatch(r"(-?\d+)(?:\.(\d+))?(.*)", rest)
+    if not separator or number is None:
+        return text
+    value, decimals, suffix = float(number[1] + "." + (number[2] or "0")), len(number[2] or ""), number[3]
+    fmt = _formatter(config.locale, config.currency)
+    if label in _MONEY_DRIVERS:
+        shown = fmt.money(value)
+    elif label == FEATURE_LABELS["is_single_order"]:
+        return f"{label}: {'yes' if value else 'no'}"
+    else:
+        shown = format_decimal(value, format="#,##0" + ("." + "0" * decimals if decimals else ""),
+                               locale=config.locale).replace("-", MINUS)
+    space = "\u00a0" if suffix == "%" and config.locale.split("_")[0] in _SPACED_PERCENT else ""
+    return f"{label}: {shown}{space}{suffix}"
+
+
+_MONEY_DRIVERS = (FEATURE_LABELS["log_revenue_12m"], FEATURE_LABELS["log_aov"])
+_SPACED_PERCENT = ("de", "fr", "sv", "nb", "da", "fi", "cs", "pl")  # '12 %' in these languages
+
+
+@functools.lru_cache(maxsize=8)
+def _formatter(locale: str, currency: str) -> Formatter:
+    return Formatter(locale, currency)
 
 
 def _list_rows(frame: pd.DataFrame, tables: ArtifactTables, config: Config) -> list[dict]:
