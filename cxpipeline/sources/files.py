@@ -347,7 +347,38 @@ def _read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame
         )
     # Header cells often carry stray spaces or a byte-order mark.
     frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
-    return frame, _FileInfo(path, kind == "csv")
+    info = _FileInfo(path, kind == "csv")
+    if kind == "csv":
+        short = _short_rows(path, source, frame)
+        if short:
+            info.notes.append(
+                f"{len(short)} row(s) have fewer fields than the header (first: {info.row(short[0])}); "
+                "their missing fields were read as empty.")
+    return frame, info
+
+
+def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame) -> list[int]:
+    """Data rows with fewer fields than the header (pandas fills them in silently).
+
+    Only looked for when the last column has empty cells, since a short row leaves it empty.
+    """
+    import csv
+
+    if frame.empty or not frame.iloc[:, -1].isna().any() or path.suffix.lower() not in (".csv", ".txt", ".tsv"):
+        return []  # (a compressed file is not scanned again)
+    width = len(frame.columns)
+    short = []
+    with path.open(newline="", encoding=source.encoding, errors="replace") as handle:
+        rows = csv.reader(handle, delimiter=source.delimiter)
+        next(rows, None)
+        position = 0
+        for fields in rows:
+            if not fields:  # pandas skips blank lines
+                continue
+            if len(fields) < width:
+                short.append(position)
+            position += 1
+    return short
 
 
 def _check_columns(frame: pd.DataFrame, needed: dict[str, str], info: _FileInfo,
