@@ -577,8 +577,8 @@ def _dates(values: pd.Series, date_format: str | None, source_zone: str, report_
         if typed.any():
             text_part = values.where(~typed, None)
             column_read = _dates(text_part.astype("string"), date_format, source_zone, report_zone, info, column)
-            stamps = pd.to_datetime(values[typed].map(pd.Timestamp)).astype("datetime64[us]")
-            local = _to_zone(stamps.reset_index(drop=True), False, source_zone, report_zone)
+            stamps = pd.Series(pd.DatetimeIndex([pd.Timestamp(cell) for cell in values[typed]]).as_unit("us"))
+            local = _to_zone(stamps, False, source_zone, report_zone)
             column_read.values.iloc[np.flatnonzero(typed)] = local.to_numpy()
             column_read.empty = column_read.empty & ~typed
             return column_read

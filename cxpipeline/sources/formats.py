@@ -219,8 +219,10 @@ def decide_date_format(distinct: pd.Series) -> DateReading:
     family, values, aware, count = chosen
     example = None
     if count:
-        # An example that shows the order: a value whose day and month differ, if any.
-        read = values.notna() & (values.dt.day != values.dt.month)
+        # An example that shows the order: a day above 12 if there is one, else day != month.
+        read = values.notna() & (values.dt.day > 12)
+        if not read.any():
+            read = values.notna() & (values.dt.day != values.dt.month)
         position = int(np.flatnonzero(read.to_numpy())[0]) if read.any() else int(np.flatnonzero(values.notna().to_numpy())[0])
         example = (str(distinct.iloc[position]), values.iloc[position])
     return DateReading(family=family.name, values=values, is_aware=aware, count_read=count,
@@ -241,7 +243,7 @@ _CURRENCY_SYMBOLS = "£$€¥₹₩₽₺"
 def _amount_pattern(decimal: str) -> re.Pattern:
     group = _GROUPS[decimal]
     point = re.escape(decimal)
-    grouped = rf"\d{{1,3}}(?P<g>{group})\d{{3}}(?:(?P=g)\d{{3}})*"
+    grouped = rf"[1-9]\d{{0,2}}(?P<g>{group})\d{{3}}(?:(?P=g)\d{{3}})*"  # 0.336 is not grouped
     exponent = r"(?:[eE][-+]?\d+)?"
     return re.compile(rf"^[-+]?(?:{grouped}(?:{point}\d*)?|\d+(?:{point}\d*)?{exponent}|{point}\d+{exponent})$")
 

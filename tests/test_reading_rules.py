@@ -1,0 +1,378 @@
+"""The plain reading of a real export: dates and amounts decided once per column, identical rows
+and zero amounts kept as purchases, the business's time zone, spreadsheets, and one gate for
+every entry point. Tiny exact files for each rule; an invariant on a public-style export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxpipeline.config import FileSource, config_from_dict
+from cxpipeline.errors import InputError
+from cxpipeline.sources.files import load_file_source
+
+SIMPLE = dict(customer_id="cust", ordered_at="when", revenue="amount")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, **settings):
+    return load_file_source(FileSource(path=settings.pop("path", "t.csv"), columns=settings.pop("columns", SIMPLE),
+                                       **settings), base_dir=tmp_path)
+
+
+def error_for(tmp_path: Path, **settings) -> str:
+    with pytest.raises(InputError) as info:
+        load(tmp_path, **settings)
+    return str(info.value)
+
+
+# --- dates ----------------------------------------------------------------------------------
+
+
+def test_day_first_dates_that_month_first_reading_half_accepts(tmp_path):
+    # Month-first reads 03/01/19 (1 March) and 05/02/19 but not 13/01/19 or 25/02/19: the whole
+    # column is read day-first, never value by value.
+    write(tmp_path, "cust,when,amount\na,03/01/19,1\nb,13/01/19,2\nc,05/02/19,3\nd,25/02/19,4\n")
+    data = load(tmp_path)
+    assert data.transactions["ordered_at"].tolist() == [
+        pd.Timestamp("2019-01-03"), pd.Timestamp("2019-01-13"), pd.Timestamp("2019-02-05"),
+        pd.Timestamp("2019-02-25")]
+    assert "column 'when': dates read as day/month/year: 13/01/19 = 13 January 2019." in data.quality.notes
+
+
+def test_month_first_with_times_and_dotted_day_first(tmp_path):
+    write(tmp_path, "cust,when,amount\na,12/31/2023 8:26,1\nb,1/2/2024 14:05,2\n")
+    assert load(tmp_path).transactions["ordered_at"].tolist() == [
+        pd.Timestamp("2023-12-31 08:26"), pd.Timestamp("2024-01-02 14:05")]
+    write(tmp_path, "cust,when,amount\na,31.12.2023,1\nb,01.02.2024 10:00:00,2\n")
+    assert load(tmp_path).transactions["ordered_at"].tolist() == [
+        pd.Timestamp("2023-12-31"), pd.Timestamp("2024-02-01 10:00")]
+
+
+def test_a_column_where_every_day_is_twelve_or_less_is_an_error(tmp_path):
+    path = write(tmp_path, "cust,when,amount\na,03/01/19,1\nb,04/02/19,2\n")
+    message = error_for(tmp_path)
+    assert "The dates in column 'when' can be read in more than one way" in message
+    assert "'03/01/19' is 3 January 2019 (day/month/year) or 1 March 2019 (month/day/year)" in message
+    assert "'04/02/19' is 4 February 2019 (day/month/year) or 2 April 2019 (month/day/year)" in message
+    assert f"where: {path}, column 'when'" in message
+    assert "date_format: '%d/%m/%y' or '%m/%d/%y'" in message
+    # Saying which removes the doubt.
+    assert load(tmp_path, date_format="%d/%m/%y").transactions["ordered_at"].iloc[0] == pd.Timestamp("2019-01-03")
+
+
+def test_an_unreadable_date_is_excluded_only_when_nearly_every_date_reads(tmp_path):
+    lines = [f"c{i},2024-01-{1 + i % 28:02d},1\n" for i in range(999)]
+    write(tmp_path, "cust,when,amount\n" + "".join(lines) + "x,31/02/2024,5\n")
+    data = load(tmp_path)
+    assert data.quality.by_reason == {"unparseable date": {"rows": 1, "revenue_cents": 500}}
+    assert len(data.transactions) == 999
+    write(tmp_path, "cust,when,amount\n" + "".join(lines[:100]) + "x,31/02/2024,5\n")
+    message = error_for(tmp_path)
+    assert "1 of 101 dates in column 'when' cannot be read in any one known format" in message
+    assert "first: '31/02/2024'" in message
+
+
+def test_implausible_dates_are_excluded_and_noted(tmp_path):
+    write(tmp_path, "cust,when,amount\na,1899-12-30,7\nb,2024-05-01,2\nc,2024-07-02,3\n")
+    data = load(tmp_path, data_through="2024-06-30")
+    assert data.quality.by_reason == {"dated before 1990-01-01": {"rows": 1, "revenue_cents": 700},
+                                      "dated after 2024-06-30 (data_through)": {"rows": 1, "revenue_cents": 300}}
+    assert any("1 row(s) dated before 1990-01-01 (first: 1899-12-30)" in n for n in data.quality.notes)
+    assert load(tmp_path, earliest_date="1800-01-01").quality.by_reason == {}
+
+
+# --- identical rows and zero amounts ----------------------------------------------------------
+
+
+def test_identical_rows_without_an_order_id_are_separate_purchases(tmp_path):
+    write(tmp_path, "cust,when,amount\na,2024-01-05,9.50\na,2024-01-05,9.50\nb,2024-01-06,3\n")
+    data = load(tmp_path)
+    assert data.transactions["revenue"].tolist() == [9.50, 9.50, 3.0]
+    assert data.transactions["order_id"].tolist() == ["row-1", "row-2", "row-3"]
+    assert data.quality.by_reason == {}
+    assert ("1 row(s) are identical to an earlier row (worth 9.50); with no order id they are read as "
+            "separate purchases and kept. If they are export duplicates, set source.drop_identical_rows: "
+            "true.") in data.quality.notes
+    dropped = load(tmp_path, drop_identical_rows=True)
+    assert dropped.quality.by_reason == {"exact duplicate line": {"rows": 1, "revenue_cents": 950}}
+
+
+def test_identical_lines_with_an_order_id_are_export_duplicates(tmp_path):
+    write(tmp_path, "order,cust,when,amount\n1,a,2024-01-05,9.50\n1,a,2024-01-05,9.50\n2,a,2024-01-05,9.50\n")
+    data = load(tmp_path, columns={**SIMPLE, "order_id": "order"})
+    assert data.transactions["order_id"].tolist() == ["1", "2"]
+    assert data.quality.by_reason == {"exact duplicate line": {"rows": 1, "revenue_cents": 950}}
+
+
+def test_zero_amounts_are_purchases_unless_excluded(tmp_path):
+    from cxpipeline.panel import build_panel
+
+    # b's first purchase (January) was free: b is a customer from January, not from April.
+    write(tmp_path, "cust,when,amount\na,2024-01-05,10\nb,2024-01-07,0.00\nb,2024-04-02,25\n")
+    data = load(tmp_path)
+    assert data.quality.by_reason == {}
+    panel = build_panel(data.transactions, "quarter")
+    first = panel.loc[panel["customer_id"] == "b"].iloc[0]
+    assert (first["period_start"], first["revenue"], first["count_orders"]) == (pd.Timestamp("2024-01-01"), 0.0, 1)
+    assert any(n.startswith("1 row(s) have a zero amount and are kept as purchases worth 0") for n in data.quality.notes)
+    strict = load(tmp_path, exclude_zero_amounts=True)
+    assert strict.quality.by_reason == {"zero amount": {"rows": 1, "revenue_cents": 0}}
+
+
+# --- amounts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values, expected", [
+    (['"3,527.60"', "12.5", '"1,000"'], [3527.60, 12.5, 1000.0]),     # comma thousands
+    (['"3.527,60"', '"12,5"', "1.000"], [3527.60, 12.5, 1000.0]),     # dot thousands, decimal comma
+    (['"3 527,60"', '"12,5"'], [3527.60, 12.5]),                       # space thousands
+    (["3'527.60", "12.50"], [3527.60, 12.5]),                          # Swiss apostrophe
+    (["(12.50)", "£5.00", "12.50-"], [-12.50, 5.0, -12.50]),           # accounting negatives, symbols
+])
+def test_amounts_as_people_write_them(tmp_path, values, expected):
+    rows = "".join(f"c{i},2024-01-0{i + 1},{v}\n" for i, v in enumerate(values))
+    write(tmp_path, "cust,when,amount\n" + rows)
+    data = load(tmp_path)
+    assert data.transactions["revenue"].abs().tolist() == [abs(v) for v in expected]
+    assert to_signed(data) == expected
+    assert data.quality.by_reason == {}
+
+
+def to_signed(data) -> list[float]:
+    return data.transactions["revenue"].tolist()
+
+
+def test_ambiguous_thousands_need_the_decimal_setting(tmp_path):
+    write(tmp_path, 'cust,when,amount\na,2024-01-01,"1,234"\nb,2024-01-02,"2,500"\n')
+    message = error_for(tmp_path)
+    assert "can be read with a decimal point or a decimal comma" in message
+    assert "'1,234' is 1234 or 1.234" in message and "'2,500' is 2500 or 2.5" in message
+    assert "Set source.decimal: '.'" in message
+    assert load(tmp_path, decimal=".").transactions["revenue"].tolist() == [1234.0, 2500.0]
+    assert load(tmp_path, decimal=",").transactions["revenue"].tolist() == [1.23, 2.5]  # to the cent
+
+
+def test_dot_thousands_with_a_decimal_comma(tmp_path):
+    write(tmp_path, "cust;when;amount\na;2024-01-01;3.527\nb;2024-01-02;12,5\n")
+    data = load(tmp_path, delimiter=";", decimal=",")
+    assert data.transactions["revenue"].tolist() == [3527.0, 12.5]
+
+
+def test_sub_cent_amounts_are_rounded_once_at_read(tmp_path):
+    write(tmp_path, "cust,when,amount\na,2024-01-01,10.004\na,2024-01-02,10.004\nb,2024-01-03,0.336\n")
+    data = load(tmp_path)
+    assert data.transactions["revenue"].tolist() == [10.0, 10.0, 0.34]
+    assert data.quality.revenue_in_cents == 2034
+    assert any("3 amount(s) had fractions of a cent" in n for n in data.quality.notes)
+
+
+def test_a_mostly_unreadable_amount_column_stops(tmp_path):
+    write(tmp_path, "cust,when,amount\na,2024-01-01,ten\nb,2024-01-02,eleven\nc,2024-01-03,4\n")
+    assert "cannot be read as numbers (first: 'ten')" in error_for(tmp_path)
+
+
+# --- time zones -------------------------------------------------------------------------------
+
+
+def test_an_order_at_local_midnight_falls_in_the_new_quarter(tmp_path):
+    from cxpipeline.panel import build_panel
+
+    write(tmp_path, "cust,when,amount\na,2026-10-01 00:30,10\nb,2026-09-30T23:30:00Z,20\nc,2026-09-30 23:59,5\n")
+    data = load(tmp_path, timezone="Europe/London")
+    panel = build_panel(data.transactions, "quarter").set_index("customer_id")["period_start"]
+    # 00:30 London and 23:30 UTC (00:30 BST) are in Q4; 23:59 London on 30 September is Q3.
+    assert panel.to_dict() == {"a": pd.Timestamp("2026-10-01"), "b": pd.Timestamp("2026-10-01"),
+                               "c": pd.Timestamp("2026-07-01")}
+    # Reported in UTC (period.timezone: UTC) the London half hour after midnight is still Q3.
+    utc = load_file_source(FileSource(path="t.csv", columns=SIMPLE, timezone="Europe/London"),
+                           base_dir=tmp_path, report_timezone="UTC")
+    assert utc.transactions["ordered_at"].iloc[0] == pd.Timestamp("2026-09-30 23:30")
+
+
+def test_the_config_reports_in_the_period_zone_or_the_source_zone():
+    file_source = {"kind": "file", "path": "t.csv", "columns": SIMPLE, "timezone": "Europe/Berlin"}
+    assert config_from_dict({"source": file_source}).report_timezone == "Europe/Berlin"
+    assert config_from_dict({"source": file_source, "period": {"timezone": "UTC"}}).report_timezone == "UTC"
+    assert config_from_dict({}).report_timezone == "UTC"
+    from cxpipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'"):
+        config_from_dict({"period": {"timezone": "Mars/Olympus"}})
+
+
+# --- spreadsheets -----------------------------------------------------------------------------
+
+
+def _workbook(path: Path, sheets: dict[str, list[list]]) -> Path:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+HEADER = ["Invoice", "Customer", "Date", "Amount"]
+
+
+def test_a_workbook_with_typed_dates_and_numbers(tmp_path):
+    _workbook(tmp_path / "t.xlsx", {"Sales": [
+        HEADER,
+        ["A1", 17850, dt.datetime(2024, 1, 3, 9, 30), 12.5],
+        ["A2", 13047, dt.datetime(2024, 1, 13), 3527.6],
+        ["A3", 13047, "25/01/2024", "1,200.00"],  # a date and an amount typed in as text
+    ]})
+    columns = dict(customer_id="Customer", ordered_at="Date", revenue="Amount", order_id="Invoice")
+    data = load(tmp_path, path="t.xlsx", columns=columns)
+    expected = pd.DataFrame({"customer_id": ["17850", "13047", "13047"],
+                             "ordered_at": pd.to_datetime(["2024-01-03 09:30", "2024-01-13 00:00", "2024-01-25 00:00"]),
+                             "revenue": [12.5, 3527.6, 1200.0]})
+    got = data.transactions[["customer_id", "ordered_at", "revenue"]]
+    pd.testing.assert_frame_equal(got, expected.astype(got.dtypes.to_dict()), check_exact=True)
+
+
+def test_two_sheets_stacked_with_an_overlap(tmp_path):
+    _workbook(tmp_path / "t.xlsx", {
+        "Jan": [HEADER, ["A1", "c1", dt.datetime(2024, 1, 30), 10.0], ["A2", "c2", dt.datetime(2024, 1, 31), 20.0]],
+        "Feb": [HEADER, ["A2", "c2", dt.datetime(2024, 1, 31), 20.0], ["A3", "c1", dt.datetime(2024, 2, 2), 5.0]],
+    })
+    columns = dict(customer_id="Customer", ordered_at="Date", revenue="Amount", order_id="Invoice")
+    data = load(tmp_path, path="t.xlsx", columns=columns, sheets="all")
+    assert data.transactions["order_id"].tolist() == ["A1", "A2", "A3"]
+    assert data.quality.by_reason == {"exact duplicate line": {"rows": 1, "revenue_cents": 2000}}
+    assert data.quality.notes[0] == "2 sheets stacked ('Jan', 'Feb'): 4 rows."
+    # One sheet by name or index.
+    assert load(tmp_path, path="t.xlsx", columns=columns, sheet="Feb").transactions["order_id"].tolist() == ["A2", "A3"]
+    assert load(tmp_path, path="t.xlsx", columns=columns, sheet=1).transactions["order_id"].tolist() == ["A2", "A3"]
+    message = error_for(tmp_path, path="t.xlsx", columns=columns, sheet="Mar")
+    assert "no sheet named 'Mar'" in message and "'Jan', 'Feb'" in message
+
+
+def test_an_opendocument_spreadsheet_reads_like_the_workbook(tmp_path):
+    frame = pd.DataFrame({"Customer": ["c1", "c2"], "Date": ["03/01/2024", "15/01/2024"], "Amount": [10.5, 2.25]})
+    frame.to_excel(tmp_path / "t.ods", index=False, engine="odf")
+    data = load(tmp_path, path="t.ods", columns=dict(customer_id="Customer", ordered_at="Date", revenue="Amount"))
+    assert data.transactions["ordered_at"].tolist() == [pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-15")]
+    assert data.transactions["revenue"].tolist() == [10.5, 2.25]
+
+
+# --- driver texts -----------------------------------------------------------------------------
+
+
+def test_driver_texts_in_the_packs_locale_and_currency():
+    from cxpipeline.report.pages_model import _driver_text
+
+    german = config_from_dict({"locale": "de_DE", "currency": "EUR", "segments": ["region"]})
+    assert _driver_text("net revenue in the last 12 months: 16288", german) == "net revenue in the last 12 months: 16.288\xa0€"
+    assert _driver_text("days since last purchase: 1240 days", german) == "days since last purchase: 1.240 days"
+    assert _driver_text("time since last order vs usual gap: 2.5x", german) == "time since last order vs usual gap: 2,5x"
+    assert _driver_text("region: Nord", german) == "Region: Nord"
+    british = config_from_dict({})
+    assert _driver_text("net revenue in the last 12 months: 16288", british) == "net revenue in the last 12 months: £16,288"
+
+
+# --- one gate for every entry point -------------------------------------------------------------
+
+
+def test_a_period_after_the_data_is_refused_by_the_cli(tmp_path):
+    write(tmp_path, "cust,when,amount\na,2024-01-05,10\nb,2024-02-07,20\nc,2024-03-09,5\n")
+    (tmp_path / "c.yaml").write_text(
+        "pack_id: late\nsegments: []\nsource:\n  kind: file\n  path: t.csv\n"
+        "  columns: {customer_id: cust, ordered_at: when, revenue: amount}\n")
+    result = subprocess.run([sys.executable, "-m", "cxpipeline", "run", "-c", str(tmp_path / "c.yaml"),
+                             "--period", "2024-Q4", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2, result.stderr
+    assert "does not cover 2024-Q4" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "late" / "2024-Q4" / "board_pack.pdf").exists()
+
+
+def test_the_checks_refuse_a_pack_whose_extract_fails_the_gate(tmp_path):
+    from cxpipeline.checks import check_extract_usable
+    from cxpipeline.periods import parse_period
+    from cxpipeline.pipeline import extract
+
+    # 57 % of the revenue has no customer id: the extract is written, the pack is not deliverable.
+    write(tmp_path, "cust,when,amount\na,2024-01-05,43\n,2024-01-07,57\n")
+    config = config_from_dict({"pack_id": "g", "segments": [], "source": {"kind": "file", "path": "t.csv",
+                                                                           "columns": SIMPLE}}, base_dir=tmp_path)
+    period = parse_period("2024-Q1")
+    folder = Path(extract(config, period, tmp_path / "out")["folder"])
+    is_passed, detail = check_extract_usable(folder, config)
+    assert not is_passed and "57.0% of the revenue" in detail
+
+
+# --- a public-style export: every period ties to the source to the cent ---------------------------
+
+
+def _public_export(rng: np.random.Generator, n: int = 3000) -> pd.DataFrame:
+    """Invoice lines as a shop exports them: no order id, day-first dates with times, amounts
+    with thousands separators, some identical rows (the same item twice a day), free items."""
+    days = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 730, n), unit="D")
+    times = pd.to_timedelta(rng.integers(0, 24 * 60, n), unit="min")
+    amounts = np.round(rng.gamma(1.5, 400, n), 2)
+    amounts[rng.random(n) < 0.03] = 0.0
+    frame = pd.DataFrame({"Date": (days + times), "Customer": rng.integers(1000, 1400, n).astype(str),
+                          "Amount": amounts, "Item": rng.choice(["A", "B", "C"], n)})
+    repeats = frame.sample(60, random_state=3)
+    return pd.concat([frame, repeats], ignore_index=True)
+
+
+def _source_sum(frame: pd.DataFrame, start: str, end: str) -> Decimal:
+    inside = frame.loc[(frame["Date"] >= pd.Timestamp(start)) & (frame["Date"] < pd.Timestamp(end))]
+    return sum((Decimal(f"{a:.2f}") for a in inside["Amount"]), Decimal("0.00"))
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_every_period_of_a_public_style_export_ties_to_the_source(tmp_path, kind):
+    from cxpipeline.artifacts import read_json, read_table
+    from cxpipeline.periods import parse_period
+    from cxpipeline.pipeline import compute_metrics, extract
+
+    frame = _public_export(np.random.default_rng(16))
+    if kind == "csv":
+        text = frame.assign(Date=frame["Date"].dt.strftime("%d/%m/%Y %H:%M"),
+                            Amount=frame["Amount"].map(lambda a: f"{a:,.2f}"))
+        text.to_csv(tmp_path / "export.csv", index=False)
+    else:  # the xlsx twin: typed date cells, numbers
+        _workbook(tmp_path / "export.xlsx", {"Export": [list(frame.columns)] + [
+            [row.Date.to_pydatetime(), row.Customer, float(row.Amount), row.Item] for row in frame.itertuples()]})
+    config = config_from_dict({
+        "pack_id": f"public-{kind}", "segments": [], "period": {"type": "quarter"},
+        "source": {"kind": "file", "path": f"export.{kind}",
+                   "columns": {"customer_id": "Customer", "ordered_at": "Date", "revenue": "Amount"}},
+    }, base_dir=tmp_path)
+    for label, start, end, previous in [("2024-Q4", "2024-10-01", "2025-01-01", ("2024-07-01", "2024-10-01")),
+                                        ("2024-Q2", "2024-04-01", "2024-07-01", ("2024-01-01", "2024-04-01"))]:
+        period = parse_period(label)
+        folder = Path(extract(config, period, tmp_path / "out")["folder"])
+        compute_metrics(config, period, tmp_path / "out")
+        bridge = read_table(folder, "bridge").query("segment == 'all'").set_index("bridge_class")["value"]
+        assert Decimal(f"{bridge['current']:.2f}") == _source_sum(frame, start, end)
+        assert Decimal(f"{bridge['previous']:.2f}") == _source_sum(frame, *previous)
+        dq = read_json(folder / "data_quality.json")
+        assert {r["reason"] for r in dq["excluded_by_reason"]} <= {"after the reporting period"}
+        for tie in dq["tie_out"]:  # the period and its comparison
+            assert tie["rows_source"] == tie["rows_used"] and tie["is_revenue_equal"]
+        assert Decimal(f"{dq['tie_out'][0]['revenue_source']:.2f}") == _source_sum(frame, start, end)
+        assert any("identical to an earlier row" in n for n in dq["notes"])
+        if kind == "csv":
+            assert any("dates read as day/month/year" in n for n in dq["notes"])
