@@ -212,6 +212,8 @@ def test_cli(name, cli_results):
         if reason == "after the reporting period":
             continue  # depends on the period: only the pipeline knows it
         assert f"excluded - {reason}: {rows:,} rows" in done.stdout, done.stdout
+    for note in case.get("notes", []):  # what was read differently is said, never silent
+        assert f"note: {note}" in done.stdout, (note, done.stdout)
 
 
 def _data_quality_page(pages: list[str]) -> str:
@@ -230,6 +232,8 @@ def test_pipeline(name, pipeline_results):
     by_reason = {item["reason"]: item["rows"] for item in dq["excluded_by_reason"]}
     assert by_reason == (case.get("excluded") or {}), "exactly the expected exclusions, nothing else"
     assert dq["rows_in"] == dq["rows_used"] + dq["rows_excluded"]
+    for note in case.get("notes", []):
+        assert any(text.startswith(note) for text in dq["notes"]), (note, dq["notes"])
     page = " ".join(_data_quality_page(result["pages"]).split())
     if by_reason:
         for reason, rows in by_reason.items():

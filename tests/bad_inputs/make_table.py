@@ -31,6 +31,8 @@ def outcome_text(case: dict) -> str:
     if case.get("excluded"):
         parts.append("excluded and counted on the data-quality page: "
                      + ", ".join(f"{rows} row(s) “{reason}”" for reason, rows in case["excluded"].items()))
+    if case.get("notes"):
+        parts.append("read and said in a note: " + ", ".join(f"“{n}”" for n in case["notes"]))
     if case.get("pipeline_period"):
         parts.append(f"the {case['pipeline_period']} pack renders and passes its checks")
     else:
