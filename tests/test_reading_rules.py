@@ -376,3 +376,14 @@ def test_every_period_of_a_public_style_export_ties_to_the_source(tmp_path, kind
         assert any("identical to an earlier row" in n for n in dq["notes"])
         if kind == "csv":
             assert any("dates read as day/month/year" in n for n in dq["notes"])
+
+
+def test_the_excel_example_config_validates():
+    """examples/excel_export.yaml: two overlapping sheets stacked, typed dates, London periods."""
+    result = subprocess.run([sys.executable, "-m", "cxpipeline", "validate", "-c", "examples/excel_export.yaml"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "note: 2 sheets stacked ('2025', '2026')" in result.stdout
+    assert "excluded - exact duplicate line" in result.stdout
+    assert "2026-Q3: source 540 rows 28,391.16; used 540 rows 28,391.16 (equal)" in result.stdout
+    assert "latest quarter complete by source.data_through (2026-09-30)" in result.stderr
