@@ -408,6 +408,11 @@ def _write_run_manifest(config: Config, period: Period, folder: Path) -> None:
             "source": dq["source"],
             "row_counts": {k: dq[k] for k in ("rows_in", "rows_used", "rows_excluded")},
             "excluded_by_reason": dq["excluded_by_reason"],
+            # How the data was read (date and amount formats, rows kept or left out) and the
+            # period's tie-out against the source: the same words as the data-quality page.
+            "notes": dq.get("notes", []),
+            "report_timezone": dq.get("report_timezone"),
+            "tie_out": dq.get("tie_out", []),
             "versions": {
                 "cxpipeline": __version__,
                 "python": platform.python_version(),

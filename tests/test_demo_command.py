@@ -59,6 +59,12 @@ def test_pdf_headline_equals_the_ledger_table(demo_run):
     assert lost_value == round(ledger.loc["lapsed", "value"])
     headline = json.loads((folder / "metrics.json").read_text())["headline"]
     assert (gained, lost) == (headline["count_gained"], headline["count_lost"])
+    # The summary's footnote and the data-quality page tie the period out against the source.
+    bridge = pd.read_csv(folder / "bridge.csv").query("segment == 'all'").set_index("bridge_class")["value"]
+    assert (f"Revenue of 2026-Q3 (£{round(bridge['current']):,}) equals the source's total for the period"
+            in text)
+    assert "Tie-out with the source, period by period" in text
+    assert "periods start at midnight, UTC time" in text
 
 
 def test_the_folder_holds_every_promised_artifact(demo_run):
@@ -69,7 +75,8 @@ def test_the_folder_holds_every_promised_artifact(demo_run):
                  "checks.json", "manifest.json", "model_report.json"):
         assert (folder / name).is_file(), name
     manifest = json.loads((folder / "manifest.json").read_text())
-    for key in ("input_fingerprint", "config_hash", "row_counts", "excluded_by_reason", "versions", "stages"):
+    for key in ("input_fingerprint", "config_hash", "row_counts", "excluded_by_reason", "versions", "stages",
+                "notes", "report_timezone", "tie_out"):
         assert key in manifest, key
     assert set(manifest["stages"]) == {"extract", "metrics", "model", "render", "check"}
     assert all(stage["seconds"] >= 0 for stage in manifest["stages"].values())
