@@ -162,21 +162,29 @@ def _read_family(text: pd.Series, family: _Family) -> tuple[pd.Series, np.ndarra
             ok = parsed.notna().to_numpy()
             result.iloc[np.flatnonzero(plain)[ok]] = parsed[ok].astype("datetime64[us]")
             pending[np.flatnonzero(plain)[ok]] = False
+    # Only values shaped like one of the family's formats are tried at all (one pass over the
+    # column); then each format parses only the values shaped like it. A value shaped like a
+    # format that still fails (13/25/2024 month-first) is not tried again: no other format of
+    # the family has its shape. A failed parse costs far more than a regular-expression test.
+    pending &= text.str.fullmatch(_family_pattern(family), na=False).to_numpy(dtype=bool)
     for fmt in family.formats:
         if not pending.any():
             break
-        # Only values shaped like the format are parsed: a failed parse costs far more than a
-        # regular-expression test, and most values fail most formats.
-        shaped = text.str.fullmatch(_format_pattern(fmt), na=False).to_numpy(dtype=bool)
-        positions = np.flatnonzero(pending & shaped)
+        candidates = np.flatnonzero(pending)
+        shaped = text.iloc[candidates].str.fullmatch(_format_pattern(fmt), na=False).to_numpy(dtype=bool)
+        positions = candidates[shaped]
         if not len(positions):
             continue
         parsed = _quiet_to_datetime(text.iloc[positions], fmt)
         ok = parsed.notna().to_numpy()
         if ok.any():
             result.iloc[positions[ok]] = parsed[ok].astype("datetime64[us]")
-            pending[positions[ok]] = False
+        pending[positions] = False
     return result, aware
+
+
+def _family_pattern(family: _Family) -> str:
+    return "(?:" + "|".join(_format_pattern(fmt) for fmt in family.formats) + ")"
 
 
 def decide_date_format(distinct: pd.Series) -> DateReading:
@@ -201,22 +209,20 @@ def decide_date_format(distinct: pd.Series) -> DateReading:
     """
     distinct = distinct.reset_index(drop=True)
     n = len(distinct)
-    readings = []
-    for family in DATE_FAMILIES:
+    # The order of day, month and year is a property of the date part alone. When every value
+    # starts with a numeric date (03/01/2019 14:05, 2019-01-03T10:00Z), the candidates are tried
+    # on the distinct date parts (a few thousand days, not a million timestamps), and only the
+    # chosen family then reads the whole values.
+    heads = distinct.str.extract(_NUMERIC_HEAD, expand=False)
+    if n and heads.notna().all():
+        unique_heads = pd.Series(heads.unique(), dtype="string")
+        first_full = pd.Series(distinct.to_numpy(), index=heads.to_numpy())
+        first_full = first_full[~first_full.index.duplicated()]
+        family = _choose(unique_heads, lambda i: str(first_full[unique_heads.iloc[i]]))[0]
         values, aware = _read_family(distinct, family)
-        readings.append((family, values, aware, int(values.notna().sum())))
-    best = max(count for *_, count in readings)
-    top = [r for r in readings if r[3] == best]
-    chosen = top[0]
-    for other in top[1:]:
-        both = chosen[1].notna() & other[1].notna()
-        differ = both & (chosen[1] != other[1])
-        if differ.any():
-            positions = np.flatnonzero(differ.to_numpy())[:2]
-            examples = [(str(distinct.iloc[p]), _spoken(chosen[1].iloc[p]), _spoken(other[1].iloc[p]))
-                        for p in positions]
-            raise AmbiguousFormat((chosen[0].name, other[0].name), examples)
-    family, values, aware, count = chosen
+    else:
+        family, values, aware = _choose(distinct, lambda i: str(distinct.iloc[i]))
+    count = int(values.notna().sum())
     example = None
     if count:
         # An example that shows the order: a day above 12 if there is one, else day != month.
@@ -229,6 +235,32 @@ def decide_date_format(distinct: pd.Series) -> DateReading:
                        count_values=n, example=example)
 
 
+# A numeric date at the start of a value, followed by the end, a space or 'T' (a time).
+_NUMERIC_HEAD = r"^(\d{1,4}[/.\-]\d{1,2}[/.\-]\d{2,4})(?:[ T]|$)"
+
+
+def _choose(values: pd.Series, shown) -> tuple[_Family, pd.Series, np.ndarray]:
+    """The family reading most values; AmbiguousFormat if another reads as many and disagrees.
+
+    ``shown(i)`` is the text to show for value ``i`` in the error (the whole original value).
+    """
+    readings = []
+    for family in DATE_FAMILIES:
+        parsed, aware = _read_family(values, family)
+        readings.append((family, parsed, aware, int(parsed.notna().sum())))
+    best = max(count for *_, count in readings)
+    top = [r for r in readings if r[3] == best]
+    chosen = top[0]
+    for other in top[1:]:
+        both = chosen[1].notna() & other[1].notna()
+        differ = both & (chosen[1] != other[1])
+        if differ.any():
+            positions = np.flatnonzero(differ.to_numpy())[:2]
+            examples = [(shown(p), _spoken(chosen[1].iloc[p]), _spoken(other[1].iloc[p])) for p in positions]
+            raise AmbiguousFormat((chosen[0].name, other[0].name), examples)
+    return chosen[0], chosen[1], chosen[2]
+
+
 def _spoken(value: pd.Timestamp) -> str:
     return f"{value.day} {value:%B %Y}" + ("" if value == value.normalize() else f" {value:%H:%M}")
 
@@ -236,14 +268,16 @@ def _spoken(value: pd.Timestamp) -> str:
 # --------------------------------------------------------------------------------------------
 # Amounts
 
-_GROUPS = {".": r"[,'\u2019\u00a0\u202f ]", ",": r"[.'\u2019\u00a0\u202f ]"}
+_SEPARATORS_OF = {".": ",'\u2019\u00a0\u202f ", ",": ".'\u2019\u00a0\u202f "}
+_GROUPS = {decimal: "[" + re.escape(chars) + "]" for decimal, chars in _SEPARATORS_OF.items()}
 _CURRENCY_SYMBOLS = "£$€¥₹₩₽₺"
 
 
 def _amount_pattern(decimal: str) -> re.Pattern:
-    group = _GROUPS[decimal]
     point = re.escape(decimal)
-    grouped = rf"[1-9]\d{{0,2}}(?P<g>{group})\d{{3}}(?:(?P=g)\d{{3}})*"  # 0.336 is not grouped
+    # One separator throughout a number (no back-reference, so the engine is pyarrow's RE2);
+    # a leading 0 is no thousands group (0.336 is not 336).
+    grouped = "(?:" + "|".join(rf"[1-9]\d{{0,2}}(?:{re.escape(sep)}\d{{3}})+" for sep in _SEPARATORS_OF[decimal]) + ")"
     exponent = r"(?:[eE][-+]?\d+)?"
     return re.compile(rf"^[-+]?(?:{grouped}(?:{point}\d*)?|\d+(?:{point}\d*)?{exponent}|{point}\d+{exponent})$")
 
@@ -278,7 +312,7 @@ def _normalised(text: pd.Series) -> pd.Series:
 
 def _read_amounts(text: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
     """(values, is_grouped): NaN where ``text`` is not a number in the ``decimal`` convention."""
-    fits = text.str.match(_PATTERNS[decimal], na=False).to_numpy(dtype=bool)
+    fits = text.str.match(_PATTERNS[decimal].pattern, na=False).to_numpy(dtype=bool)
     group = _GROUPS[decimal]
     digits = text.str.replace(group, "", regex=True)
     if decimal == ",":
