@@ -28,7 +28,7 @@ from cxpipeline.periods import parse_period
 from cxpipeline.pipeline import check_pack, compute_metrics, extract, run_pack, score_customers
 from cxpipeline.report import build_context, render_html, render_pdf
 from cxpipeline.report.context import PAGES
-from cxpipeline.report.pages_model import AT_RISK_LIST_SIZE, DO_NOT_LOSE_LIST_SIZE
+from cxpipeline.report.pages_model import AT_RISK_LIST_SIZE, DO_NOT_LOSE_LIST_SIZE, _driver_text
 from cxpipeline.report.render import TEMPLATES_DIR, require_templates, resolve_templates_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,8 @@ def test_at_risk_list_equals_the_scores_table(demo_run):
     for row in top.itertuples():
         numbers = f"{pct(row.p_at_risk)} {gbp(row.predicted_value_12m)} {gbp(row.historical_value)} {gbp(row.value_at_risk)}"
         assert f"{row.at_risk_rank} {names[row.customer_id]} {row.customer_id} {numbers}" in text, row.customer_id
-        assert flat(row.driver_1).replace("customer_type:", "Customer type:") in text
+        # The driver as the pack prints it: numbers in the locale, money in the currency.
+        assert flat(_driver_text(row.driver_1, config)) in text
     # totals: all scored, the top of the list, the do-not-lose quadrant
     keep = scores[scores["is_do_not_lose"]]
     assert ("Value at risk, all customers Customers scored Top 20 on the list Do not lose them "
