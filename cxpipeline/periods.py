@@ -25,6 +25,7 @@ __all__ = [
     "latest_complete_period",
     "comparison_period",
     "periods_between",
+    "cadence_instants",
 ]
 
 PERIOD_TYPES = ("month", "quarter", "year")
@@ -176,3 +177,11 @@ def parse_period(text: str, fiscal_start_month: int = 1) -> Period:
         f"Cannot read period {value!r}.",
         fix="Write a month as 2024-11, a quarter as 2024-Q4 (fiscal: FY2025-Q1), a year as 2024.",
     )
+
+
+def cadence_instants(period: Period, comparison: Period) -> list:
+    """The instants at which the extract measures each customer's purchase cadence (the
+    personal lapse rule needs it at the start and end of the period and of its comparison)."""
+    import pandas as pd
+
+    return sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})

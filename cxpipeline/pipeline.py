@@ -29,7 +29,7 @@ from cxpipeline.config import Config, config_hash
 from cxpipeline.errors import CheckError, ConfigError, InputError
 from cxpipeline.locking import pack_lock
 from cxpipeline.panel import build_panel, customer_cadence
-from cxpipeline.periods import Period, comparison_period, latest_complete_period, parse_period
+from cxpipeline.periods import Period, cadence_instants, comparison_period, latest_complete_period, parse_period
 from cxpipeline.pushdown import AFTER_PERIOD, PanelExtract, extract_pushdown, pushdown_kind, pushdown_last_day
 from cxpipeline.quality import tie_out_row, to_cents
 from cxpipeline.sources import SourceData, load_source
@@ -189,8 +189,7 @@ def _extract_in_pandas(data: SourceData, config: Config, period: Period, compari
         )
     panel = build_panel(used, period.kind, period.fiscal_start_month, end=pd.Timestamp(period.end))
     monthly = panel if period.kind == "month" else build_panel(used, "month", end=pd.Timestamp(period.end))
-    instants = [comparison.start, comparison.end, period.start, period.end]
-    cadence = customer_cadence(used, [pd.Timestamp(t) for t in instants])
+    cadence = customer_cadence(used, cadence_instants(period, comparison))
     customers = _transaction_segments(used, data.customers, config.segments)
     first_day = transactions["ordered_at"].min()
     last_day = transactions["ordered_at"].max()

@@ -42,7 +42,7 @@ from cxpipeline.panel import (
     panel_from_orders_sql,
     panel_sql,
 )
-from cxpipeline.periods import Period
+from cxpipeline.periods import Period, cadence_instants
 from cxpipeline.quality import Exclusions, tie_out_row
 from cxpipeline.schema import PANEL_COLUMNS
 
@@ -318,7 +318,7 @@ def extract_aggregates(
         raise _no_usable_rows(period, description, quality, first)
     used = rules.used_sql(source)
     end_ts = pd.Timestamp(period.end)
-    instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
+    instants = cadence_instants(period, comparison)
     panel_query = panel_sql(used, period.kind, period.fiscal_start_month, end_ts)
     monthly_query = panel_sql(used, "month", 1, end_ts)
     cadence_query = CADENCE_SQL.format(source=used, end=_ts(instants[-1]), order_by=CADENCE_ORDER,
@@ -627,7 +627,7 @@ def _extract_keyed(con, path: Path, stage: Path, spill: Path, *, period: Period,
     description = str(path)
     end = _ts(period.end)
     end_ts = pd.Timestamp(period.end)
-    instants = sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
+    instants = cadence_instants(period, comparison)
     file_columns = [field.name for field in pq.read_schema(path)]
 
     def query(sql: str) -> pd.DataFrame:
