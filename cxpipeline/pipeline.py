@@ -30,9 +30,9 @@ from cxpipeline.errors import CheckError, ConfigError, InputError
 from cxpipeline.locking import pack_lock
 from cxpipeline.panel import build_panel, customer_cadence
 from cxpipeline.periods import Period, cadence_instants, comparison_period, latest_complete_period, parse_period
-from cxpipeline.pushdown import AFTER_PERIOD, PanelExtract, extract_pushdown, pushdown_kind, pushdown_last_day
+from cxpipeline.sources.aggregate import AFTER_PERIOD, PanelExtract
 from cxpipeline.quality import tie_out_row, to_cents
-from cxpipeline.sources import SourceData, load_source
+from cxpipeline.sources import SourceData, extract_pushdown, load_source, pushdown_kind, pushdown_last_day
 
 __all__ = [
     "PackResult",
@@ -221,7 +221,7 @@ def extract(
     """Load the source and write the panel, customers, cadence and data-quality record.
 
     SQL sources and canonical Parquet files are aggregated where the data is (the warehouse or
-    embedded DuckDB, see :mod:`cxpipeline.pushdown`); other sources load transactions into
+    embedded DuckDB, see :func:`cxpipeline.sources.extract_pushdown`); other sources load transactions into
     pandas first. Both give the same artifacts. Nothing is written until everything is read.
     """
     started = time.perf_counter()

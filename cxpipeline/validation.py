@@ -16,7 +16,7 @@ import pandas as pd
 from cxpipeline.artifacts import read_json
 from cxpipeline.errors import InputError
 from cxpipeline.periods import Period
-from cxpipeline.pushdown import AFTER_PERIOD
+from cxpipeline.sources.aggregate import AFTER_PERIOD
 
 __all__ = ["DEFAULT_MAX_EXCLUDED_SHARE", "validate_extract"]
 

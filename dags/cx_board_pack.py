@@ -96,7 +96,7 @@ def _period_of_run(config, context):
         return period_containing(middle.date(), config.period.type, config.period.fiscal_year_start_month)
     import pandas as pd
 
-    from cxpipeline.pushdown import pushdown_kind, pushdown_last_day
+    from cxpipeline.sources import pushdown_kind, pushdown_last_day
     from cxpipeline.sources import load_source
 
     if pushdown_kind(config) is not None:  # a warehouse / Parquet file: ask the engine, load nothing

@@ -9,7 +9,8 @@ from cxpipeline import pipeline
 from cxpipeline.artifacts import read_json, read_table
 from cxpipeline.config import config_from_dict
 from cxpipeline.periods import comparison_period, parse_period
-from cxpipeline.pushdown import parquet_fast_path, pushdown_kind
+from cxpipeline.sources import pushdown_kind
+from cxpipeline.sources.parquet import parquet_fast_path
 from cxpipeline.sources import load_source
 from cxpipeline.sources.demo import generate_demo
 
@@ -90,7 +91,7 @@ def test_parquet_pushdown_equals_the_pandas_file_source(parquet_file, tmp_path):
 
 
 def test_orders_are_grouped_once_unless_an_order_spans_months(parquet_file):
-    from cxpipeline.pushdown import extract_parquet
+    from cxpipeline.sources.parquet import extract_parquet
 
     result = extract_parquet(parquet_file / "transactions.parquet", period=PERIOD,
                              comparison=comparison_period(PERIOD, "previous"), segment_columns=[], customers=None)
@@ -100,7 +101,7 @@ def test_orders_are_grouped_once_unless_an_order_spans_months(parquet_file):
 
 def test_no_usable_rows_is_an_input_error(parquet_file, tmp_path):
     from cxpipeline.errors import InputError
-    from cxpipeline.pushdown import extract_parquet
+    from cxpipeline.sources.parquet import extract_parquet
 
     early = parse_period("2020-Q1")
     with pytest.raises(InputError, match="No usable transactions before the end of 2020-Q1"):
@@ -128,9 +129,9 @@ def _compare_extracts(config_fast, config_slow, period, root) -> None:
 
 def test_partitions_of_customers_give_the_same_artifacts(parquet_file, tmp_path, monkeypatch):
     """Customers split into partitions of ~500 rows (several files, appended in key order)."""
-    from cxpipeline import pushdown
+    from cxpipeline.sources import parquet
 
-    monkeypatch.setattr(pushdown, "PARTITION_ROWS", 500)
+    monkeypatch.setattr(parquet, "PARTITION_ROWS", 500)
     _compare_extracts(_config(parquet_file, "parts"), _config(parquet_file, "whole"), PERIOD, tmp_path)
     assert len(pd.read_parquet(parquet_file / "transactions.parquet")) > 5 * 500  # several partitions
 
@@ -146,9 +147,9 @@ def test_duplicate_scan_runs_only_where_duplicates_can_exist(case, tmp_path, mon
     """Clean data with one line per order and nothing after the period: no duplicate can exist
     and the scan is skipped; a two-line order makes it run (finding none); an exact duplicate
     makes it run and the accounting and panels are redone without it. All equal the pandas path."""
-    from cxpipeline import pushdown
+    from cxpipeline.sources import parquet
 
-    monkeypatch.setattr(pushdown, "PARTITION_ROWS", 2_000)
+    monkeypatch.setattr(parquet, "PARTITION_ROWS", 2_000)
     transactions, customers = generate_demo(150, 2, seed=11)
     transactions = transactions.astype({"order_id": "string", "customer_id": "string"})
     first = transactions.iloc[[0]]
@@ -158,7 +159,7 @@ def test_duplicate_scan_runs_only_where_duplicates_can_exist(case, tmp_path, mon
         transactions = pd.concat([transactions, first], ignore_index=True)
     folder = _clean_parquet(tmp_path, transactions, customers)
     period = parse_period("2026-Q3")  # the demo ends on 2026-09-30: no row after the period
-    result = pushdown.extract_parquet(folder / "transactions.parquet", period=period,
+    result = parquet.extract_parquet(folder / "transactions.parquet", period=period,
                                       comparison=comparison_period(period, "previous"), segment_columns=[],
                                       customers=None)
     assert result.scanned_duplicates == (case != "one line per order")

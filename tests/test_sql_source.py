@@ -107,7 +107,7 @@ def test_sql_source_gives_the_same_artifacts_as_the_demo_source(database, tmp_pa
 def test_run_pack_default_period_reads_only_the_last_date(database, monkeypatch):
     # run_pack must not load transactions for a SQL source: load_source is never called.
     monkeypatch.setattr(pipeline, "load_source", lambda config: pytest.fail("transactions were loaded"))
-    from cxpipeline.pushdown import pushdown_last_day
+    from cxpipeline.sources import pushdown_last_day
 
     assert str(pushdown_last_day(_sql_config(database))) == "2026-09-30"
 

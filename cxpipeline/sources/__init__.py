@@ -1,6 +1,12 @@
 """Sources: each turns its input into canonical transactions (see :mod:`cxpipeline.schema`).
 
-:func:`load_source` is the single entry point used by the pipeline and the CLI.
+Two ways in, chosen per config:
+
+* :func:`load_source` loads transactions into pandas (the demo, CSV / Excel / mapped Parquet
+  files; a SQL table for inspection);
+* :func:`extract_pushdown` aggregates where the rows are (a SQL source in its database, a
+  canonical Parquet file in embedded DuckDB) and returns only panel-level results
+  (:mod:`cxpipeline.sources.aggregate`). :func:`pushdown_kind` says which applies.
 """
 
 from __future__ import annotations
@@ -9,10 +15,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from pathlib import Path
+
 from cxpipeline.config import Config
+from cxpipeline.periods import Period
 from cxpipeline.quality import Exclusions
 
-__all__ = ["SourceData", "load_source"]
+__all__ = ["SourceData", "load_source", "pushdown_kind", "extract_pushdown", "pushdown_last_day"]
 
 
 @dataclass
@@ -39,3 +48,52 @@ def load_source(config: Config) -> SourceData:
     from cxpipeline.sources.sql import load_sql_source
 
     return load_sql_source(config.source)
+
+
+def pushdown_kind(config: Config) -> str | None:
+    """``"sql"`` for a warehouse, ``"parquet"`` for a canonical Parquet file, else None (pandas)."""
+    from cxpipeline.sources.parquet import parquet_fast_path
+
+    if config.source.kind == "sql":
+        return "sql"
+    if config.source.kind == "file" and parquet_fast_path(config.source, config.base_dir) is not None:
+        return "parquet"
+    return None
+
+
+def extract_pushdown(config: Config, period: Period, comparison: Period, *, url: str | None = None,
+                     stage_dir: str | Path | None = None):
+    """The extract for a pushdown source (see :func:`pushdown_kind`), nothing loaded into pandas.
+
+    Returns a :class:`cxpipeline.sources.aggregate.PanelExtract`. A Parquet file's panels are
+    streamed into ``stage_dir`` when it is given (see :func:`cxpipeline.sources.parquet.extract_parquet`).
+    """
+    from cxpipeline.sources.aggregate import RowRules
+
+    kind = pushdown_kind(config)
+    if kind == "sql":
+        from cxpipeline.sources.sql import extract_sql
+
+        return extract_sql(config.source, period, comparison, list(config.segments), url=url, stage_dir=stage_dir,
+                           time_zone=config.report_timezone)
+    if kind == "parquet":
+        from cxpipeline.sources.files import read_customers
+        from cxpipeline.sources.parquet import extract_parquet, parquet_fast_path
+
+        source = config.source
+        customers = read_customers(source, config.base_dir, config.report_timezone) if source.customers_path else None
+        return extract_parquet(parquet_fast_path(source, config.base_dir), period=period, comparison=comparison,
+                               segment_columns=[c for c in config.segments if c in source.segment_columns],
+                               customers=customers, stage_dir=stage_dir, rules=RowRules.of(source))
+    raise ValueError(f"source kind {config.source.kind!r} is not aggregated in an engine")
+
+
+def pushdown_last_day(config: Config, *, url: str | None = None):
+    """Last order date of a pushdown source, read by the engine (for the default period)."""
+    if pushdown_kind(config) == "sql":
+        from cxpipeline.sources.sql import sql_last_day
+
+        return sql_last_day(config.source, url=url)
+    from cxpipeline.sources.parquet import parquet_fast_path, parquet_last_day
+
+    return parquet_last_day(parquet_fast_path(config.source, config.base_dir))

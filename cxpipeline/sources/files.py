@@ -52,6 +52,7 @@ from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_
 from cxpipeline.sources import SourceData
 from cxpipeline.sources.formats import (
     MIN_READ_SHARE,
+    NULL_TOKENS,
     AmbiguousFormat,
     DateReading,
     decide_amount_format,
@@ -116,7 +117,6 @@ def date_after_reason(through) -> str:
 
 
 _MONEY_COLUMNS = ("revenue", "quantity", "unit_price", "cost", "cost_to_serve")
-_NULL_TOKENS = ("nan", "none", "null", "na", "n/a", "<na>", "nat")
 _DELIMITERS = {",": "','", ";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
 # Tried on a sample when a date column cannot be read, to suggest a date_format.
 _CANDIDATE_DATE_FORMATS = (
@@ -436,7 +436,7 @@ def _customer_ids(values: pd.Series) -> pd.Series:
     """Customer / referrer ids as clean strings: '17850.0' -> '17850', 'nan' -> missing."""
     def clean(distinct: pd.Series) -> pd.Series:
         distinct = distinct.str.replace(r"^(-?\d+)\.0*$", r"\1", regex=True)
-        return distinct.mask(distinct.str.lower().isin(_NULL_TOKENS)).astype(object)
+        return distinct.mask(distinct.str.lower().isin(NULL_TOKENS)).astype(object)
 
     text = _as_text(values)
     return pd.Series(_on_uniques(text, clean, None), index=values.index, dtype="string")

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "NULL_TOKENS",
     "MIN_READ_SHARE",
     "DateReading",
     "AmountReading",
@@ -38,6 +39,9 @@ __all__ = [
     "decide_amount_format",
     "DATE_FAMILIES",
 ]
+
+#: Text that means "no value" in an id column (compared in lower case); "NA" alone is a country.
+NULL_TOKENS = ("nan", "none", "null", "na", "n/a", "<na>", "nat")
 
 #: Without a configured format, the best date candidate is used only if it reads this share of
 #: the column's non-empty values; below it the column is taken to be in a format we do not know.

@@ -1,7 +1,7 @@
 """SQL source: a warehouse table (PostgreSQL tested; any SQLAlchemy URL speaking this SQL).
 
 The heavy step runs in the database: :func:`extract_sql` sends the panel, cadence and accounting
-queries of :mod:`cxpipeline.pushdown` to the server and streams back only their results, never
+queries of :mod:`cxpipeline.sources.aggregate` to the server and streams back only their results, never
 the transactions. The read is one consistent snapshot: a single ``REPEATABLE READ``, read-only
 transaction for every query (and, if ``source.as_of`` is set, only rows ordered before it), so a
 load running at the same time cannot make the panel disagree with the accounting. Results are
@@ -34,7 +34,7 @@ import pandas as pd
 from cxpipeline.config import SqlSource
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
-from cxpipeline.pushdown import PanelExtract, RowRules, extract_aggregates
+from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates
 from cxpipeline.quality import Exclusions
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
 from cxpipeline.sources import SourceData
@@ -388,7 +388,7 @@ def _copy_to_parquet(conn, sql: str, target: Path, dtypes: dict[str, str]) -> in
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    from cxpipeline.pushdown import _pandas_schema
+    from cxpipeline.sources.aggregate import pandas_arrow_schema as _pandas_schema
 
     spool = target.with_name(target.name + ".csv")
     cursor = conn.connection.driver_connection.cursor()
@@ -420,7 +420,7 @@ def _stream_chunks_to_parquet(conn, sql: str, target: Path, dtypes: dict[str, st
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cxpipeline.pushdown import _pandas_schema
+    from cxpipeline.sources.aggregate import pandas_arrow_schema as _pandas_schema
 
     schema = _pandas_schema(dtypes)
     rows = 0
