@@ -57,12 +57,12 @@ def check_revenue_accounted(folder: Path, config: Config) -> tuple[bool, str]:
 
 
 def check_extract_usable(folder: Path, config: Config) -> tuple[bool, str]:
-    """The extract gate (:func:`cxpipeline.pipeline.gate_extract`) again, on the pack's own
+    """The extract gate (:func:`cxpipeline.validation.gate_extract`) again, on the pack's own
     folder: a pack whose data does not cover its period, where nobody bought, or with too much
     revenue excluded is never deliverable, whichever entry point built it."""
     from cxpipeline.errors import InputError
     from cxpipeline.periods import parse_period
-    from cxpipeline.pipeline import gate_extract
+    from cxpipeline.validation import gate_extract
 
     dq = read_json(folder / "data_quality.json")
     label = dq.get("period") or folder.name

@@ -31,6 +31,7 @@ from cxpipeline.locking import pack_lock
 from cxpipeline.panel import build_panel, customer_cadence
 from cxpipeline.periods import Period, cadence_instants, comparison_period, latest_complete_period, parse_period
 from cxpipeline.sources.aggregate import AFTER_PERIOD, PanelExtract
+from cxpipeline.validation import gate_extract
 from cxpipeline.quality import tie_out_row, to_cents
 from cxpipeline.sources import SourceData, extract_pushdown, load_source, pushdown_kind, pushdown_last_day
 
@@ -45,8 +46,6 @@ __all__ = [
     "check_pack",
     "run_pack",
     "quiet_library_logs",
-    "gate_extract",
-    "max_excluded_share",
     "source_tie_out",
 ]
 
@@ -462,31 +461,6 @@ def run_pack(
             say(f"{name} done in {time.perf_counter() - t0:.1f} s")
         _write_run_manifest(config, period, folder)
     return PackResult(folder=folder, pdf_path=folder / "board_pack.pdf", period=period)
-
-
-def max_excluded_share() -> float:
-    """The largest share of revenue the extract may exclude as bad rows
-    (``CXPIPELINE_MAX_EXCLUDED_SHARE``, default :data:`cxpipeline.validation.DEFAULT_MAX_EXCLUDED_SHARE`)."""
-    from cxpipeline.validation import DEFAULT_MAX_EXCLUDED_SHARE
-
-    share = os.environ.get("CXPIPELINE_MAX_EXCLUDED_SHARE", "").strip()
-    if not share:
-        return DEFAULT_MAX_EXCLUDED_SHARE
-    try:
-        value = float(share)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise ConfigError(f"CXPIPELINE_MAX_EXCLUDED_SHARE is {share!r}, not a share between 0 and 1.",
-                          where="environment", fix="Set it to e.g. 0.5 (50 %), or unset it.")
-    return value
-
-
-def gate_extract(folder: str | Path, period: Period) -> dict:
-    """The extract gate every entry point runs (CLI ``run``/``demo``, the DAG, the checks)."""
-    from cxpipeline.validation import validate_extract
-
-    return validate_extract(folder, period, max_excluded_share=max_excluded_share())
 
 
 def _stages():

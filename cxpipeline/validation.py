@@ -9,16 +9,17 @@ out even when the extract passes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from cxpipeline.artifacts import read_json
-from cxpipeline.errors import InputError
+from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
 from cxpipeline.sources.aggregate import AFTER_PERIOD
 
-__all__ = ["DEFAULT_MAX_EXCLUDED_SHARE", "validate_extract"]
+__all__ = ["DEFAULT_MAX_EXCLUDED_SHARE", "validate_extract", "gate_extract", "max_excluded_share"]
 
 #: Above this share of the revenue read excluded as bad rows, the extract is refused.
 DEFAULT_MAX_EXCLUDED_SHARE = 0.5
@@ -138,3 +139,24 @@ def validate_extract(
         "count_customers_in_period": int(in_period.nunique()),
         "warnings": warnings,
     }
+
+
+def max_excluded_share() -> float:
+    """The largest share of revenue the extract may exclude as bad rows
+    (``CXPIPELINE_MAX_EXCLUDED_SHARE``, default :data:`cxpipeline.validation.DEFAULT_MAX_EXCLUDED_SHARE`)."""
+    share = os.environ.get("CXPIPELINE_MAX_EXCLUDED_SHARE", "").strip()
+    if not share:
+        return DEFAULT_MAX_EXCLUDED_SHARE
+    try:
+        value = float(share)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ConfigError(f"CXPIPELINE_MAX_EXCLUDED_SHARE is {share!r}, not a share between 0 and 1.",
+                          where="environment", fix="Set it to e.g. 0.5 (50 %), or unset it.")
+    return value
+
+
+def gate_extract(folder: str | Path, period: Period) -> dict:
+    """The extract gate every entry point runs (CLI ``run``/``demo``, the DAG, the checks)."""
+    return validate_extract(folder, period, max_excluded_share=max_excluded_share())

@@ -230,7 +230,7 @@ def build_dag(config_path: Path, header: dict):
         def validate(run: dict) -> dict:
             """Refuse an extract a pack must not be built from; log what was excluded."""
             from cxpipeline.periods import parse_period
-            from cxpipeline.pipeline import gate_extract
+            from cxpipeline.validation import gate_extract
 
             config = _load(config_file)
             summary = gate_extract(run["folder"], parse_period(run["period"], config.period.fiscal_year_start_month))

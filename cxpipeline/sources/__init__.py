@@ -11,27 +11,13 @@ Two ways in, chosen per config:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import pandas as pd
-
 from pathlib import Path
 
 from cxpipeline.config import Config
 from cxpipeline.periods import Period
-from cxpipeline.quality import Exclusions
+from cxpipeline.sources.base import SourceData
 
 __all__ = ["SourceData", "load_source", "pushdown_kind", "extract_pushdown", "pushdown_last_day"]
-
-
-@dataclass
-class SourceData:
-    """What a source yields: validated transactions, an optional customer table, exclusions."""
-
-    transactions: pd.DataFrame
-    customers: pd.DataFrame | None
-    quality: Exclusions
-    description: str  # e.g. "demo retailer (5000 customers, seed 7)" or the file path
 
 
 def load_source(config: Config) -> SourceData:

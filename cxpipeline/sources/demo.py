@@ -44,7 +44,7 @@ from cxpipeline.config import DemoSource
 from cxpipeline.errors import InputError
 from cxpipeline.quality import Exclusions
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
-from cxpipeline.sources import SourceData
+from cxpipeline.sources.base import SourceData
 
 __all__ = [
     "BLOCK_CUSTOMERS",

@@ -49,7 +49,7 @@ from cxpipeline.config import FileSource
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.quality import Exclusions, to_cents
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
-from cxpipeline.sources import SourceData
+from cxpipeline.sources.base import SourceData
 from cxpipeline.sources.formats import (
     MIN_READ_SHARE,
     NULL_TOKENS,

@@ -37,7 +37,7 @@ from cxpipeline.periods import Period
 from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates
 from cxpipeline.quality import Exclusions
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
-from cxpipeline.sources import SourceData
+from cxpipeline.sources.base import SourceData
 
 __all__ = [
     "CHUNK_ROWS",
