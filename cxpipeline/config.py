@@ -25,7 +25,53 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "config_hash",
+    "MAX_YAML_DEPTH",
+    "parse_yaml",
 ]
+
+#: Deepest nesting a config may have (real configs use 4); deeper input is refused before it
+#: can exhaust the parser's recursion.
+MAX_YAML_DEPTH = 32
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first_line: int):
+        super().__init__(key)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _TooDeep(yaml.YAMLError):
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
+
+
+class _StrictLoader(yaml.SafeLoader):  # pure Python: its composer can count depth
+    """safe_load that refuses duplicate keys (a second ``delivery:`` would silently replace
+    the first) and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    def compose_node(self, parent, index):
+        depth = getattr(self, "_cx_depth", 0) + 1
+        if depth > MAX_YAML_DEPTH:
+            raise _TooDeep(self.peek_event().start_mark.line + 1)
+        self._cx_depth = depth
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._cx_depth = depth - 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(str(key), key_node.start_mark.line + 1, seen[key])
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
 
 
 class _Strict(BaseModel):
@@ -301,7 +347,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"Config file {str(path)!r} does not exist.", where=str(path),
                           fix="Pass the path of a YAML config, e.g. examples/demo.yaml.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
@@ -311,6 +357,31 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("The config file is not UTF-8 text.", where=str(path),
                           fix="Save the file as UTF-8.") from None
     return config_from_dict(data or {}, origin=str(path), base_dir=path.resolve().parent)
+
+
+def parse_yaml(text: str, origin: str = "config") -> object:
+    """Parse YAML like ``yaml.safe_load``, refusing duplicate keys and over-deep nesting.
+
+    Raises
+    ------
+    ConfigError
+        On a duplicate key or nesting deeper than :data:`MAX_YAML_DEPTH` (other YAML errors
+        propagate as :class:`yaml.YAMLError`).
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"The key {exc.key!r} appears twice in the same block (lines {exc.first_line} "
+                          f"and {exc.line}); YAML would silently keep only the second.",
+                          where=f"{origin}, line {exc.line}",
+                          fix=f"Merge the two '{exc.key}:' blocks into one.") from None
+    except _TooDeep as exc:
+        raise ConfigError(f"The config is nested more than {MAX_YAML_DEPTH} levels deep.",
+                          where=f"{origin}, line {exc.line}",
+                          fix="A pack config needs only a few levels; see examples/demo.yaml.") from None
+    except RecursionError:  # a flow collection nested past the C parser's own limits
+        raise ConfigError("The config is nested too deeply to read.", where=origin,
+                          fix="A pack config needs only a few levels; see examples/demo.yaml.") from None
 
 
 def config_hash(config: Config) -> str:
