@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -27,7 +28,27 @@ __all__ = [
     "config_hash",
     "MAX_YAML_DEPTH",
     "parse_yaml",
+    "SECTION_IDS",
+    "SUBJECT_FIELDS",
 ]
+
+#: Page ids ``output.sections`` may name, in pack order (the ids of cxpipeline.report.context.PAGES;
+#: kept here so a config is checked without importing the renderer; a test keeps them equal).
+SECTION_IDS = ("summary", "bridge", "bridge-segments", "ledger", "migration", "rfm", "behaviour",
+               "lapse", "at-risk", "value", "profitability", "referrals", "cohorts", "model",
+               "data-quality", "definitions")
+#: The placeholders ``delivery.subject`` may use.
+SUBJECT_FIELDS = ("company", "period", "pack_id")
+# Control characters (CR, LF, ...) would split an email header or forge a second one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str, key: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(f"{key} contains a line break or control character ({value!r}); it goes "
+                         "into an email header, so write it on one line")
+    return value
+
 
 #: Deepest nesting a config may have (real configs use 4); deeper input is refused before it
 #: can exhaust the parser's recursion.
@@ -203,6 +224,13 @@ class BrandConfig(_Strict):
     negative_color: str = "#B23A3A"
     font: Literal["Inter"] = "Inter"  # fonts shipped in templates/fonts
 
+    @field_validator("company_name")
+    @classmethod
+    def _one_line_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("company_name must not be empty")
+        return _no_control_characters(value, "company_name")
+
     @field_validator("primary_color", "accent_color", "positive_color", "negative_color")
     @classmethod
     def _hex(cls, value: str) -> str:
@@ -223,6 +251,23 @@ class OutputConfig(_Strict):
     # Page ids to include, in pack order (default: all). E.g. [summary, bridge, ledger, data-quality].
     sections: list[str] | None = None
 
+    @field_validator("sections")
+    @classmethod
+    def _known_sections(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        if not values:
+            raise ValueError("sections is empty: a pack needs at least one page (leave the key out "
+                             "for all pages)")
+        unknown = [v for v in values if v not in SECTION_IDS]
+        if unknown:
+            raise ValueError(f"unknown section id(s) {', '.join(map(repr, unknown))}; "
+                             f"use page ids from: {', '.join(SECTION_IDS)}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"section id(s) listed twice: {', '.join(repeated)}")
+        return values
+
 
 # A plain address (no display name); the same rule as cxpipeline.delivery applies when sending.
 _EMAIL = re.compile(
@@ -242,6 +287,24 @@ class DeliveryConfig(_Strict):
     subject: str = "{company} board pack {period}"
     smtp_conn_id: str = "smtp_default"
     mask_customers: bool = False  # hash ids and hide names in the pack
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_template(cls, value: str) -> str:
+        _no_control_characters(value, "subject")
+        try:
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)
+                      if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"subject {value!r} is not a valid template ({exc}); write a literal "
+                             "brace as {{ or }}") from None
+        allowed = ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
+        for name, spec, conversion in fields:
+            # Only plain names: "{company.__class__}" or "{period[0]}" would reach into objects.
+            if name not in SUBJECT_FIELDS or spec or conversion:
+                shown = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+                raise ValueError(f"subject placeholder {shown} is not allowed; use only {allowed}")
+        return value
 
     @field_validator("allowed_domains")
     @classmethod
@@ -268,7 +331,7 @@ class DeliveryConfig(_Strict):
 
 class ModelConfig(_Strict):
     horizon_days: int = Field(90, ge=7, le=730)
-    random_state: int = 0
+    random_state: int = Field(0, ge=0, le=2**32 - 1)  # numpy / scikit-learn seeds are 32-bit unsigned
 
 
 class Config(_Strict):
@@ -289,6 +352,32 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     model: ModelConfig = ModelConfig()
     base_dir: str = "."  # folder relative paths are resolved against (set by load_config)
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        from babel.numbers import list_currencies
+
+        if value not in list_currencies():
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code (use e.g. GBP, EUR, USD)")
+        return value
+
+    @field_validator("segments")
+    @classmethod
+    def _segment_names(cls, values: list[str]) -> list[str]:
+        problems = []
+        for name in values:
+            if not name.strip():
+                problems.append("an empty segment name")
+            elif name.strip().lower() == "all":
+                problems.append(f"{name!r} is reserved for the overall row of every table; rename the column "
+                                "(e.g. via source.segment_columns)")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            problems.append(f"listed twice: {', '.join(repeated)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return values
 
     @field_validator("locale")
     @classmethod

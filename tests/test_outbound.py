@@ -60,3 +60,44 @@ def test_yaml_duplicate_keys_and_deep_nesting_are_config_errors(tmp_path, text, 
     with pytest.raises(ConfigError, match=phrase) as caught:
         load_config(path)
     assert caught.value.where == f"{path}, line {line}" and caught.value.fix
+
+
+def _config_error(tmp_path, text: str) -> ConfigError:
+    path = tmp_path / "pack.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return caught.value
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("delivery: {subject: '{company.__class__}'}\n", "placeholder {company.__class__} is not allowed"),
+    ("delivery: {subject: '{period[0]} pack'}\n", "placeholder {period[0]} is not allowed"),
+    ("delivery: {subject: '{ceo} pack'}\n", "placeholder {ceo} is not allowed"),
+    ("delivery: {subject: '{company!r}'}\n", "placeholder {company!r} is not allowed"),
+    ("delivery: {subject: 'Pack {'}\n", "not a valid template"),
+    ('delivery: {subject: "Pack\\r\\nBcc: x@evil.example"}\n', "subject contains a line break"),
+    ('brand: {company_name: "Acme\\nBcc: x@evil.example"}\n', "company_name contains a line break"),
+    ("output: {sections: []}\n", "sections is empty"),
+    ("output: {sections: [summary, summry]}\n", "unknown section id(s) 'summry'"),
+    ("currency: ABC\n", "'ABC' is not an ISO 4217 currency code"),
+    ("model: {random_state: -1}\n", "model.random_state: Input should be greater than or equal to 0"),
+    ("model: {random_state: 4294967296}\n", "model.random_state: Input should be less than or equal to"),
+    ("segments: [region, all]\n", "'all' is reserved"),
+])
+def test_config_values_that_fail_late_are_refused_when_the_config_loads(tmp_path, text, phrase):
+    error = _config_error(tmp_path, "pack_id: x\n" + text)
+    assert phrase in str(error) and error.where and error.fix
+
+
+def test_section_ids_are_the_renderer_pages():
+    from cxpipeline.config import SECTION_IDS
+    from cxpipeline.report.context import PAGES
+
+    assert SECTION_IDS == tuple(page.id for page in PAGES)
+
+
+def test_documented_placeholders_still_work(tmp_path):
+    path = tmp_path / "pack.yaml"
+    path.write_text("pack_id: x\ncurrency: EUR\ndelivery: {subject: '{company} {{board}} {period} {pack_id}'}\n")
+    assert load_config(path).delivery.subject == "{company} {{board}} {period} {pack_id}"

@@ -23,9 +23,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from cxpipeline.config import load_config
-    from cxpipeline.pipeline import run_pack
+    from cxpipeline.pipeline import resolve_period, run_pack
 
     config = load_config(args.config)
+    if args.period:
+        resolve_period(config, args.period)  # a bad label fails before the source is read
     result = run_pack(config, args.period, args.out, progress=progress)
     print(result.pdf_path)
     return 0
