@@ -101,3 +101,126 @@ def test_documented_placeholders_still_work(tmp_path):
     path = tmp_path / "pack.yaml"
     path.write_text("pack_id: x\ncurrency: EUR\ndelivery: {subject: '{company} {{board}} {period} {pack_id}'}\n")
     assert load_config(path).delivery.subject == "{company} {{board}} {period} {pack_id}"
+
+
+# --- only the checked PDF, only the right config's pack --------------------------------------
+
+SMTP_ENV = ("CXPIPELINE_SMTP_HOST", "CXPIPELINE_SMTP_PORT", "CXPIPELINE_SMTP_FROM")
+
+
+def _company_config(folder, company: str, ceo: str, out):
+    """A monthly file-source pack (tests.test_concurrency rows) for ``company``, two quick pages."""
+    from tests.test_concurrency import write_case
+
+    path = write_case(folder, pack_id="board")
+    path.write_text(path.read_text().replace(
+        "output: {root: out}\n", f"output: {{root: '{out}', sections: [summary, data-quality]}}\n")
+        + f"brand: {{company_name: {company}}}\n"
+        + f"delivery: {{recipients: ['{ceo}'], subject: '{{company}} board pack {{period}}'}}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Company A's pack for 2024-06, built once by the CLI; tests work on copies of its root."""
+    from cxpipeline.cli import main
+
+    base = tmp_path_factory.mktemp("companies")
+    out = base / "out"
+    a = _company_config(base / "a", "Alpha Ltd", "ceo@alpha.example", out)
+    b = _company_config(base / "b", "Beta plc", "ceo@beta.example", out)
+    assert main(["run", "--config", str(a), "--period", "2024-06"]) == 0
+    return {"a": a, "b": b, "out": out}
+
+
+@pytest.fixture()
+def smtp_env(monkeypatch):
+    from tests.smtp_fixtures import start_smtp_server
+
+    server = start_smtp_server()
+    monkeypatch.setenv("CXPIPELINE_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("CXPIPELINE_SMTP_PORT", str(server.port))
+    monkeypatch.setenv("CXPIPELINE_SMTP_FROM", "reports@alpha.example")
+    yield server
+    server.stop()
+
+
+def _copy(built, tmp_path):
+    import shutil
+
+    shutil.copytree(built["out"], tmp_path / "out")
+    return tmp_path / "out" / "board" / "2024-06"
+
+
+def test_second_config_with_the_same_pack_id_and_root_is_refused_before_it_builds(built, capsys):
+    from cxpipeline.cli import main
+
+    folder = built["out"] / "board" / "2024-06"
+    pdf_before = (folder / "board_pack.pdf").read_bytes()
+    assert main(["run", "--config", str(built["b"]), "--period", "2024-06"]) == 2
+    err = capsys.readouterr().err
+    assert "were built from another config" in err and "Alpha Ltd" in err
+    assert "\n  where: " in err and "pack_id / output.root" in err and "\n  fix:   " in err
+    assert (folder / "board_pack.pdf").read_bytes() == pdf_before, "A's pack was not touched"
+    assert (folder / "checks.json").is_file()
+
+
+def test_send_with_another_companys_config_is_refused(built, smtp_env, tmp_path, capsys):
+    from cxpipeline.cli import main
+
+    _copy(built, tmp_path)
+    for dry in ([], ["--dry-run"]):
+        code = main(["send", "--config", str(built["b"]), "--period", "2024-06",
+                     "--out", str(tmp_path / "out"), *dry])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "The pack was not built from this config" in err and "fix:" in err
+    assert smtp_env.handler.messages == []
+
+
+def test_send_refuses_a_pdf_swapped_after_its_checks(built, smtp_env, tmp_path, capsys):
+    from cxpipeline.cli import main
+    from cxpipeline.delivery import LEDGER_NAME
+
+    folder = _copy(built, tmp_path)
+    # Another company's checked PDF, copied over this one after the checks.
+    other = tmp_path / "other"
+    other.write_bytes((folder / "board_pack.pdf").read_bytes() + b"\n% another pack\n")
+    (folder / "board_pack.pdf").write_bytes(other.read_bytes())
+    args = ["send", "--config", str(built["a"]), "--period", "2024-06", "--out", str(tmp_path / "out")]
+    for dry in (["--dry-run"], []):
+        assert main(args + dry) == 2
+        err = capsys.readouterr().err
+        assert "is not the PDF that passed the checks" in err and "Rebuild the period" in err
+    assert smtp_env.handler.messages == [] and not (folder / LEDGER_NAME).exists()
+
+
+def test_dry_run_builds_the_real_message_and_checks_smtp_settings(built, smtp_env, tmp_path, capsys, monkeypatch):
+    import hashlib
+    import json
+
+    from cxpipeline.cli import main
+    from cxpipeline.delivery import LEDGER_NAME
+
+    folder = _copy(built, tmp_path)
+    args = ["send", "--config", str(built["a"]), "--period", "2024-06", "--out", str(tmp_path / "out"),
+            "--dry-run"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sent"] == [] and report["would_send"] == ["ceo@alpha.example"] and report["dry_run"]
+    [message] = report["messages"]
+    pdf = (folder / "board_pack.pdf").read_bytes()
+    assert message["subject"] == "Alpha Ltd board pack 2024-06" and message["to"] == "ceo@alpha.example"
+    assert message["attachments"] == [{"filename": "board_2024-06_board_pack.pdf",
+                                       "content_type": "application/pdf", "bytes": len(pdf)}]
+    assert message["bytes"] > len(pdf), "the whole MIME message, base64 attachment included"
+    assert report["content_sha256"] == hashlib.sha256(pdf).hexdigest()
+    assert smtp_env.handler.messages == [] and not (folder / LEDGER_NAME).exists()
+    monkeypatch.delenv("CXPIPELINE_SMTP_HOST")
+    assert main(args) == 2
+    assert "SMTP settings missing: CXPIPELINE_SMTP_HOST" in capsys.readouterr().err
+    # and the real send goes out, once, with the checked PDF
+    monkeypatch.setenv("CXPIPELINE_SMTP_HOST", "127.0.0.1")
+    assert main(args[:-1]) == 0
+    [(rcpts, sent)] = smtp_env.handler.messages
+    assert rcpts == ["ceo@alpha.example"] and sent["Subject"] == "Alpha Ltd board pack 2024-06"
