@@ -286,7 +286,8 @@ class DeliveryConfig(_Strict):
     allowed_domains: list[str] = []  # empty: any domain
     subject: str = "{company} board pack {period}"
     smtp_conn_id: str = "smtp_default"
-    mask_customers: bool = False  # hash ids and hide names in the pack
+    mask_customers: bool = False  # hash ids and hide names in the pack and every published file
+    keep_unmasked: bool = False  # with masking: keep a private raw copy outside the published folder
 
     @field_validator("subject")
     @classmethod

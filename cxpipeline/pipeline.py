@@ -212,6 +212,9 @@ def extract(
         write_table(folder, "panel_monthly", result.panel_monthly, csv=False)
         write_table(folder, "cadence", result.cadence, csv=False)
     write_table(folder, "customers", result.customers, csv=False)
+    from cxpipeline.masking import mask_extract
+
+    mask_extract(config, folder)  # delivery.mask_customers: no later stage sees a raw id or name
     quality = result.quality
     panel = result.panel
     first_day = pd.Timestamp(result.first_ordered_at) if result.first_ordered_at is not None else pd.NaT

@@ -224,3 +224,70 @@ def test_dry_run_builds_the_real_message_and_checks_smtp_settings(built, smtp_en
     assert main(args[:-1]) == 0
     [(rcpts, sent)] = smtp_env.handler.messages
     assert rcpts == ["ceo@alpha.example"] and sent["Subject"] == "Alpha Ltd board pack 2024-06"
+
+
+# --- masking reaches every file that leaves the machine --------------------------------------
+
+def _file_text(path) -> str:
+    """Everything a reader of ``path`` can see, as text (Parquet cells, PDF text, raw bytes)."""
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        return " ".join(frame.columns) + "\n" + frame.astype("string").fillna("").to_csv(index=False)
+    if path.suffix == ".pdf":
+        from pypdf import PdfReader
+
+        return "".join((page.extract_text() or "") for page in PdfReader(path).pages)
+    return path.read_text(encoding="utf-8")
+
+
+def test_masking_reaches_every_published_file_and_the_private_copy_stays_outside(tmp_path, monkeypatch):
+    from cxpipeline.masking import mask_id, private_folder
+    from cxpipeline.pipeline import run_pack
+    from cxpipeline.publish import pack_files, publish_pack
+    from tests.test_security import HOSTILE, _hostile_case
+
+    monkeypatch.setenv("CXPIPELINE_MASK_SALT", "salt-for-outbound-test")
+    config_path = _hostile_case(tmp_path / "case", "http://127.0.0.1:9", mask=True)
+    for name in ("data.csv", "customers.csv"):  # distinctive ids: "not found" then means something
+        path = config_path.parent / name
+        path.write_text(path.read_text().replace(",C", ",CUSTOMER-00").replace("\nC", "\nCUSTOMER-00"))
+    config_path.write_text(config_path.read_text().replace(
+        "delivery: {mask_customers: true}", "delivery: {mask_customers: true, keep_unmasked: true}"))
+    result = run_pack(load_config(config_path), "2024-06", tmp_path / "out")
+    folder = result.folder
+    names = [name for name, _ in HOSTILE.values()]
+    published = pack_files(folder)
+    assert {"scores.csv", "scores.parquet", "customers.parquet", "panel.parquet", "bridge_movers.csv",
+            "board_pack.pdf", "board_pack.html", "model_report.json"} <= set(published)
+    tokens_seen = set()
+    for name in published:
+        text = _file_text(folder / name)
+        squashed = "".join(text.split())
+        assert "CUSTOMER-00" not in text, name
+        for person in ("Plain Five", "Plain Six", "Evil Corp", "Forged heading", "pwned"):
+            assert person not in text and person.replace(" ", "") not in squashed, (name, person)
+        tokens_seen |= {n for n in range(1, 7) if mask_id(f"CUSTOMER-00{n}", "salt-for-outbound-test") in text}
+    assert tokens_seen == set(range(1, 7)), "the published files carry the salted tokens instead"
+    scores = pd.read_csv(folder / "scores.csv")
+    assert scores["customer_id"].str.fullmatch(r"C-[0-9a-f]{12}").all()
+    # the PDF prints the same tokens as the files (hashed once, not twice)
+    pdf = _file_text(folder / "board_pack.pdf")
+    assert any(mask_id(f"CUSTOMER-00{n}", "salt-for-outbound-test") in pdf for n in range(1, 7))
+    # the private raw copy lives outside the published, linked folder, owner-only
+    private = private_folder(folder)
+    assert not private.is_relative_to(folder) and (private.stat().st_mode & 0o777) == 0o700
+    raw = pd.read_parquet(private / "customers.parquet")
+    assert set(raw["customer_name"].dropna()) >= {n for n in names if n.startswith("Plain")}
+    id_map = pd.read_parquet(private / "id_map.parquet")
+    assert dict(zip(id_map["customer_id"], id_map["token"]))["CUSTOMER-001"] == mask_id(
+        "CUSTOMER-001", "salt-for-outbound-test")
+    # what a publish uploads is exactly that set
+    store = tmp_path / "store"
+    publish_pack(folder, store)
+    uploaded = [p for p in store.rglob("*") if p.is_file() and p.name != "LATEST.json"]
+    assert sorted(p.name for p in uploaded) == sorted(published)
+    assert all("CUSTOMER-00" not in _file_text(p) for p in uploaded if p.suffix != ".pdf")
+    # without keep_unmasked a rerun removes the private copy
+    config_path.write_text(config_path.read_text().replace(", keep_unmasked: true", ""))
+    run_pack(load_config(config_path), "2024-06", tmp_path / "out")
+    assert not private.exists()
