@@ -8,6 +8,7 @@ loader, the whole pipeline on a tiny file source, a real SMTP server (aiosmtpd),
 from __future__ import annotations
 
 import csv
+import re
 
 import pandas as pd
 import pytest
@@ -291,3 +292,93 @@ def test_masking_reaches_every_published_file_and_the_private_copy_stays_outside
     config_path.write_text(config_path.read_text().replace(", keep_unmasked: true", ""))
     run_pack(load_config(config_path), "2024-06", tmp_path / "out")
     assert not private.exists()
+
+
+# --- logos: bounded, decoded, confined, never logged -----------------------------------------
+
+def _png(width: int, height: int, *, pixels: bytes | None = None) -> bytes:
+    """A PNG with the given header; ``pixels`` None: a real 8-bit grey image of that size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    if pixels is None:
+        pixels = zlib.compress(b"".join(b"\x00" + b"\x80" * width for _ in range(height)))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def _logo_config(tmp_path, name: str):
+    from cxpipeline.config import config_from_dict
+
+    return config_from_dict({"pack_id": "logo", "brand": {"logo": name}}, base_dir=tmp_path)
+
+
+def test_a_good_logo_is_embedded_and_bad_ones_are_clear_errors(tmp_path):
+    import os
+
+    from cxpipeline.logo import load_logo, logo_data_uri
+
+    (tmp_path / "good.png").write_bytes(_png(40, 20))
+    (tmp_path / "good.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40">'
+                                       '<g><rect width="120" height="40" fill="#1F3A5F"/></g></svg>')
+    assert load_logo(_logo_config(tmp_path, "good.png"))[0] == "image/png"
+    assert logo_data_uri(_logo_config(tmp_path, "good.svg")).startswith("data:image/svg+xml;base64,")
+
+    (tmp_path / "corrupt.png").write_bytes(_png(40, 20)[:60] + b"garbage" * 10)
+    (tmp_path / "huge.png").write_bytes(_png(30_000, 30_000, pixels=b"x"))
+    (tmp_path / "wide.png").write_bytes(_png(5000, 10, pixels=b"x"))
+    (tmp_path / "deep.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg">' + "<g>" * 5000
+                                       + "</g>" * 5000 + "</svg>")
+    (tmp_path / "entities.svg").write_text('<!DOCTYPE svg [<!ENTITY a "aaaa">]><svg>&a;</svg>')
+    (tmp_path / "big.png").write_bytes(_png(40, 20) + b"\0" * (12 * 1024 * 1024))
+    (tmp_path / "jpeg_named.png").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100)
+    os.symlink("/etc/passwd", tmp_path / "passwd.png")
+    (tmp_path / "sub").mkdir()
+    os.symlink(tmp_path / "good.png", tmp_path / "sub" / "linked.png")  # a link inside: fine
+    assert load_logo(_logo_config(tmp_path, "sub/linked.png"))[0] == "image/png"
+    cases = {
+        "corrupt.png": "cannot be decoded as PNG",
+        "huge.png": "pixels",
+        "wide.png": "is 5,000 x 10 pixels; the limit is 4,096 a side",
+        "deep.svg": "nests elements more than 32 deep",
+        "entities.svg": "declares a DTD or entities",
+        "big.png": "is 12.0 MB; the limit is 1024 KB",
+        "jpeg_named.png": "cannot be decoded as PNG",
+        "passwd.png": "is outside the config's folder (it is a link)",
+        "../outside.png": "is outside the config's folder",
+        "missing.png": "does not exist",
+        "logo.gif": "is not an SVG, PNG or JPEG file",
+    }
+    for name, phrase in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(phrase)) as caught:
+            load_logo(_logo_config(tmp_path, name))
+        error = str(caught.value)
+        assert "brand.logo" in caught.value.where and caught.value.fix, name
+        assert "root:" not in error and "base64" not in error and len(error) < 600, error
+
+
+def test_data_uris_never_reach_the_log(caplog):
+    import base64
+    import logging
+
+    import cxpipeline.report.render  # noqa: F401 - installs the filter
+
+    secret = base64.b64encode(b"root:x:0:0:root:/root:/bin/bash\n" * 50).decode()
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("weasyprint").warning('Failed to load image at "data:image/png;base64,%s"', secret)
+    [record] = [r for r in caplog.records if r.name == "weasyprint"]
+    assert secret[:20] not in record.getMessage() and "characters)" in record.getMessage()
+
+
+def test_validate_refuses_a_bad_logo_before_reading_any_data(tmp_path, capsys):
+    from cxpipeline.cli import main
+
+    (tmp_path / "logo.png").write_bytes(_png(40, 20)[:60])
+    (tmp_path / "pack.yaml").write_text("pack_id: x\nsource: {kind: file, path: absent.csv, columns: "
+                                        "{customer_id: c, ordered_at: d, revenue: r}}\nbrand: {logo: logo.png}\n")
+    assert main(["validate", "--config", str(tmp_path / "pack.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be decoded as PNG" in err and "absent.csv" not in err

@@ -26,8 +26,11 @@ def run(args) -> int:
     from cxpipeline.pipeline import resolve_period, run_pack
 
     config = load_config(args.config)
+    from cxpipeline.logo import load_logo
+
+    load_logo(config)  # a logo that cannot go into the pack fails before the source is read
     if args.period:
-        resolve_period(config, args.period)  # a bad label fails before the source is read
+        resolve_period(config, args.period)  # so does a bad period label
     result = run_pack(config, args.period, args.out, progress=progress)
     print(result.pdf_path)
     return 0
