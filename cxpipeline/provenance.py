@@ -60,8 +60,8 @@ def claim_pack_root(config: Config, pack_root: str | Path) -> None:
                 where=f"{config.config_file or 'config'}: pack_id / output.root",
                 fix="Give each config its own pack_id or output.root. If this config replaces the "
                     f"other one, delete {record} and rebuild.")
-        if mine == other:
-            return
+        if mine == other or not same_file:
+            return  # unchanged, or the same content from another path: the record stays as it is
     pack_root.mkdir(parents=True, exist_ok=True)
     write_json(record, mine)
 

@@ -382,3 +382,30 @@ def test_validate_refuses_a_bad_logo_before_reading_any_data(tmp_path, capsys):
     assert main(["validate", "--config", str(tmp_path / "pack.yaml")]) == 2
     err = capsys.readouterr().err
     assert "cannot be decoded as PNG" in err and "absent.csv" not in err
+
+
+def test_a_pack_folder_belongs_to_one_config_but_edits_and_copies_are_the_same_config(tmp_path):
+    import shutil
+
+    from cxpipeline.provenance import OWNER_NAME, claim_pack_root
+
+    root = tmp_path / "out" / "board"
+    a = tmp_path / "a" / "pack.yaml"
+    a.parent.mkdir()
+    a.write_text("pack_id: board\nbrand: {company_name: Alpha Ltd}\n")
+    claim_pack_root(load_config(a), root)
+    a.write_text("pack_id: board\nbrand: {company_name: Alpha Ltd}\ntolerance: 0.2\n")  # edited
+    claim_pack_root(load_config(a), root)
+    copy = tmp_path / "mounted" / "pack.yaml"  # the same content under another path
+    copy.parent.mkdir()
+    shutil.copy(a, copy)
+    claim_pack_root(load_config(copy), root)
+    b = tmp_path / "b" / "pack.yaml"
+    b.parent.mkdir()
+    b.write_text("pack_id: board\nbrand: {company_name: Beta plc}\n")
+    with pytest.raises(ConfigError, match="built from another config") as caught:
+        claim_pack_root(load_config(b), root)
+    assert str(a.resolve()) in str(caught.value) and str(root / OWNER_NAME) in caught.value.fix
+    # the config file path is never taken from the YAML itself
+    b.write_text("pack_id: board\nconfig_file: " + str(a.resolve()) + "\n")
+    assert load_config(b).config_file == str(b.resolve())
