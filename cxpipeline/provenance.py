@@ -22,7 +22,8 @@ from cxpipeline.artifacts import read_json, write_json
 from cxpipeline.config import Config, config_hash
 from cxpipeline.errors import CheckError, ConfigError
 
-__all__ = ["OWNER_NAME", "claim_pack_root", "stamp_manifest", "verify_built_from"]
+__all__ = ["OWNER_NAME", "pack_root", "check_pack_root", "claim_pack_root", "stamp_manifest",
+           "verify_built_from"]
 
 #: The record of the config that owns ``<root>/<pack_id>/`` (hidden: never published).
 OWNER_NAME = ".pack_config.json"
@@ -31,6 +32,23 @@ OWNER_NAME = ".pack_config.json"
 def _owner(config: Config) -> dict:
     return {"pack_id": config.pack_id, "config_hash": config_hash(config),
             "config_file": config.config_file, "company_name": config.brand.company_name}
+
+
+def pack_root(config: Config, output_root: str | Path | None = None) -> Path:
+    """``<output root>/<pack_id>``: the folder holding every period of the pack."""
+    root = Path(output_root) if output_root is not None else config.resolve(config.output.root)
+    return root / config.pack_id
+
+
+def check_pack_root(config: Config, pack_root: str | Path) -> None:
+    """Refuse (without writing anything) when another config owns ``pack_root``.
+
+    Raises
+    ------
+    ConfigError
+        If another config (different file and different content) already builds packs there.
+    """
+    _compare(config, Path(pack_root))
 
 
 def claim_pack_root(config: Config, pack_root: str | Path) -> None:
@@ -42,6 +60,13 @@ def claim_pack_root(config: Config, pack_root: str | Path) -> None:
         If another config (different file and different content) already builds packs there.
     """
     pack_root = Path(pack_root)
+    if _compare(config, pack_root):
+        pack_root.mkdir(parents=True, exist_ok=True)
+        write_json(pack_root / OWNER_NAME, _owner(config))
+
+
+def _compare(config: Config, pack_root: Path) -> bool:
+    """Raise if another config owns ``pack_root``; return whether the record needs writing."""
     record = pack_root / OWNER_NAME
     mine = _owner(config)
     if record.is_file():
@@ -60,10 +85,9 @@ def claim_pack_root(config: Config, pack_root: str | Path) -> None:
                 where=f"{config.config_file or 'config'}: pack_id / output.root",
                 fix="Give each config its own pack_id or output.root. If this config replaces the "
                     f"other one, delete {record} and rebuild.")
-        if mine == other or not same_file:
-            return  # unchanged, or the same content from another path: the record stays as it is
-    pack_root.mkdir(parents=True, exist_ok=True)
-    write_json(record, mine)
+        # Unchanged, or the same content from another path: the record stays as it is.
+        return mine != other and same_file
+    return True
 
 
 def stamp_manifest(config: Config, folder: str | Path) -> None:

@@ -161,6 +161,7 @@ def test_second_config_with_the_same_pack_id_and_root_is_refused_before_it_build
     assert main(["run", "--config", str(built["b"]), "--period", "2024-06"]) == 2
     err = capsys.readouterr().err
     assert "were built from another config" in err and "Alpha Ltd" in err
+    assert "loading source" not in err, "refused before the source is read"
     assert "\n  where: " in err and "pack_id / output.root" in err and "\n  fix:   " in err
     assert (folder / "board_pack.pdf").read_bytes() == pdf_before, "A's pack was not touched"
     assert (folder / "checks.json").is_file()
