@@ -94,7 +94,6 @@ class _StrictLoader(yaml.SafeLoader):  # pure Python: its composer can count dep
         return super().construct_mapping(node, deep=deep)
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -593,7 +593,8 @@ def send_pack(
     Raises
     ------
     CheckError
-        If ``checks.json`` is missing or says the pack is not deliverable.
+        If ``checks.json`` is missing or says the pack is not deliverable, the PDF is not the
+        one the checks recorded, or ``manifest.json`` names another config than ``config_hash``.
     ConfigError
         If an address is invalid or outside ``allowed_domains``, SMTP settings are missing
         (also for a dry run) or the message cannot be built.
