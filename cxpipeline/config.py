@@ -352,7 +352,9 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     model: ModelConfig = ModelConfig()
     base_dir: str = "."  # folder relative paths are resolved against (set by load_config)
-    config_file: str | None = None  # the YAML file it was read from (set by load_config)
+    # Where it came from: the YAML file (resolved, set by load_config) or the origin given to
+    # config_from_dict (e.g. "cxpipeline demo"); not part of config_hash.
+    config_origin: str | None = None
 
     @field_validator("currency")
     @classmethod
@@ -417,7 +419,7 @@ def config_from_dict(data: dict, *, origin: str = "config", base_dir: str | Path
     if not isinstance(data, dict):
         raise ConfigError("The configuration must be a mapping of keys to values.", where=origin,
                           fix="Start the file with keys such as 'pack_id:' and 'source:'.")
-    data = {**data, "base_dir": str(base_dir), "config_file": None}
+    data = {**data, "base_dir": str(base_dir), "config_origin": origin}
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -447,7 +449,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("The config file is not UTF-8 text.", where=str(path),
                           fix="Save the file as UTF-8.") from None
     config = config_from_dict(data or {}, origin=str(path), base_dir=path.resolve().parent)
-    return config.model_copy(update={"config_file": str(path.resolve())})
+    return config.model_copy(update={"config_origin": str(path.resolve())})
 
 
 def parse_yaml(text: str, origin: str = "config") -> object:
@@ -477,5 +479,5 @@ def parse_yaml(text: str, origin: str = "config") -> object:
 
 def config_hash(config: Config) -> str:
     """A stable hash of the config's content (without the file and folder it was loaded from)."""
-    payload = config.model_dump(mode="json", exclude={"base_dir", "config_file"})
+    payload = config.model_dump(mode="json", exclude={"base_dir", "config_origin"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

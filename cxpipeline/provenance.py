@@ -4,10 +4,10 @@ Two configs that share a ``pack_id`` and an output root would write the same fol
 A's numbers could then be sent to company B's board under B's subject. Two guards:
 
 - :func:`claim_pack_root`: the first build of a pack id in an output root records its config
-  (``<root>/<pack_id>/.pack_config.json``: config hash and file). A later build from a
-  *different* config (another file with other content) is refused before anything is read or
-  deleted. The same file edited, or the same content from another path (a mounted copy), is
-  the same pack.
+  (``<root>/<pack_id>/.pack_config.json``: config hash and origin, i.e. its file). A later
+  build from a *different* config (another origin with other content) is refused before
+  anything is read or deleted. The same file edited, or the same content from another path (a
+  mounted copy), is the same pack; so is ``cxpipeline demo`` rerun with other options.
 - :func:`verify_built_from`: before sending, the pack's ``manifest.json`` must name the config
   hash of the config given to ``send``; a pack built from any other config (or an older
   version of this one) is refused.
@@ -31,7 +31,7 @@ OWNER_NAME = ".pack_config.json"
 
 def _owner(config: Config) -> dict:
     return {"pack_id": config.pack_id, "config_hash": config_hash(config),
-            "config_file": config.config_file, "company_name": config.brand.company_name}
+            "config_origin": config.config_origin, "company_name": config.brand.company_name}
 
 
 def pack_root(config: Config, output_root: str | Path | None = None) -> Path:
@@ -75,14 +75,14 @@ def _compare(config: Config, pack_root: Path) -> bool:
         except (json.JSONDecodeError, UnicodeDecodeError):
             other = {}
         same_content = other.get("config_hash") == mine["config_hash"]
-        same_file = mine["config_file"] is not None and other.get("config_file") == mine["config_file"]
+        same_file = mine["config_origin"] is not None and other.get("config_origin") == mine["config_origin"]
         if not (same_content or same_file):
             raise ConfigError(
                 f"The packs in {str(pack_root)!r} were built from another config "
-                f"({other.get('config_file') or 'unknown file'}, company "
+                f"({other.get('config_origin') or 'unknown origin'}, company "
                 f"{other.get('company_name', '?')!r}); pack_id {config.pack_id!r} and the output root "
                 "are shared, so one company's pack could be sent as the other's.",
-                where=f"{config.config_file or 'config'}: pack_id / output.root",
+                where=f"{config.config_origin or 'config'}: pack_id / output.root",
                 fix="Give each config its own pack_id or output.root. If this config replaces the "
                     f"other one, delete {record} and rebuild.")
         # Unchanged, or the same content from another path: the record stays as it is.

@@ -407,6 +407,13 @@ def test_a_pack_folder_belongs_to_one_config_but_edits_and_copies_are_the_same_c
     with pytest.raises(ConfigError, match="built from another config") as caught:
         claim_pack_root(load_config(b), root)
     assert str(a.resolve()) in str(caught.value) and str(root / OWNER_NAME) in caught.value.fix
+    # `cxpipeline demo` rerun with other options: the same origin, so the same pack
+    from cxpipeline.config import config_from_dict
+
+    demo_root = tmp_path / "out" / "demo"
+    for customers in (10, 20):
+        claim_pack_root(config_from_dict({"source": {"kind": "demo", "customers": customers}},
+                                         origin="cxpipeline demo"), demo_root)
     # the config file path is never taken from the YAML itself
-    b.write_text("pack_id: board\nconfig_file: " + str(a.resolve()) + "\n")
-    assert load_config(b).config_file == str(b.resolve())
+    b.write_text("pack_id: board\nconfig_origin: " + str(a.resolve()) + "\n")
+    assert load_config(b).config_origin == str(b.resolve())
