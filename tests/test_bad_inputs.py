@@ -125,7 +125,8 @@ def run_cli_forked(jobs: list[tuple[str, list[str]]], cwd: str, parallel: int = 
 
 # A few cases also go through the installed script as a real subprocess (one per outcome
 # kind and one per command), proving the entry point, exit status and stderr end to end.
-ENTRY_POINT_CASES = ["wrong_encoding", "config_unknown_key", "period_before_data", "duplicate_lines"]
+ENTRY_POINT_CASES = ["wrong_encoding", "config_unknown_key", "period_before_data", "duplicate_lines",
+                     "config_duplicate_key", "logo_symlink_system_file"]
 
 
 @pytest.fixture(scope="module")
