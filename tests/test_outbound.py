@@ -1,5 +1,6 @@
-"""What leaves the building (issue 20): spreadsheet-safe CSVs, strict YAML, only the checked
-PDF of the right config, masking in every published file, bounded logos.
+"""What leaves the building (issue 20): spreadsheet-safe CSVs, strict YAML and config values,
+only the checked PDF of the right config, a dry run that builds the real message, masking in
+every published file, bounded and confined logos.
 
 Real components: Arrow's CSV writer read back with the csv module and pandas, the real YAML
 loader, the whole pipeline on a tiny file source, a real SMTP server (aiosmtpd), the CLI.
@@ -105,8 +106,6 @@ def test_documented_placeholders_still_work(tmp_path):
 
 
 # --- only the checked PDF, only the right config's pack --------------------------------------
-
-SMTP_ENV = ("CXPIPELINE_SMTP_HOST", "CXPIPELINE_SMTP_PORT", "CXPIPELINE_SMTP_FROM")
 
 
 def _company_config(folder, company: str, ceo: str, out):
