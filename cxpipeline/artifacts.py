@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "write_table",
     "read_table",
     "sha256_file",
+    "neutralise_formulas",
+    "write_csv",
 ]
 
 
@@ -108,6 +111,45 @@ def _significant(values: np.ndarray, digits: int) -> np.ndarray:
     return np.where(finite, rounded, values)
 
 
+# OWASP's CSV-injection rule: a cell a spreadsheet would evaluate as a formula starts with one
+# of these; it is written with a leading apostrophe (shown as text, never run). Plain numbers
+# such as "-12.5" or "+44" are left alone: they are data, not formulas.
+_FORMULA_START = r"^[=+\-@\t\r]"
+_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+def _neutralised(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A string column with formula-like cells prefixed by ``'`` (missing stays missing)."""
+    risky = pc.and_not(pc.match_substring_regex(column, _FORMULA_START),
+                       pc.match_substring_regex(column, _PLAIN_NUMBER))
+    if not pc.any(risky).as_py():
+        return column
+    quote, empty = pa.scalar("'", column.type), pa.scalar("", column.type)
+    return pc.if_else(risky, pc.binary_join_element_wise(quote, column, empty), column)
+
+
+def neutralise_formulas(table: pa.Table) -> pa.Table:
+    """``table`` with every text cell that a spreadsheet would evaluate made inert.
+
+    Cells starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return get a leading
+    ``'`` (OWASP CSV injection), unless the whole cell is a plain number. Only text columns
+    (including dictionary-encoded ones) change; numbers, dates and booleans are not text to a
+    spreadsheet and stay as they are. Used for CSV copies only: Parquet keeps raw values.
+    """
+    for i, field in enumerate(table.schema):
+        kind = field.type
+        if pa.types.is_dictionary(kind) and (pa.types.is_string(kind.value_type)
+                                            or pa.types.is_large_string(kind.value_type)):
+            column = table.column(i).cast(kind.value_type)
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            column = table.column(i)
+        else:
+            continue
+        column = _neutralised(column)
+        table = table.set_column(i, pa.field(field.name, column.type), column)
+    return table
+
+
 def _csv_ready(df: pd.DataFrame) -> pa.Table:
     """The frame as an Arrow table printed like the pandas CSV did: floats to 10 significant
     digits, whole-second timestamps without a fraction (dates when all are midnight), missing
@@ -129,22 +171,30 @@ def _csv_ready(df: pd.DataFrame) -> pa.Table:
         else:
             continue
         table = table.set_column(i, pa.field(field.name, column.type), column)
-    return table
+    return neutralise_formulas(table)
+
+
+def write_csv(target: str | Path, df: pd.DataFrame) -> Path:
+    """Write ``df`` as a spreadsheet-safe CSV atomically (see :func:`neutralise_formulas`)."""
+    with atomic_path(target) as tmp:
+        pa_csv.write_csv(_csv_ready(df), str(tmp))
+    return Path(target)
 
 
 def write_table(folder: str | Path, name: str, df: pd.DataFrame, *, csv: bool = True) -> Path:
     """Write ``<name>.parquet`` (and ``<name>.csv``) atomically; return the Parquet path.
 
     The CSV is written by Arrow (pandas' writer formats every cell in Python, minutes for
-    a few million cells): strings are quoted, booleans are ``true``/``false``.
+    a few million cells): strings are quoted, booleans are ``true``/``false``, and text
+    cells a spreadsheet would evaluate (``=HYPERLINK(...)``, ``+``, ``-``, ``@``) are prefixed
+    with ``'`` (:func:`neutralise_formulas`); the Parquet file keeps the raw values.
     """
     folder = Path(folder)
     parquet = folder / f"{name}.parquet"
     with atomic_path(parquet) as tmp:
         df.to_parquet(tmp, index=False)
     if csv:
-        with atomic_path(folder / f"{name}.csv") as tmp:
-            pa_csv.write_csv(_csv_ready(df), str(tmp))
+        write_csv(folder / f"{name}.csv", df)
     return parquet
 
 

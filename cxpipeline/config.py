@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import string
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -27,7 +28,72 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "config_hash",
+    "MAX_YAML_DEPTH",
+    "parse_yaml",
+    "SECTION_IDS",
+    "SUBJECT_FIELDS",
 ]
+
+#: Page ids ``output.sections`` may name, in pack order (the ids of cxpipeline.report.context.PAGES;
+#: kept here so a config is checked without importing the renderer; a test keeps them equal).
+SECTION_IDS = ("summary", "bridge", "bridge-segments", "ledger", "migration", "rfm", "behaviour",
+               "lapse", "at-risk", "value", "profitability", "referrals", "cohorts", "model",
+               "data-quality", "definitions")
+#: The placeholders ``delivery.subject`` may use.
+SUBJECT_FIELDS = ("company", "period", "pack_id")
+# Control characters (CR, LF, ...) would split an email header or forge a second one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str, key: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(f"{key} contains a line break or control character ({value!r}); it goes "
+                         "into an email header, so write it on one line")
+    return value
+
+
+#: Deepest nesting a config may have (real configs use 4); deeper input is refused before it
+#: can exhaust the parser's recursion.
+MAX_YAML_DEPTH = 32
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first_line: int):
+        super().__init__(key)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _TooDeep(yaml.YAMLError):
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
+
+
+class _StrictLoader(yaml.SafeLoader):  # pure Python: its composer can count depth
+    """safe_load that refuses duplicate keys (a second ``delivery:`` would silently replace
+    the first) and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    def compose_node(self, parent, index):
+        depth = getattr(self, "_cx_depth", 0) + 1
+        if depth > MAX_YAML_DEPTH:
+            raise _TooDeep(self.peek_event().start_mark.line + 1)
+        self._cx_depth = depth
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._cx_depth = depth - 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise _DuplicateKey(str(key), key_node.start_mark.line + 1, seen[key])
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+        return super().construct_mapping(node, deep=deep)
 
 
 def _zone(value: str) -> str:
@@ -194,6 +260,13 @@ class BrandConfig(_Strict):
     negative_color: str = "#B23A3A"
     font: Literal["Inter"] = "Inter"  # fonts shipped in templates/fonts
 
+    @field_validator("company_name")
+    @classmethod
+    def _one_line_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("company_name must not be empty")
+        return _no_control_characters(value, "company_name")
+
     @field_validator("primary_color", "accent_color", "positive_color", "negative_color")
     @classmethod
     def _hex(cls, value: str) -> str:
@@ -214,6 +287,23 @@ class OutputConfig(_Strict):
     # Page ids to include, in pack order (default: all). E.g. [summary, bridge, ledger, data-quality].
     sections: list[str] | None = None
 
+    @field_validator("sections")
+    @classmethod
+    def _known_sections(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        if not values:
+            raise ValueError("sections is empty: a pack needs at least one page (leave the key out "
+                             "for all pages)")
+        unknown = [v for v in values if v not in SECTION_IDS]
+        if unknown:
+            raise ValueError(f"unknown section id(s) {', '.join(map(repr, unknown))}; "
+                             f"use page ids from: {', '.join(SECTION_IDS)}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"section id(s) listed twice: {', '.join(repeated)}")
+        return values
+
 
 # A plain address (no display name); the same rule as cxpipeline.delivery applies when sending.
 _EMAIL = re.compile(
@@ -232,7 +322,26 @@ class DeliveryConfig(_Strict):
     allowed_domains: list[str] = []  # empty: any domain
     subject: str = "{company} board pack {period}"
     smtp_conn_id: str = "smtp_default"
-    mask_customers: bool = False  # hash ids and hide names in the pack
+    mask_customers: bool = False  # hash ids and hide names in the pack and every published file
+    keep_unmasked: bool = False  # with masking: keep a private raw copy outside the published folder
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_template(cls, value: str) -> str:
+        _no_control_characters(value, "subject")
+        try:
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)
+                      if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"subject {value!r} is not a valid template ({exc}); write a literal "
+                             "brace as {{ or }}") from None
+        allowed = ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
+        for name, spec, conversion in fields:
+            # Only plain names: "{company.__class__}" or "{period[0]}" would reach into objects.
+            if name not in SUBJECT_FIELDS or spec or conversion:
+                shown = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+                raise ValueError(f"subject placeholder {shown} is not allowed; use only {allowed}")
+        return value
 
     @field_validator("allowed_domains")
     @classmethod
@@ -259,7 +368,7 @@ class DeliveryConfig(_Strict):
 
 class ModelConfig(_Strict):
     horizon_days: int = Field(90, ge=7, le=730)
-    random_state: int = 0
+    random_state: int = Field(0, ge=0, le=2**32 - 1)  # numpy / scikit-learn seeds are 32-bit unsigned
 
 
 class Config(_Strict):
@@ -280,6 +389,35 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     model: ModelConfig = ModelConfig()
     base_dir: str = "."  # folder relative paths are resolved against (set by load_config)
+    # Where it came from: the YAML file (resolved, set by load_config) or the origin given to
+    # config_from_dict (e.g. "cxpipeline demo"); not part of config_hash.
+    config_origin: str | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        from babel.numbers import list_currencies
+
+        if value not in list_currencies():
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code (use e.g. GBP, EUR, USD)")
+        return value
+
+    @field_validator("segments")
+    @classmethod
+    def _segment_names(cls, values: list[str]) -> list[str]:
+        problems = []
+        for name in values:
+            if not name.strip():
+                problems.append("an empty segment name")
+            elif name.strip().lower() == "all":
+                problems.append(f"{name!r} is reserved for the overall row of every table; rename the column "
+                                "(e.g. via source.segment_columns)")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            problems.append(f"listed twice: {', '.join(repeated)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return values
 
     @field_validator("locale")
     @classmethod
@@ -325,7 +463,7 @@ def config_from_dict(data: dict, *, origin: str = "config", base_dir: str | Path
     if not isinstance(data, dict):
         raise ConfigError("The configuration must be a mapping of keys to values.", where=origin,
                           fix="Start the file with keys such as 'pack_id:' and 'source:'.")
-    data = {**data, "base_dir": str(base_dir)}
+    data = {**data, "base_dir": str(base_dir), "config_origin": origin}
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -345,7 +483,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"Config file {str(path)!r} does not exist.", where=str(path),
                           fix="Pass the path of a YAML config, e.g. examples/demo.yaml.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
@@ -354,10 +492,36 @@ def load_config(path: str | Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError("The config file is not UTF-8 text.", where=str(path),
                           fix="Save the file as UTF-8.") from None
-    return config_from_dict(data or {}, origin=str(path), base_dir=path.resolve().parent)
+    config = config_from_dict(data or {}, origin=str(path), base_dir=path.resolve().parent)
+    return config.model_copy(update={"config_origin": str(path.resolve())})
+
+
+def parse_yaml(text: str, origin: str = "config") -> object:
+    """Parse YAML like ``yaml.safe_load``, refusing duplicate keys and over-deep nesting.
+
+    Raises
+    ------
+    ConfigError
+        On a duplicate key or nesting deeper than :data:`MAX_YAML_DEPTH` (other YAML errors
+        propagate as :class:`yaml.YAMLError`).
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"The key {exc.key!r} appears twice in the same block (lines {exc.first_line} "
+                          f"and {exc.line}); YAML would silently keep only the second.",
+                          where=f"{origin}, line {exc.line}",
+                          fix=f"Merge the two '{exc.key}:' blocks into one.") from None
+    except _TooDeep as exc:
+        raise ConfigError(f"The config is nested more than {MAX_YAML_DEPTH} levels deep.",
+                          where=f"{origin}, line {exc.line}",
+                          fix="A pack config needs only a few levels; see examples/demo.yaml.") from None
+    except RecursionError:  # a flow collection nested past the C parser's own limits
+        raise ConfigError("The config is nested too deeply to read.", where=origin,
+                          fix="A pack config needs only a few levels; see examples/demo.yaml.") from None
 
 
 def config_hash(config: Config) -> str:
-    """A stable hash of the config's content (without the base_dir it was loaded from)."""
-    payload = config.model_dump(mode="json", exclude={"base_dir"})
+    """A stable hash of the config's content (without the file and folder it was loaded from)."""
+    payload = config.model_dump(mode="json", exclude={"base_dir", "config_origin"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

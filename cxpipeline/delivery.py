@@ -12,7 +12,9 @@ atomically) in the pack's artifact folder::
 
 Rules:
 
-- Nothing is sent unless the pack's ``checks.json`` says ``"is_deliverable": true``.
+- Nothing is sent unless the pack's ``checks.json`` says ``"is_deliverable": true`` and names
+  the sha256 of the very PDF being sent (a PDF swapped after its checks is refused), and, when
+  the caller gives a config hash, the pack's ``manifest.json`` names that config.
 - All addresses are validated (and checked against the allowed domains) before the first
   email goes out, so a typo never leaves a half-sent pack.
 - A recipient who already received this exact PDF (same sha256) for this pack and period is
@@ -21,6 +23,8 @@ Rules:
 - Transient failures (4xx replies, dropped or refused connections, timeouts) are retried with
   exponential backoff; permanent ones (5xx, e.g. a rejected recipient) are recorded as failed
   at once.
+- A dry run checks all of that, needs complete SMTP settings, builds every message it would
+  send (headers, attachment, size) and reports ``would_send``; it sends and writes nothing.
 - The SMTP password is never logged, printed or written.
 
 This module does not import Airflow: the DAG converts its SMTP connection into
@@ -195,16 +199,22 @@ class DeliveryReport:
     skipped: list[str] = field(default_factory=list)  # already had this exact pack
     failed: dict[str, str] = field(default_factory=dict)  # recipient -> error
     dry_run: bool = False
+    would_send: list[str] = field(default_factory=list)  # dry run: who would be sent the pack
+    messages: list[dict[str, Any]] = field(default_factory=list)  # dry run: the built messages
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pack_id": self.pack_id, "period": self.period,
-                "content_sha256": self.content_sha256, "ledger_path": self.ledger_path,
-                "sent": list(self.sent), "skipped": list(self.skipped),
-                "failed": dict(self.failed), "dry_run": self.dry_run}
+        out = {"pack_id": self.pack_id, "period": self.period,
+               "content_sha256": self.content_sha256, "ledger_path": self.ledger_path,
+               "sent": list(self.sent), "skipped": list(self.skipped),
+               "failed": dict(self.failed), "dry_run": self.dry_run}
+        if self.dry_run:
+            out["would_send"] = list(self.would_send)
+            out["messages"] = [dict(m) for m in self.messages]
+        return out
 
     def raise_for_failures(self) -> None:
         """Raise :class:`DeliveryError` if any recipient failed."""
@@ -466,12 +476,15 @@ class _Session:
             self.client = None
 
 
+_CHECK_STAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
 def _utc_now() -> datetime:
     # Only used to stamp when an email actually left; never for choosing data or periods.
     return datetime.now(timezone.utc)
 
 
-def _check_deliverable(checks_path: Path) -> None:
+def _check_deliverable(checks_path: Path) -> dict[str, Any]:
     if not checks_path.exists():
         raise CheckError("The pack has no checks.json, so it was never checked.",
                          where=str(checks_path),
@@ -484,6 +497,34 @@ def _check_deliverable(checks_path: Path) -> None:
                          where=str(checks_path),
                          fix="Fix the failing checks" + (f" ({', '.join(failed)})" if failed else "")
                              + " and rebuild the pack.")
+    return checks
+
+
+def _check_is_checked_pdf(checks: Mapping[str, Any], pdf_path: Path, content_sha256: str) -> None:
+    """The PDF must be the very file that passed the checks (publishing refuses the same way)."""
+    recorded = checks.get("pdf_sha256")
+    if recorded != content_sha256:
+        raise CheckError("board_pack.pdf is not the PDF that passed the checks "
+                         + ("(it changed after checking)" if recorded else "(checks.json names no PDF)")
+                         + "; nothing was sent.",
+                         where=str(pdf_path),
+                         fix="Rebuild the period (cxpipeline run) so the checks see the PDF that is sent.")
+
+
+def _message_facts(message: EmailMessage) -> dict[str, Any]:
+    """What a dry run reports about a built message (headers, attachment, size)."""
+    attachments = [{"filename": part.get_filename(), "content_type": part.get_content_type(),
+                    "bytes": len(part.get_content())} for part in message.iter_attachments()]
+    return {"to": message["To"], "from": message["From"], "subject": message["Subject"],
+            "attachments": attachments, "bytes": len(message.as_bytes())}
+
+
+def _build(**kwargs: Any) -> EmailMessage:
+    try:
+        return build_message(**kwargs)
+    except ValueError as exc:  # e.g. a header value with a line break
+        raise ConfigError(f"The email cannot be built: {exc}.", where="delivery.subject / brand.company_name",
+                          fix="Write the subject and company name on one line.") from None
 
 
 def send_pack(
@@ -499,6 +540,7 @@ def send_pack(
     resend: bool = False,
     dry_run: bool = False,
     allowed_domains: Sequence[str] = (),
+    config_hash: str | None = None,
     subject: str | None = None,
     artifact_location: str | None = None,
     currency: str | None = None,
@@ -528,7 +570,11 @@ def send_pack(
     resend
         Send even to recipients who already received this exact PDF.
     dry_run
-        Validate and report who would be sent the pack, send nothing, write nothing.
+        Check everything, build each message that would go out and report ``would_send``
+        (with each message's headers, attachment and size); send nothing, write nothing.
+    config_hash
+        The hash (:func:`cxpipeline.config.config_hash`) of the config this send is for; the
+        pack's ``manifest.json`` must name it (a pack of another config is refused).
     currency, locale, customers
         How the headline numbers are formatted and labelled (config currency, locale and
         terminology).
@@ -547,22 +593,30 @@ def send_pack(
     Raises
     ------
     CheckError
-        If ``checks.json`` is missing or says the pack is not deliverable.
+        If ``checks.json`` is missing or says the pack is not deliverable, the PDF is not the
+        one the checks recorded, or ``manifest.json`` names another config than ``config_hash``.
     ConfigError
-        If an address is invalid or outside ``allowed_domains``.
+        If an address is invalid or outside ``allowed_domains``, SMTP settings are missing
+        (also for a dry run) or the message cannot be built.
     """
     pdf_path = Path(pdf_path)
     folder = pdf_path.parent
     ledger = Path(ledger_path) if ledger_path else folder / LEDGER_NAME
-    _check_deliverable(Path(checks_path) if checks_path else folder / "checks.json")
+    checks = _check_deliverable(Path(checks_path) if checks_path else folder / "checks.json")
+    if config_hash is not None:
+        from cxpipeline.provenance import verify_built_from
+
+        verify_built_from(folder, config_hash)
     addresses = validate_recipients(recipients, allowed_domains)
     if not pdf_path.is_file():
         raise CheckError("The pack PDF does not exist.", where=str(pdf_path),
                          fix="Run the render step first.")
-    if smtp is None and not dry_run:
-        raise ConfigError("No SMTP settings given.", fix="Set CXPIPELINE_SMTP_* or an SMTP connection.")
+    if smtp is None:
+        raise ConfigError("No SMTP settings given" + (" (a dry run checks them too)." if dry_run else "."),
+                          fix="Set CXPIPELINE_SMTP_* or an SMTP connection.")
     pdf_bytes = pdf_path.read_bytes()
     content_sha256 = hashlib.sha256(pdf_bytes).hexdigest()
+    _check_is_checked_pdf(checks, pdf_path, content_sha256)
     report = DeliveryReport(pack_id=pack_id, period=period_label, content_sha256=content_sha256,
                             ledger_path=str(ledger), dry_run=dry_run)
     subject = subject or f"Board pack {period_label}"
@@ -578,8 +632,17 @@ def send_pack(
         todo = []
         for address in addresses:
             (todo if resend or address.lower() not in delivered else report.skipped).append(address)
+        message_args = dict(pdf_bytes=pdf_bytes, sender=smtp.from_address, subject=subject,
+                            attachment_name=attachment_name, summary=summary,
+                            period_label=period_label, artifact_location=location,
+                            currency=currency, locale=locale, customers=customers)
+        # Every message is built before the first one leaves: a header that cannot be
+        # written stops the whole delivery, not the second half of it.
+        # (Stamped with a fixed date: these are checks; each real send is stamped when it leaves.)
+        built = [_build(recipient=address, sent_at=_CHECK_STAMP, **message_args) for address in todo]
         if dry_run:
-            report.sent = todo  # would be sent
+            report.would_send = todo
+            report.messages = [_message_facts(message) for message in built]
             log.info("dry run: would send %s %s to %s; skip %s", pack_id, period_label,
                      todo, report.skipped)
             return report
@@ -591,11 +654,7 @@ def send_pack(
                 while True:
                     attempts += 1
                     sent_at = clock()
-                    message = build_message(
-                        pdf_bytes=pdf_bytes, recipient=address, sender=smtp.from_address,
-                        subject=subject, attachment_name=attachment_name, summary=summary,
-                        period_label=period_label, artifact_location=location, sent_at=sent_at,
-                        currency=currency, locale=locale, customers=customers)
+                    message = _build(recipient=address, sent_at=sent_at, **message_args)
                     try:
                         session.send(message, address)
                         message_id, error = message["Message-ID"], None

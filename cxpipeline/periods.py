@@ -144,6 +144,8 @@ def periods_between(first: Period, last: Period) -> list[Period]:
     return out
 
 
+#: Years a period label may name.
+MIN_YEAR, MAX_YEAR = 1900, 2200
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 _QUARTER_RE = re.compile(r"^(FY)?(\d{4})-?Q([1-4])$", re.IGNORECASE)
 _YEAR_RE = re.compile(r"^(FY)?(\d{4})$", re.IGNORECASE)
@@ -158,6 +160,14 @@ def parse_period(text: str, fiscal_start_month: int = 1) -> Period:
         If the text is not one of those forms.
     """
     value = str(text).strip()
+    year_text = next((m.group(1) if r is _MONTH_RE else m.group(2)
+                      for r in (_MONTH_RE, _QUARTER_RE, _YEAR_RE) if (m := r.match(value))), None)
+    if year_text is not None and not MIN_YEAR <= int(year_text) <= MAX_YEAR:
+        # Outside these years the comparison period (a year earlier) or pandas' timestamps
+        # (1677-2262) cannot be represented.
+        raise ConfigError(f"Cannot report period {value!r}: the year {year_text} is outside "
+                          f"{MIN_YEAR}-{MAX_YEAR}.",
+                          fix="Write the period of your data, e.g. 2024-Q4 or 2025-03.")
     if m := _MONTH_RE.match(value):
         year, month = int(m.group(1)), int(m.group(2))
         if 1 <= month <= 12:

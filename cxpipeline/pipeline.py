@@ -223,8 +223,11 @@ def extract(
     embedded DuckDB, see :func:`cxpipeline.sources.extract_pushdown`); other sources load transactions into
     pandas first. Both give the same artifacts. Nothing is written until everything is read.
     """
+    from cxpipeline.provenance import claim_pack_root, stamp_manifest
+
     started = time.perf_counter()
     folder = pack_folder(config, period, output_root)
+    claim_pack_root(config, folder.parent)  # before anything is read or withdrawn
     comparison = comparison_period(period, config.period.comparison)
     # Engines stream the panels into a staging folder beside the artifacts; they are moved into
     # place only once everything has been read.
@@ -234,6 +237,7 @@ def extract(
         else:
             result = _extract_in_pandas(data or load_source(config), config, period, comparison)
         _invalidate(folder, _STALE_ON_EXTRACT, keep=Path(stage))
+        stamp_manifest(config, folder)  # which config this pack is built from (checked by send)
         for name, staged in result.files.items():
             os.chmod(staged, ARTIFACT_MODE)
             os.replace(staged, folder / f"{name}.parquet")
@@ -242,6 +246,9 @@ def extract(
         write_table(folder, "panel_monthly", result.panel_monthly, csv=False)
         write_table(folder, "cadence", result.cadence, csv=False)
     write_table(folder, "customers", result.customers, csv=False)
+    from cxpipeline.masking import mask_extract
+
+    mask_extract(config, folder)  # delivery.mask_customers: no later stage sees a raw id or name
     quality = result.quality
     panel = result.panel
     first_day = pd.Timestamp(result.first_ordered_at) if result.first_ordered_at is not None else pd.NaT

@@ -272,6 +272,7 @@ def build_dag(config_path: Path, header: dict):
         @task
         def deliver(run: dict, checked: dict, published: dict) -> dict:
             from cxpipeline.artifacts import read_json, sha256_file
+            from cxpipeline.config import config_hash
             from cxpipeline.delivery import send_pack
             from cxpipeline.errors import CheckError
 
@@ -293,10 +294,11 @@ def build_dag(config_path: Path, header: dict):
                 period_label=run["period"],
                 pack_id=config.pack_id,
                 summary=read_json(folder / "metrics.json"),
-                smtp=None if dry_run else _smtp_settings(config.delivery.smtp_conn_id),
+                smtp=_smtp_settings(config.delivery.smtp_conn_id),  # a dry run checks it too
                 resend=bool(params.get("resend")),
                 dry_run=dry_run,
                 allowed_domains=config.delivery.allowed_domains,
+                config_hash=config_hash(config),  # the pack must be this config's
                 subject=config.delivery.subject.format(
                     company=config.brand.company_name, period=run["period"], pack_id=config.pack_id),
                 artifact_location=location,
@@ -306,8 +308,9 @@ def build_dag(config_path: Path, header: dict):
                 retries=int(os.environ.get("CXPIPELINE_SMTP_RETRIES", "3")),
                 backoff_seconds=float(os.environ.get("CXPIPELINE_SMTP_BACKOFF_SECONDS", "2")),
             )
-            log.info("delivery: sent %s, skipped (already sent) %s, failed %s",
-                     report.sent, report.skipped, list(report.failed))
+            log.info("delivery: %s %s, skipped (already sent) %s, failed %s",
+                     "would send" if dry_run else "sent", report.would_send if dry_run else report.sent,
+                     report.skipped, list(report.failed))
             report.raise_for_failures()
             return report.to_dict()
 

@@ -37,9 +37,26 @@ QUICK_PAGES = ("summary", "bridge", "data-quality", "definitions")
 
 def _argv(case: dict, out_root: Path) -> list[str]:
     argv = [case["command"], "--config", str(CORPUS / case["case"] / "config.yaml")]
-    if case["command"] == "run":
+    if case["command"] in ("run", "send"):
         argv += ["--period", case["period"], "--out", str(out_root / case["case"])]
-    return argv
+    return argv + [str(a) for a in case.get("args", [])]
+
+
+def _build_argv(case: dict, out_root: Path) -> list[str]:
+    """A case with ``build``: that config's pack is built (cxpipeline run) before the case runs."""
+    return ["run", "--config", str(CORPUS / case["case"] / case["build"]), "--period", case["period"],
+            "--out", str(out_root / case["case"])]
+
+
+def _tamper(case: dict, out_root: Path) -> None:
+    """``tamper: swap_pdf``: another PDF copied over the built, checked one."""
+    if case.get("tamper") == "swap_pdf":
+        pdf = out_root / case["case"] / "case" / case["period"] / "board_pack.pdf"
+        pdf.write_bytes(pdf.read_bytes() + b"\n% a different PDF\n")
+
+
+# send --dry-run checks the SMTP settings are complete (nothing is sent: the pack is refused).
+SMTP_ENV = {"CXPIPELINE_SMTP_HOST": "127.0.0.1", "CXPIPELINE_SMTP_FROM": "reports@example.com"}
 
 
 def _entry_point(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -62,6 +79,7 @@ def run_cli_forked(jobs: list[tuple[str, list[str]]], cwd: str, parallel: int = 
     import cxpipeline.sources.files  # noqa: F401 - imported once, before forking
 
     warnings.simplefilter("default")
+    os.environ.update(SMTP_ENV)
     os.chdir(cwd)
     results: dict[str, tuple] = {}
     running: dict[int, tuple[str, str, str]] = {}
@@ -107,14 +125,20 @@ def run_cli_forked(jobs: list[tuple[str, list[str]]], cwd: str, parallel: int = 
 
 # A few cases also go through the installed script as a real subprocess (one per outcome
 # kind and one per command), proving the entry point, exit status and stderr end to end.
-ENTRY_POINT_CASES = ["wrong_encoding", "config_unknown_key", "period_before_data", "duplicate_lines"]
+ENTRY_POINT_CASES = ["wrong_encoding", "config_unknown_key", "period_before_data", "duplicate_lines",
+                     "config_duplicate_key", "logo_symlink_system_file"]
 
 
 @pytest.fixture(scope="module")
 def cli_results(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     out_root = tmp_path_factory.mktemp("cli")
     jobs = [(case["case"], _argv(case, out_root)) for case in CASES]
+    builds = [(case["case"], _build_argv(case, out_root)) for case in CASES if case.get("build")]
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        built = pool.submit(run_cli_forked, builds, str(out_root)).result()
+        for name, (code, _, err) in built.items():
+            assert code == 0, (name, err)
+            _tamper(BY_NAME[name], out_root)
         forked = pool.submit(run_cli_forked, jobs, str(out_root))
         with ThreadPoolExecutor(max_workers=2) as threads:
             real = {name: threads.submit(_entry_point, _argv(BY_NAME[name], out_root / "real"), out_root)
@@ -157,12 +181,52 @@ def run_case_pipeline(name: str, out_root: str) -> dict:
         logging.getLogger("cxpipeline").removeHandler(handler)
     pages = [page.extract_text() or "" for page in PdfReader(result.pdf_path).pages]
     return {
+        "formula_cells": _formula_cells(result.folder),
+        "published_found": _published_found(result.folder, case.get("published_lacks", [])),
         "data_quality": read_json(result.folder / "data_quality.json"),
         "checks": read_json(result.folder / "checks.json"),
         "pages": pages,
         "html": (result.folder / "board_pack.html").read_text(encoding="utf-8"),
         "warnings": records,
     }
+
+
+def _formula_cells(folder: Path) -> list[str]:
+    """CSV cells a spreadsheet would evaluate (OWASP CSV injection): must be none."""
+    import csv
+    import re
+
+    number = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+    found = []
+    for path in sorted(folder.glob("*.csv")):
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.reader(handle):
+                found += [f"{path.name}: {cell!r}" for cell in row
+                          if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not number.match(cell)]
+    return found
+
+
+def _published_found(folder: Path, needles: list[str]) -> list[str]:
+    """Which of ``needles`` appear in any published file (Parquet cells, PDF text, other text)."""
+    if not needles:
+        return []
+    import pandas as pd
+    from pypdf import PdfReader
+
+    from cxpipeline.publish import pack_files
+
+    found = []
+    for name in pack_files(folder):
+        path = folder / name
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            text = " ".join(frame.columns) + frame.astype("string").fillna("").to_csv(index=False)
+        elif path.suffix == ".pdf":
+            text = "".join("".join((p.extract_text() or "").split()) for p in PdfReader(path).pages)
+        else:
+            text = path.read_text(encoding="utf-8")
+        found += [f"{name}: {needle}" for needle in needles if needle in text]
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +307,9 @@ def test_pipeline(name, pipeline_results):
     else:
         assert "No rows were excluded" in page
     assert "Reconciles to the cent" in page
+    # Every CSV artifact is spreadsheet-safe; a masked pack publishes no id or name.
+    assert result["formula_cells"] == [], result["formula_cells"]
+    assert result["published_found"] == [], result["published_found"]
     # pypdf breaks long cells into lines at odd places: compare without any whitespace.
     squashed = "".join("".join(result["pages"]).split())
     for phrase in case.get("pdf_contains", []):

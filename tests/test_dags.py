@@ -168,6 +168,13 @@ def test_rerun_sends_nothing_and_resend_sends_again(scenario):
     assert len(resend["ledger"]) == 4
 
 
+def test_dry_run_checks_and_builds_but_sends_and_records_nothing(scenario):
+    dry = scenario["dry_run"]
+    assert dry["state"] == "success", dry["tasks"]
+    assert dry["tasks"]["deliver"] == "success"
+    assert dry["emails"] == [] and len(dry["ledger"]) == 4  # the resend's four rows, no more
+
+
 def test_rejected_recipient_fails_the_run_and_only_they_get_it_after(scenario):
     rejected, after = scenario["rejected"], scenario["after_fix"]
     assert rejected["state"] == "failed"

@@ -44,10 +44,16 @@ def _pdf_bytes(text: str) -> bytes:
 def pack(tmp_path):
     folder = tmp_path / "demo" / "2024-Q2"
     folder.mkdir(parents=True)
-    (folder / "board_pack.pdf").write_bytes(_pdf_bytes("pack v1"))
-    (folder / "checks.json").write_text(json.dumps({"is_deliverable": True, "checks": []}))
+    _write_checked_pdf(folder, _pdf_bytes("pack v1"))
     (folder / "metrics.json").write_text(json.dumps(SUMMARY))
     return folder
+
+
+def _write_checked_pdf(folder, data: bytes) -> None:
+    """A PDF and the checks.json that passed it (its sha256 recorded, as check_pack does)."""
+    (folder / "board_pack.pdf").write_bytes(data)
+    (folder / "checks.json").write_text(json.dumps(
+        {"is_deliverable": True, "checks": [], "pdf_sha256": hashlib.sha256(data).hexdigest()}))
 
 
 @pytest.fixture()
@@ -112,7 +118,7 @@ def test_rerun_sends_nothing_resend_sends_again(pack, server):
 
 def test_changed_pdf_is_a_new_pack(pack, server):
     _send(pack, server.port)
-    (pack / "board_pack.pdf").write_bytes(_pdf_bytes("pack v2 with corrected data"))
+    _write_checked_pdf(pack, _pdf_bytes("pack v2 with corrected data"))  # rebuilt and re-checked
     report = _send(pack, server.port)
     assert report.sent == RECIPIENTS
     assert len(server.handler.messages) == 6
@@ -181,7 +187,7 @@ def test_bad_address_stops_everything_before_sending(pack, server):
 
 def test_dry_run_sends_and_writes_nothing(pack, server):
     report = _send(pack, server.port, dry_run=True)
-    assert report.dry_run and report.sent == RECIPIENTS
+    assert report.dry_run and report.would_send == RECIPIENTS and report.sent == []
     assert server.handler.messages == [] and not (pack / LEDGER_NAME).exists()
 
 
@@ -235,9 +241,11 @@ def test_cli_send_uses_env_smtp_and_the_ledger(tmp_path, server, monkeypatch, ca
                       "  subject: '{company} pack {period}'\n")
     folder = tmp_path / "out" / "demo" / "2024-Q2"
     folder.mkdir(parents=True)
-    (folder / "board_pack.pdf").write_bytes(_pdf_bytes("cli"))
-    (folder / "checks.json").write_text(json.dumps({"is_deliverable": True, "checks": []}))
+    _write_checked_pdf(folder, _pdf_bytes("cli"))
     (folder / "metrics.json").write_text(json.dumps(SUMMARY))
+    from cxpipeline.config import config_hash, load_config
+
+    (folder / "manifest.json").write_text(json.dumps({"config_hash": config_hash(load_config(config))}))
     for key, value in {"CXPIPELINE_SMTP_HOST": "127.0.0.1", "CXPIPELINE_SMTP_PORT": str(server.port),
                        "CXPIPELINE_SMTP_FROM": "reports@example.com",
                        "CXPIPELINE_SMTP_PASSWORD": "never-printed"}.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cxpipeline.commands._common import add_config_argument, progress
+from cxpipeline.commands._common import add_config_argument, check_output_file, progress
 
 
 def register(subparsers) -> None:
@@ -40,7 +40,7 @@ def _parse_cutoff(text: str):
 
 
 def run(args) -> int:
-    from cxpipeline.artifacts import write_json
+    from cxpipeline.artifacts import write_csv, write_json
     from cxpipeline.config import load_config
     from cxpipeline.errors import InputError
     from cxpipeline.model import format_summary, run_backtest
@@ -48,6 +48,9 @@ def run(args) -> int:
 
     cutoff = _parse_cutoff(args.cutoff)
     config = load_config(args.config)
+    # Checked before the (possibly long) backtest, not after it.
+    check_output_file(args.out, "--out")
+    check_output_file(args.json, "--json")
     horizon = args.horizon_days if args.horizon_days is not None else config.model.horizon_days
     if not 1 <= horizon <= 3650:
         raise InputError(f"--horizon-days {horizon} is out of range.", where="--horizon-days",
@@ -61,7 +64,7 @@ def run(args) -> int:
     print(f"source: {data.description}")
     print(format_summary(summary))
     if args.out:
-        scores.to_csv(args.out, index=False)
+        write_csv(args.out, scores)  # spreadsheet-safe: customer ids are text from the source
         print(f"scores: {args.out}")
     if args.json:
         write_json(args.json, summary)

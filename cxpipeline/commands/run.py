@@ -23,9 +23,17 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from cxpipeline.config import load_config
-    from cxpipeline.pipeline import run_pack
+    from cxpipeline.logo import load_logo
+    from cxpipeline.pipeline import resolve_period, run_pack
+    from cxpipeline.provenance import check_pack_root, pack_root
 
     config = load_config(args.config)
+    # Fail before the source is read: a logo that cannot go into the pack, a bad period
+    # label, a pack folder that another config's packs live in.
+    load_logo(config)
+    if args.period:
+        resolve_period(config, args.period)
+    check_pack_root(config, pack_root(config, args.out))
     result = run_pack(config, args.period, args.out, progress=progress)
     print(result.pdf_path)
     return 0

@@ -25,13 +25,14 @@ def register(subparsers) -> None:
     parser.add_argument("--resend", action="store_true",
                         help="send even to recipients who already received this exact pack")
     parser.add_argument("--dry-run", action="store_true",
-                        help="check everything and list who would be emailed; send nothing")
+                        help="check everything (the checked PDF, the config it was built from, SMTP "
+                        "settings), build each message and list who would be emailed; send nothing")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from cxpipeline.artifacts import read_json
-    from cxpipeline.config import load_config
+    from cxpipeline.config import config_hash, load_config
     from cxpipeline.delivery import SmtpSettings, send_pack
     from cxpipeline.errors import CheckError
     from cxpipeline.pipeline import pack_folder, resolve_period
@@ -47,16 +48,16 @@ def run(args) -> int:
     report = send_pack(
         folder / "board_pack.pdf", recipients,
         period_label=period.label, pack_id=config.pack_id, summary=read_json(metrics_path),
-        smtp=None if args.dry_run else SmtpSettings.from_env(),
+        smtp=SmtpSettings.from_env(),  # a dry run checks the settings too
         resend=args.resend, dry_run=args.dry_run,
-        allowed_domains=config.delivery.allowed_domains,
+        allowed_domains=config.delivery.allowed_domains, config_hash=config_hash(config),
         subject=config.delivery.subject.format(company=config.brand.company_name,
                                                period=period.label, pack_id=config.pack_id),
         artifact_location=str(folder.resolve()), currency=config.currency, locale=config.locale,
         customers=config.terminology.customers,
     )
-    verb = "would send" if args.dry_run else "sent"
-    progress(f"{verb}: {', '.join(report.sent) or 'nobody'}; already had it: "
+    verb, who = ("would send", report.would_send) if args.dry_run else ("sent", report.sent)
+    progress(f"{verb}: {', '.join(who) or 'nobody'}; already had it: "
              f"{', '.join(report.skipped) or 'nobody'}; failed: {', '.join(report.failed) or 'nobody'}")
     print(json.dumps(report.to_dict(), indent=2))
     report.raise_for_failures()

@@ -21,7 +21,10 @@ def run(args) -> int:
     from cxpipeline.config import load_config
     from cxpipeline.sources import load_source
 
+    from cxpipeline.logo import load_logo
+
     config = load_config(args.config)
+    load_logo(config)  # before any data is read: a logo that cannot go into the pack
     print(f"config ok: pack '{config.pack_id}', {config.period.type}ly, comparison {config.period.comparison}")
     progress("reading source ...")
     data = load_source(config)

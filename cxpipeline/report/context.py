@@ -14,7 +14,6 @@ Adding a page = a partial in ``templates/pages/`` + a builder + one line in :dat
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,18 +132,11 @@ def _mix(hex_color: str, weight: float) -> str:
 
 
 def _logo_data_uri(config: Config) -> str | None:
-    if not config.brand.logo:
-        return None
-    path = config.resolve(config.brand.logo)
-    kinds = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-    if path.suffix.lower() not in kinds:
-        raise ConfigError(f"The logo {str(path)!r} is not an SVG, PNG or JPEG file.",
-                          where="config key 'brand.logo'", fix="Use an .svg, .png or .jpg logo.")
-    if not path.is_file():
-        raise ConfigError(f"The logo file {str(path)!r} does not exist.", where="config key 'brand.logo'",
-                          fix="Give a path relative to the config file, or remove the key.")
-    # Embedded as data: so the renderer never needs to read files outside templates/.
-    return f"data:{kinds[path.suffix.lower()]};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    # Checked (confined to the config's folder, bounded, decoded) and embedded as data: so the
+    # renderer never needs to read files outside templates/.
+    from cxpipeline.logo import logo_data_uri
+
+    return logo_data_uri(config)
 
 
 _PAGE_MM = {"A4": (210.0, 297.0), "Letter": (215.9, 279.4)}

@@ -261,8 +261,10 @@ def build_lapse(tables: ArtifactTables, config: Config, shared: dict) -> dict | 
 
 # -- referrals ------------------------------------------------------------------------------
 
-def _display_name(name, customer_id, config: Config) -> str:
+def _display_name(name, customer_id, config: Config, already_masked: bool = False) -> str:
     if config.delivery.mask_customers:
+        if already_masked:  # the extract wrote tokens: never hash them twice
+            return str(customer_id)
         # The same salted token as every other customer list of the pack (cxpipeline.masking).
         from cxpipeline.masking import mask_id, masking_salt
 
@@ -270,9 +272,9 @@ def _display_name(name, customer_id, config: Config) -> str:
     return str(name) if name is not None and not pd.isna(name) else str(customer_id)
 
 
-def _story(row, fmt, config: Config) -> str:
-    referrer = _display_name(row.referrer_name, row.referrer_id, config)
-    customer = _display_name(row.customer_name, row.customer_id, config)
+def _story(row, fmt, config: Config, already_masked: bool = False) -> str:
+    referrer = _display_name(row.referrer_name, row.referrer_id, config, already_masked)
+    customer = _display_name(row.customer_name, row.customer_id, config, already_masked)
     orders = int(row.count_orders)
     since = f" since {pd.Timestamp(row.first_order_at):%-d %b %Y}" if not pd.isna(row.first_order_at) else ""
     text = (f"{referrer} referred {customer}, who placed {orders} order{'s' if orders != 1 else ''} worth "
@@ -296,6 +298,9 @@ def build_referrals(tables: ArtifactTables, config: Config, shared: dict) -> dic
            "referrers": [], "stories": [], "segments": []}
     if not has_data:
         return out
+    from cxpipeline.masking import is_masked
+
+    masked = is_masked(tables.folder)
     for segment, values in _groups(summary, config)[1:]:
         part = _rows_by(summary.loc[summary["segment"] == segment], "segment_value")
         out["segments"].append({"title": _segment_title(segment), "rows": [
@@ -304,14 +309,15 @@ def build_referrals(tables: ArtifactTables, config: Config, shared: dict) -> dic
              "share": _or_none(part[v]["share_of_new"], part[v]["count_new"])} for v in values]})
     if tables.has("referral_referrers"):
         top = tables.table("referral_referrers").head(TOP_REFERRERS)
-        out["referrers"] = [{"name": _display_name(r.referrer_name, r.referrer_id, config), "count": int(r.count_referred),
+        out["referrers"] = [{"name": _display_name(r.referrer_name, r.referrer_id, config, masked),
+                             "count": int(r.count_referred),
                              "value": float(r.value_referred), "to_date": int(r.count_referred_to_date)}
                             for r in top.itertuples(index=False)]
     if tables.has("referral_stories"):
         fmt = shared["fmt"]
         for r in tables.table("referral_stories").itertuples(index=False):
             note = None if pd.isna(r.referral_note) or config.delivery.mask_customers else str(r.referral_note)
-            out["stories"].append({"text": _story(r, fmt, config), "note": note})
+            out["stories"].append({"text": _story(r, fmt, config, masked), "note": note})
     return out
 
 

@@ -80,16 +80,21 @@ def _model_inputs(tables: ArtifactTables) -> tuple[pd.DataFrame, dict] | None:
     return scores.sort_values("at_risk_rank", kind="stable"), tables.json("model_report.json")
 
 
-def customer_display(ids: pd.Series, names: pd.Series | None, config: Config) -> list[dict]:
+def customer_display(ids: pd.Series, names: pd.Series | None, config: Config, *,
+                     already_masked: bool = False) -> list[dict]:
     """``[{"name": str, "id": str}]`` as the pack prints customers.
 
     With ``delivery.mask_customers`` the masking helper (:mod:`cxpipeline.masking`) decides what
     is shown; without it, the pack refuses to print customers rather than leak them.
+    ``already_masked``: the ids are tokens already (the extract masked the folder); they are
+    printed as they are, never hashed twice, and names are hidden.
     """
     ids = ids.astype("string").reset_index(drop=True)
     names = (names.astype("string").reset_index(drop=True) if names is not None
              else pd.Series([pd.NA] * len(ids), dtype="string"))
-    if config.delivery.mask_customers:
+    if config.delivery.mask_customers and already_masked:
+        names = pd.Series([pd.NA] * len(ids), dtype="string")
+    elif config.delivery.mask_customers:
         try:
             from cxpipeline import masking
         except ImportError as exc:
@@ -154,7 +159,10 @@ def _formatter(locale: str, currency: str) -> Formatter:
 
 
 def _list_rows(frame: pd.DataFrame, tables: ArtifactTables, config: Config) -> list[dict]:
-    shown = customer_display(frame["customer_id"], _names(tables, frame["customer_id"]), config)
+    from cxpipeline.masking import is_masked
+
+    shown = customer_display(frame["customer_id"], _names(tables, frame["customer_id"]), config,
+                             already_masked=is_masked(tables.folder))
     rows = []
     for who, row in zip(shown, frame.itertuples(index=False)):
         drivers = [_driver_text(str(d), config) for d in (row.driver_1, row.driver_2, row.driver_3)

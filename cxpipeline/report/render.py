@@ -51,6 +51,25 @@ __all__ = [
 
 LOGGER = logging.getLogger(__name__)
 
+_DATA_URI = re.compile(r"data:[\w/+.-]*(?:;[\w=.-]+)*,[^\s'\"()<>]{16,}")
+
+
+class _NoDataUris(logging.Filter):
+    """Shortens ``data:`` URIs in log records: an embedded logo or chart is the base64 of a
+    file (a misconfigured logo could be any file) and must not be copied into logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "data:" in message:
+            record.msg = _DATA_URI.sub(lambda m: f"{m.group(0)[:m.group(0).index(',') + 1]}"
+                                                 f"...({len(m.group(0))} characters)", message)
+            record.args = None
+        return True
+
+
+for _name in ("weasyprint", __name__):  # WeasyPrint logs images it fails to load with their URL
+    logging.getLogger(_name).addFilter(_NoDataUris())
+
 def resolve_templates_dir(environ: dict | None = None) -> Path:
     """Where the pack's templates are: ``$CXPIPELINE_TEMPLATES`` if set, else ``templates/`` of
     a source checkout or editable install (beside the package), else the copy a wheel ships as

@@ -267,6 +267,7 @@ def _first_undecodable_line(path: Path, encoding: str) -> int | None:
 
 
 def _read_csv(path: Path, source: FileSource) -> pd.DataFrame:
+    _check_wide_encoding(path, source)
     try:
         # Every column as text: ids such as 00123 / 17850 and dates must not be type-guessed.
         # Only empty cells are missing ("NA" is a country code, not a null).
@@ -284,6 +285,9 @@ def _read_csv(path: Path, source: FileSource) -> pd.DataFrame:
             fix="Set source.encoding to the file's encoding, e.g. 'encoding: latin-1' "
                 "(or cp1252 for Windows exports).",
         ) from None
+    except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+        raise InputError(f"The file is not valid {source.encoding} text ({exc}).", where=str(path),
+                         fix="Set source.encoding to the file's real encoding (most exports are utf-8).") from None
     except LookupError:
         raise ConfigError(f"Unknown encoding {source.encoding!r}.", where="source.encoding",
                           fix="Use a Python codec name such as utf-8, latin-1 or cp1252.") from None
@@ -323,6 +327,54 @@ def _read_parquet(path: Path) -> pd.DataFrame:
                          fix="Check that it is a Parquet file, or set source.format: csv.") from None
 
 
+def _check_wide_encoding(path: Path, source: FileSource) -> None:
+    """A file declared UTF-16/32 must look like it: such text has a byte-order mark or NUL
+    bytes (its delimiters and digits are ASCII); without either, pandas reads UTF-8 as garbage
+    column names or fails with a bare UnicodeError."""
+    import codecs
+
+    try:
+        name = codecs.lookup(source.encoding).name
+    except LookupError:
+        return  # reported by _read_csv
+    if not name.startswith(("utf-16", "utf-32")):
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return  # reported by _read_csv
+    boms = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+    if head and not head.startswith(boms) and b"\0" not in head:
+        raise InputError(
+            f"The file is declared {source.encoding} but is not: it has no byte-order mark and "
+            "no NUL bytes, so it is single-byte or UTF-8 text.",
+            where=f"{path}, line 1",
+            fix="Set source.encoding to the file's real encoding, e.g. 'encoding: utf-8' (or "
+                "remove the key: utf-8 is the default).")
+
+
+def _check_duplicate_header(frame: pd.DataFrame, info: _FileInfo, source: FileSource) -> None:
+    """Refuse a header naming a column twice: pandas renames the second 'amount' to
+    'amount.1', so a mapping would silently read the first of the two."""
+    if info.is_csv:
+        try:
+            header = pd.read_csv(info.path, sep=source.delimiter, encoding=source.encoding, header=None,
+                                 nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        except (ValueError, OSError, IndexError):  # already read once: nothing new to report
+            return
+        names = [str(c).strip().lstrip("\ufeff").strip() for c in header]
+    else:
+        names = [str(c) for c in frame.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(
+            f"The header names {', '.join(repr(n) for n in repeated)} more than once; the "
+            "columns cannot be told apart.",
+            where=f"{info.path}, line 1" if info.is_csv else str(info.path),
+            fix="Rename or remove the duplicate column in the export so every header name is unique.")
+
+
 def _read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame, _FileInfo]:
     if not path.is_file():
         raise InputError(
@@ -333,6 +385,7 @@ def _read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame
     if kind == "excel":
         frame, info = _read_spreadsheet(path, source, role)
         frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
+        _check_duplicate_header(frame, info, source)
         return frame, info
     frame = _read_csv(path, source) if kind == "csv" else _read_parquet(path)
     if kind == "csv" and not isinstance(frame.index, pd.RangeIndex):
@@ -348,6 +401,7 @@ def _read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame
     # Header cells often carry stray spaces or a byte-order mark.
     frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
     info = _FileInfo(path, kind == "csv")
+    _check_duplicate_header(frame, info, source)
     if kind == "csv":
         short = _short_rows(path, source, frame)
         if short:

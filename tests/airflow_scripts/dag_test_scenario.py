@@ -105,6 +105,8 @@ runs = []
 runs.append(run("first", at(2025, 4, 1, 6), {}, "2025-Q1"))
 runs.append(run("rerun", at(2025, 4, 1, 7), {}, "2025-Q1"))
 runs.append(run("resend", at(2025, 4, 1, 8), {"resend": True}, "2025-Q1"))
+# A dry run (even with resend): every check and each message built, nothing sent or recorded.
+runs.append(run("dry_run", at(2025, 4, 1, 9), {"dry_run": True, "resend": True}, "2025-Q1"))
 # 2025-Q2 with one recipient rejected (550): the run fails, an alert goes out.
 runs.append(run("rejected", at(2025, 7, 1), {}, "2025-Q2", reject=["cfo@example.com"]))
 # Rerun of 2025-Q2 through params.period (it overrides the run's own interval, 2025-Q3).

@@ -37,6 +37,9 @@ def outcome_text(case: dict) -> str:
         parts.append(f"the {case['pipeline_period']} pack renders and passes its checks")
     else:
         parts.append("every row read and used")
+    if case.get("published_lacks"):
+        parts.append("no published file (CSV, Parquet, JSON, HTML, PDF) contains "
+                     + ", ".join(f"`{t}`" for t in case["published_lacks"]))
     if case.get("pdf_contains"):
         parts.append("the PDF shows " + ", ".join(f"`{t}`" for t in case["pdf_contains"]))
     return "; ".join(parts)
@@ -50,13 +53,17 @@ def table_markdown(cases: list[dict]) -> str:
     lines = [
         f"{len(cases)} cases in `tests/bad_inputs/` (one folder each: `config.yaml` + data, listed in "
         "`manifest.yaml`), run by `tests/test_bad_inputs.py` through `cxpipeline validate` / `run` and, "
-        "where a pack is expected, through `run_pack` with the PDF read back.",
+        "where a pack is expected, through `run_pack` with the PDF read back; every CSV artifact of those "
+        "packs is read back and must hold no cell a spreadsheet would evaluate.",
         "",
         "| # | Case | Group | Input | Checked with | Outcome |",
         "|---|------|-------|-------|--------------|---------|",
     ]
     for number, case in enumerate(cases, start=1):
         how = case["command"] + (f" --period {case['period']}" if case.get("period") else "")
+        how += "".join(f" {a}" for a in case.get("args", []))
+        if case.get("build"):
+            how = f"run {case['build']}" + ("; PDF swapped" if case.get("tamper") == "swap_pdf" else "") + f"; {how}"
         if case.get("pipeline_period"):
             how += f"; run_pack {case['pipeline_period']}"
         lines.append(f"| {number} | `{case['case']}` | {_cell(case['group'])} | {_cell(case['description'])} "
