@@ -1,4 +1,4 @@
-"""Checks a pack must pass before it counts as deliverable (DESIGN.md §4).
+"""Checks a pack must pass before it counts as deliverable (docs/architecture.md, "The pack's checks").
 
 Each check returns ``(is_passed, detail)``. :func:`run_checks` runs them all on an artifact
 folder and reports ``is_deliverable`` only if every check passed; the pipeline refuses to mark

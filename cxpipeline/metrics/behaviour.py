@@ -1,4 +1,4 @@
-"""Behaviour patterns and the revenue decomposition (DESIGN.md §3.4), and bridge movers by segment.
+"""Behaviour patterns and the revenue decomposition (docs/architecture.md, "Behaviour patterns"), and bridge movers by segment.
 
 For a period X (P, and the comparison period P-1 for the comparison column), per group:
 

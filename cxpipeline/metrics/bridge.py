@@ -1,4 +1,4 @@
-"""The revenue bridge (DESIGN.md §3.1): why revenue moved from P-1 to P, customer by customer.
+"""The revenue bridge (docs/architecture.md, "Revenue bridge"): why revenue moved from P-1 to P, customer by customer.
 
 Every customer with revenue in either period falls in exactly one class; the class value is
 the customer's signed change ``r(P) - r(P-1)``, so the bridge reconciles to the cent::

@@ -1,4 +1,4 @@
-"""Acquisition cohorts (DESIGN.md §3.8): share still active and revenue retained.
+"""Acquisition cohorts (docs/architecture.md, "Cohorts"): share still active and revenue retained.
 
 A customer's acquisition cohort is the first period in which they have any transaction (their
 first purchase for everyone but the rare customer whose earliest rows are returns; using the

@@ -2,7 +2,8 @@
 
 :func:`customer_metric_tables` is called by :func:`cxpipeline.metrics.tables.compute_tables`
 with what it has already computed (segments, bridge classes, ledger flows) and returns the
-tables of DESIGN.md §3.3-3.6, §3.8 and the lapse sensitivity of §3.2. Besides the configured
+tables of docs/architecture.md ("Segments and movement", "Behaviour patterns", "Referrals",
+"Profitability", "Cohorts") and the lapse sensitivity of the ledger. Besides the configured
 attribute segments, two derived dimensions are used where they help the reader:
 
 - ``value_tier``: the customer's value tier at the start of P (fixed), ``New`` / ``Won back``

@@ -1,4 +1,4 @@
-"""The customer asset ledger (DESIGN.md §3.2): the active base as a stock with flows.
+"""The customer asset ledger (docs/architecture.md, "Customer asset ledger"): the active base as a stock with flows.
 
 A customer is *active* at instant t if their last purchase before t is no more than the lapse
 window before t. The window is fixed (``window_days``) or personal: k x the customer's median

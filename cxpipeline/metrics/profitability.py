@@ -1,4 +1,4 @@
-"""Profitability over the trailing 12 months (DESIGN.md §3.6) and the whale curve.
+"""Profitability over the trailing 12 months (docs/architecture.md, "Profitability and lifetime value") and the whale curve.
 
 Per customer with any transaction in the 12 months before the end of P:
 margin = net revenue - cost of goods (net of returned goods) - cost to serve. A customer is

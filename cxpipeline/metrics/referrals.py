@@ -1,4 +1,4 @@
-"""Referrals (DESIGN.md §3.5): new customers brought by existing ones, from ``referred_by``.
+"""Referrals (docs/architecture.md, "Referrals"): new customers brought by existing ones, from ``referred_by``.
 
 A new customer of P (ledger: first-ever purchase in P) is *referred* when the customer table
 gives them a non-empty ``referred_by``. Value = their trailing 12-month net revenue at the end

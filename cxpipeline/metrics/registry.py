@@ -69,7 +69,7 @@ register(
     Metric("retention_rate", "Retention rate", "Share of the opening active base still active at the end of P. Shown only beside the raw gained and lost numbers it hides.", "ratio", *_LEDGER),
 )
 
-# -- metric families (DESIGN.md §3.2 sensitivity, §3.3-3.6, §3.8) -------------------------
+# -- metric families (docs/architecture.md, "The metric contract") -----------------------
 _TIERS = ("cxpipeline/metrics/tiers.py", "tests/test_metrics_tiers.py")
 _RFM = ("cxpipeline/metrics/rfm.py", "tests/test_metrics_rfm.py")
 _BEHAVIOUR = ("cxpipeline/metrics/behaviour.py", "tests/test_metrics_behaviour.py")
@@ -124,7 +124,7 @@ register(
     Metric("cohort_revenue_retained", "Revenue retained", "A cohort's net revenue in a period / its net revenue in its acquisition period (0 when that is not positive).", "ratio", *_COHORTS),
 )
 
-# -- the at-risk model and customer value (DESIGN.md §3.6-3.7, docs/model.md) --------------
+# -- the at-risk model and customer value (docs/architecture.md, docs/model.md) -----------
 _SCORE = ("cxpipeline/model/score.py", "tests/test_model_features.py")
 _CLV = ("cxpipeline/model/clv.py", "tests/test_model_features.py")
 _BACKTEST = ("cxpipeline/model/backtest.py", "tests/test_model_backtest.py")

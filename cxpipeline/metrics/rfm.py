@@ -1,4 +1,4 @@
-"""Named RFM segments at the end of P (DESIGN.md §3.3), with the value they hold.
+"""Named RFM segments at the end of P (docs/architecture.md, "Segments and movement across them"), with the value they hold.
 
 Scored customers: everyone with at least one purchase before the end of P.
 

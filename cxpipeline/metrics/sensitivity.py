@@ -1,4 +1,4 @@
-"""Lapse-rule sensitivity (DESIGN.md §3.2) and the retention rate beside the raw flows.
+"""Lapse-rule sensitivity (docs/architecture.md, "Customer asset ledger") and the retention rate beside the raw flows.
 
 The sensitivity table reruns the ledger for P under the fixed window and under the personal
 rule with k = 1.5, 2 and 3 (floor and cap from the config), so the reader sees how much the

@@ -1,4 +1,4 @@
-"""Value tiers and the migration matrix (DESIGN.md §3.3): how the base moved between tiers in P.
+"""Value tiers and the migration matrix (docs/architecture.md, "Segments and movement across them"): how the base moved between tiers in P.
 
 Tiers rank customers by trailing 12-month net revenue. The cut values are computed once, on
 the base active at the start of P (the ledger's opening base), and held fixed for the end of

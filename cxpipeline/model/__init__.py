@@ -1,4 +1,4 @@
-"""The at-risk model and customer value (DESIGN.md 3.6-3.7); see docs/model.md.
+"""The at-risk model and customer value (docs/architecture.md, "At-risk model"); see docs/model.md.
 
 Public API:
 

@@ -24,14 +24,37 @@ import pandas as pd
 from cxpipeline.artifacts import read_json, read_table
 from cxpipeline.config import Config
 from cxpipeline.errors import ConfigError, InputError
+from cxpipeline.metrics.bridge import BRIDGE_CLASSES, BRIDGE_ORDER
+from cxpipeline.metrics.ledger import LEDGER_LINES
 from cxpipeline.report.charts import ChartBook, waterfall_chart
-from cxpipeline.report.formatting import Formatter
+from cxpipeline.report.formatting import Formatter, tint
+from cxpipeline.report.pages_customers import (
+    BEHAVIOUR_METRICS,
+    COHORT_METRICS,
+    LAPSE_METRICS,
+    MIGRATION_METRICS,
+    PROFIT_METRICS,
+    REFERRAL_METRICS,
+    RFM_METRICS,
+    build_behaviour,
+    build_cohorts,
+    build_lapse,
+    build_migration,
+    build_profitability,
+    build_referrals,
+    build_rfm,
+)
+from cxpipeline.report.pages_model import (
+    AT_RISK_METRICS,
+    BACKTEST_METRICS,
+    VALUE_METRICS,
+    build_at_risk,
+    build_backtest,
+    build_value_comparison,
+)
 
 __all__ = ["Page", "PAGES", "ArtifactTables", "build_context", "headline_sentence", "sentence_case"]
 
-BRIDGE_CLASSES = ["new", "reactivated", "increased", "decreased", "flat", "stopped", "returns_only"]
-BRIDGE_ORDER = ["previous", *BRIDGE_CLASSES, "current"]
-LEDGER_LINES = ["opening", "new", "reactivated", "lapsed", "closing"]
 WATERFALL_CLASSES = ["new", "reactivated", "increased", "decreased", "stopped", "returns_only"]
 
 
@@ -123,12 +146,6 @@ def _segment_order(frame: pd.DataFrame) -> list[str]:
         if segment != "all" and segment not in seen:
             seen.append(str(segment))
     return seen
-
-
-def _mix(hex_color: str, weight: float) -> str:
-    """``hex_color`` mixed with white (weight = share of the colour)."""
-    rgb = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
-    return "#" + "".join(f"{round(c * weight + 255 * (1 - weight)):02X}" for c in rgb)
 
 
 def _logo_data_uri(config: Config) -> str | None:
@@ -391,33 +408,6 @@ _BRIDGE_METRICS = ("revenue_previous", "revenue_current", *(f"bridge_{c}" for c 
 _LEDGER_METRICS = (*(f"ledger_{line}" for line in LEDGER_LINES), "count_gained", "value_gained",
                    "count_lost", "value_lost", "retention_rate")
 
-# Builders of later pages live in their own modules (imported here, below the helpers they share).
-from cxpipeline.report.pages_model import (  # noqa: E402
-    AT_RISK_METRICS,
-    BACKTEST_METRICS,
-    VALUE_METRICS,
-    build_at_risk,
-    build_backtest,
-    build_value_comparison,
-)
-
-from cxpipeline.report.pages_customers import (  # noqa: E402
-    BEHAVIOUR_METRICS,
-    COHORT_METRICS,
-    LAPSE_METRICS,
-    MIGRATION_METRICS,
-    PROFIT_METRICS,
-    REFERRAL_METRICS,
-    RFM_METRICS,
-    build_behaviour,
-    build_cohorts,
-    build_lapse,
-    build_migration,
-    build_profitability,
-    build_referrals,
-    build_rfm,
-)
-
 PAGES: list[Page] = [
     Page("summary", "Executive summary", "pages/summary.html", build_executive_summary,
          ("revenue_previous", "revenue_current", "count_gained", "value_gained", "count_lost", "value_lost",
@@ -533,7 +523,7 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
         "brand": {
             "primary": brand.primary_color, "accent": brand.accent_color,
             "positive": brand.positive_color, "negative": brand.negative_color,
-            "primary_tint": _mix(brand.primary_color, 0.08), "accent_tint": _mix(brand.accent_color, 0.12),
+            "primary_tint": tint(brand.primary_color, 0.08), "accent_tint": tint(brand.accent_color, 0.12),
             "logo": _logo_data_uri(config),
         },
         "page_setup": _page_setup(config.output.page_size, config.output.orientation),

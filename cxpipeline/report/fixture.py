@@ -1,7 +1,7 @@
 """A small, fixed artifact folder for template work and tests (``cxpipeline preview``).
 
-It writes exactly what ``compute_metrics`` writes for the foundation pages (see
-notes/contracts.md): ``bridge`` and ``ledger`` (Parquet + CSV), ``metrics.json`` and
+It writes exactly what ``compute_metrics`` writes for the foundation pages (the stage contract
+of docs/architecture.md): ``bridge`` and ``ledger`` (Parquet + CSV), ``metrics.json`` and
 ``data_quality.json``. The numbers are aggregated here from 60 seeded, hand-shaped customer
 rows, so every invariant holds (the bridge reconciles to the cent, the ledger in count, and
 segment rows add up to the overall row) -- they are test data, not a stand-in for the metrics
@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.artifacts import write_json, write_table
+from cxpipeline.metrics.bridge import BRIDGE_ORDER
+from cxpipeline.metrics.ledger import LEDGER_LINES
 
 __all__ = ["FIXTURE_SEGMENTS", "build_fixture_customers", "write_fixture_folder"]
 
-BRIDGE_ORDER = ["previous", "new", "reactivated", "increased", "decreased", "flat", "stopped",
-                "returns_only", "current"]
-LEDGER_LINES = ["opening", "new", "reactivated", "lapsed", "closing"]
 FIXTURE_SEGMENTS = ["region", "channel"]
 
 

@@ -20,7 +20,7 @@ from babel.numbers import (
     parse_pattern,
 )
 
-__all__ = ["Formatter", "MINUS"]
+__all__ = ["Formatter", "MINUS", "tint"]
 
 #: Typographic minus sign (same width as + and the figures in Inter's tabular numerals).
 MINUS = "\u2212"
@@ -126,3 +126,10 @@ class Formatter:
             "signed_count": self.signed_count,
             "signed_percent": self.signed_percent,
         }
+
+
+def tint(hex_color: str, weight: float) -> str:
+    """``hex_color`` mixed with white (weight = share of the colour), e.g. a brand colour's
+    light background for table rows and heat-map cells."""
+    rgb = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c * weight + 255 * (1 - weight)):02X}" for c in rgb)

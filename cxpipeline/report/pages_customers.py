@@ -18,6 +18,7 @@ import pandas as pd
 from cxpipeline.metrics.registry import label
 from cxpipeline.metrics.rfm import RFM_SEGMENTS
 from cxpipeline.metrics.tiers import LAPSED, MOVEMENTS, NEW, NOT_IN_BASE, WON_BACK
+from cxpipeline.report.formatting import tint
 
 if TYPE_CHECKING:
     from cxpipeline.config import Config
@@ -103,8 +104,6 @@ def _groups(frame: pd.DataFrame, config: Config) -> list[tuple[str, list[str]]]:
 def _heat(source: str, to: str, share: float, names: list[str], config: Config) -> str:
     """Heat-map shade of a migration cell: the colour says the direction (up / stayed / down or
     lapsed), its strength the share of the row's customers who took that path."""
-    from cxpipeline.report.context import _mix
-
     if share <= 0:
         return "transparent"
     brand = config.brand
@@ -116,7 +115,7 @@ def _heat(source: str, to: str, share: float, names: list[str], config: Config) 
         colour = brand.primary_color
     else:
         colour = brand.negative_color
-    return _mix(colour, 0.08 + 0.42 * min(share, 1.0))
+    return tint(colour, 0.08 + 0.42 * min(share, 1.0))
 
 
 def build_migration(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
