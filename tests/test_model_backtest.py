@@ -63,7 +63,7 @@ def test_backtest_mid_month_cutoff_ignores_everything_from_the_cutoff_on(small_d
     summary, scores = run_backtest(transactions, cutoff, 90, customers=customers, segment_columns=SEGMENTS)
     summary2, scores2 = run_backtest(later, cutoff, 90, customers=customers, segment_columns=SEGMENTS)
     assert summary["report"]["training_rows"] == summary2["report"]["training_rows"]
-    keep = [c for c in scores.columns if c != "is_lapsed"]
+    keep = [c for c in scores.columns if c not in ("is_lapsed", "actual_value")]  # outcomes
     pd.testing.assert_frame_equal(scores[keep], scores2[keep])
     # ... but the purchase on the cutoff day is inside the outcome window: those customers did not lapse.
     buyers = later["customer_id"].iloc[-3:].tolist()
@@ -120,7 +120,11 @@ def test_score_period_api_and_invariants(small_demo):
     assert {"n", "lapse_rate", "model", "recency_rule", "calibration"} <= set(backtest)
     assert sum(row["n"] for row in backtest["calibration"]) == backtest["n"]
     report = result.report
-    assert report["method"] == "logistic" and report["snapshots"][-1] == "2026-04-01"
+    assert report["logistic_fitted"] and report["snapshots"][-1] == "2026-04-01"
+    # choice by evidence: the pack uses the method with the lower Brier score in the backtest
+    briers = {m: backtest["models"][m]["brier"] for m in ("logistic", "bgnbd")}
+    assert report["method"] == backtest["preferred"] == min(briers, key=briers.get)
+    assert report["method_choice"]["why"] == backtest["preferred_reason"]
     assert report["training_window"]["last_outcome_day"] == "2026-06-29"
     json.dumps(report, allow_nan=False)
     # Deterministic: refitting gives identical scores.

@@ -27,7 +27,7 @@ from cxpipeline.model.bgnbd import (
 from cxpipeline.panel import build_panel
 from tests.conftest import transactions_frame
 
-CDNOW = Path(__file__).parent / "data" / "cdnow_sample_summary.csv"  # from lifetimes 0.11.3 (MIT), see .LICENSE.txt
+CDNOW = Path(__file__).parent / "data" / "cdnow_sample_summary.csv"  # from lifetimes 0.11.3 (MIT), see cdnow_sample.LICENSE.txt
 
 
 @pytest.fixture(scope="module")

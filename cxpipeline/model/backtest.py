@@ -407,8 +407,8 @@ def run_backtest(
         inner = backtest_snapshot(panel, customers, t, **options)
         if inner.get("available") and inner["horizon_days"] == horizon_days and inner["preferred"]:
             choice = inner["preferred"]
-            choice_reason = f"in its own backtest at {inner['snapshot']} (data before the cutoff only): " \
-                            + inner["preferred_reason"][0].lower() + inner["preferred_reason"][1:]
+            choice_reason = f"in its own backtest at {inner['snapshot']} (data before the cutoff only), " \
+                            + inner["preferred_reason"][0].lower() + inner["preferred_reason"][1:].rstrip(".")
         else:
             choice_reason = "no backtest fitted before the cutoff, so the default (logistic) is kept"
     window = transactions.loc[(ordered_at >= t) & (ordered_at < window_end)]
