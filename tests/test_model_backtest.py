@@ -137,7 +137,8 @@ def test_score_period_api_and_invariants(small_demo):
     # (the pipeline reuses it as last quarter's list instead of fitting it again).
     (instant, kept), = result.fits.items()
     assert instant == pd.Timestamp("2026-04-01")
-    refit, _, _ = fit_and_score(panel, customers, instant, segment_columns=SEGMENTS, with_drivers=False)
+    refit, _, _ = fit_and_score(panel, customers, instant, segment_columns=SEGMENTS, with_drivers=False,
+                                method=report["method"], value_method=report["value_model"]["method"])
     pd.testing.assert_frame_equal(kept, refit)
 
 

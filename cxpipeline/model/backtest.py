@@ -35,6 +35,7 @@ __all__ = [
     "backtest_plan",
     "backtest_snapshot",
     "preferred_method",
+    "summary_for_method",
     "value_backtest",
     "run_backtest",
     "review_previous_list",
@@ -159,6 +160,26 @@ def _summary(snapshot: pd.Timestamp, horizon_days: int, candidates: dict[str, np
     }
 
 
+def summary_for_method(summary: dict, method: str) -> dict:
+    """The backtest summary with ``method`` as the model it describes (``model``, ``calibration``,
+    ``model_beats_rule``): after the pack has chosen its method by this very backtest."""
+    models = summary.get("models", {})
+    if method not in models:
+        return summary
+    m, rule = models[method], summary["recency_rule"]
+    out = dict(summary)
+    out.update({
+        "method": method, "method_label": METHOD_LABELS[method],
+        "model": {k: m[k] for k in ("roc_auc", "brier")},
+        "calibration": m["calibration"],
+        "calibration_deciles_checked": m["calibration_deciles_checked"],
+        "calibration_within_5_points": m["calibration_within_5_points"],
+        "model_beats_rule": (None if m["roc_auc"] is None or method == "recency_rule" else
+                             bool(m["roc_auc"] > rule["roc_auc"] and m["brier"] < rule["brier"])),
+    })
+    return out
+
+
 def backtest_plan(panel_monthly: pd.DataFrame, data_end: date | datetime | pd.Timestamp,
                   horizon_days: int) -> tuple[pd.Timestamp, int, str | None] | None:
     """The backtest snapshot and horizon that the data allow.
@@ -208,6 +229,7 @@ def backtest_snapshot(
     max_snapshots: int = 24,
     max_training_rows: int = 300_000,
     fitted: dict | None = None,
+    fitted_candidates: dict | None = None,
 ) -> dict:
     """Backtest on the latest month start ``s`` whose outcome window ends by ``data_end``.
 
@@ -216,7 +238,8 @@ def backtest_snapshot(
     the recency rule) and labels them from the panel. ``preferred`` names the method the pack
     should use. When the horizon does not fit in the history, see :func:`backtest_plan`.
     ``fitted``: a dict that receives ``{s: scores}`` (without drivers), for a caller that needs
-    the scores at ``s`` too.
+    the scores at ``s`` too; ``fitted_candidates`` receives ``{s: every method's P and value}``
+    in the same row order (see :func:`cxpipeline.model.score.rescore`).
     """
     end = to_instant(data_end)
     panel = rows_before(sorted_by_period(panel_monthly), end)
@@ -232,6 +255,8 @@ def backtest_snapshot(
         max_training_rows=max_training_rows, with_drivers=False)
     if fitted is not None and used == horizon_days:
         fitted[s] = scores
+        if fitted_candidates is not None:
+            fitted_candidates[s] = model.candidates
     y = lapse_labels(panel, s, used, pd.Index(scores["customer_id"]))
     candidates = {c[2:]: model.candidates[c].to_numpy() for c in model.candidates.columns if c.startswith("p_")}
     summary = _summary(s, used, candidates, model.chosen_method, scores["recency_days"].to_numpy(), y, report)

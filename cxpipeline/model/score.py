@@ -35,7 +35,7 @@ from cxpipeline.model.train import (
 )
 
 __all__ = ["SCORE_COLUMNS", "METHODS", "METHOD_LABELS", "VALUE_METHODS", "VALUE_METHOD_LABELS",
-           "ModelResult", "default_method", "fit_and_score", "score_period", "library_versions"]
+           "ModelResult", "default_method", "fit_and_score", "rescore", "score_period", "library_versions"]
 
 #: At-risk methods, in the order of the default choice when no backtest has been run.
 METHODS = ("logistic", "bgnbd", "recency_rule")
@@ -110,6 +110,24 @@ def _drivers(model: AtRiskModel, features: pd.DataFrame, customers: pd.DataFrame
                 rows = np.flatnonzero(positive & (idx == j))
                 texts[k + 1][rows] = driver_texts(model.feature_columns[j], features, rows)
     return pd.DataFrame({f"driver_{k}": pd.array(texts[k], dtype="string") for k in (1, 2, 3)})
+
+
+def rescore(scores: pd.DataFrame, candidates: pd.DataFrame, method: str, value_method: str) -> pd.DataFrame:
+    """Scores (without drivers) from :func:`fit_and_score` switched to another method and value
+    model: the same as refitting with ``method=`` / ``value_method=`` (every method is fitted on
+    every run), without refitting. Unavailable methods are left as they are."""
+    p_col, v_col = f"p_{method}", f"value_{value_method}"
+    if p_col not in candidates or v_col not in candidates:
+        return scores
+    out = scores.copy()
+    out["p_at_risk"] = candidates[p_col].to_numpy()
+    out["predicted_value_12m"] = candidates[v_col].to_numpy()
+    out["value_at_risk"] = np.round(out["p_at_risk"] * out["predicted_value_12m"], 2)
+    out["is_do_not_lose"] = do_not_lose(out, out["predicted_value_12m"].to_numpy())
+    out = out.sort_values(["value_at_risk", "p_at_risk", "customer_id"], ascending=[False, False, True],
+                          kind="stable", ignore_index=True)
+    out["at_risk_rank"] = np.arange(1, len(out) + 1, dtype="int64")
+    return out
 
 
 def fit_and_score(
@@ -340,15 +358,16 @@ def score_period(
         ``.scores`` ranked by value at risk, ``.backtest`` (see
         :func:`cxpipeline.model.backtest.backtest_snapshot`), ``.report`` (JSON-able).
     """
-    from cxpipeline.model.backtest import backtest_snapshot, value_backtest
+    from cxpipeline.model.backtest import backtest_snapshot, summary_for_method, value_backtest
 
     t = to_instant(period_end).normalize() + pd.Timedelta(days=1)
     panel_monthly = sorted_by_period(panel_monthly)  # sorted once: every snapshot is then a slice
     options = {"horizon_days": horizon_days, "random_state": random_state, "segment_columns": segment_columns,
                "max_snapshots": max_snapshots, "max_training_rows": max_training_rows}
     fits: dict = {}
+    fit_candidates: dict = {}
     before = rows_before(panel_monthly, t)
-    backtest = backtest_snapshot(before, customers, t, fitted=fits, **options)
+    backtest = backtest_snapshot(before, customers, t, fitted=fits, fitted_candidates=fit_candidates, **options)
     value_bt = value_backtest(before, t, max_training_rows=max_training_rows)
     # Choice by evidence: the at-risk method the backtest at the full horizon preferred.
     method = backtest.get("preferred") if (backtest.get("available")
@@ -358,6 +377,10 @@ def score_period(
     scores, report, model = fit_and_score(panel_monthly, customers, t, method=method, value_method=value_method,
                                           **options)
     chosen = report["method"]
+    if backtest.get("available") and backtest["horizon_days"] == horizon_days:
+        backtest = summary_for_method(backtest, chosen)  # the page shows the method the pack uses
+    # The backtest's own fit, as the pack would print it with this choice (last period's list).
+    fits = {s: rescore(sc, fit_candidates[s], chosen, report["value_model"]["method"]) for s, sc in fits.items()}
     report["period_end"] = f"{to_instant(period_end):%Y-%m-%d}"
     report["backtest"] = backtest
     report["value_backtest"] = value_bt
