@@ -54,7 +54,7 @@ def test_short_history_pack_scores_say_which_model_and_why(cdnow):
     result = score_period(panel, None, "1997-09-30", horizon_days=273)
     report = result.report
     assert report["method"] == "bgnbd" and not report["logistic_fitted"]
-    assert "no labelled 273-day outcome window" in report["method_choice"]["why"].lower()
+    assert "too few labelled 273-day outcome windows" in report["method_choice"]["why"].lower()
     # the backtest runs at the longest horizon that leaves half of the history for fitting
     backtest = result.backtest
     assert backtest["available"] and backtest["horizon_requested"] == 273

@@ -298,9 +298,10 @@ def _value_summary(snapshot: pd.Timestamp, days: int, predictions: dict[str, np.
     preferred = min(evaluated, key=lambda m: (models[m]["mae"], VALUE_METHODS.index(m))) if evaluated else None
     reason = None
     if preferred:
-        reason = (f"The {VALUE_METHOD_LABELS[preferred]} had the smallest mean absolute error "
-                  f"({models[preferred]['mae']:.2f} per customer; same as last 12 months: "
-                  f"{naive_metrics['mae']:.2f}).")
+        others = "; ".join(f"{VALUE_METHOD_LABELS[m]}: {models[m]['mae']:.2f}" for m in evaluated if m != preferred)
+        reason = (f"The {VALUE_METHOD_LABELS[preferred]} value model had the smallest mean absolute error in the "
+                  f"value backtest ({models[preferred]['mae']:.2f}; {others + '; ' if others else ''}"
+                  f"same as last 12 months: {naive_metrics['mae']:.2f}).")
     out = {"available": True, "snapshot": f"{snapshot:%Y-%m-%d}", "horizon_days": int(days),
            "outcome_window": f"{snapshot:%Y-%m-%d} to {snapshot + pd.Timedelta(days=days - 1):%Y-%m-%d}",
            "n": int(len(actual)), "models": models, "naive": naive_metrics,

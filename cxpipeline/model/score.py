@@ -263,7 +263,7 @@ def fit_and_score(
     messages = list(model.messages) if chosen != "bgnbd" else []
     if chosen == "bgnbd" and model.method != "logistic":
         messages.append(f"Too few labelled {horizon_days}-day outcome windows before {t:%Y-%m-%d} for the logistic "
-                        f"model ({len(rows)} customer-snapshots, need {MIN_TRAINING_ROWS} with both outcomes): "
+                        f"model ({len(rows)} labelled rows, need {MIN_TRAINING_ROWS} with both outcomes): "
                         f"P(at risk) comes from the BG/NBD purchase model, which needs no labelled window.")
     messages += list(latent.messages) + choice_messages
     if chosen_value == "regression" or "regression" not in values:
@@ -389,7 +389,9 @@ def score_period(
                                        else "No 12-month value backtest could choose: the first value model that "
                                             "could be fitted is used (regression, else BG/NBD x Gamma-Gamma).")
     report["probabilities"] = _probability_check(chosen, backtest)
-    report["messages"] = (report["messages"] + backtest.get("messages", []) + value_bt.get("messages", [])
+    report["messages"] = (report["messages"]
+                          + [f"Backtest at {backtest.get('snapshot', 'n/a')}: {m}" for m in backtest.get("messages", [])]
+                          + [f"Value backtest: {m}" for m in value_bt.get("messages", [])]
                           + ([report["probabilities"]["note"]] if not report["probabilities"]["shown"] else []))
     return ModelResult(scores=scores, backtest=backtest, report=report, model=model, fits=fits)
 
@@ -400,11 +402,14 @@ def _method_choice(chosen: str, preferred: str | None, backtest: dict, report: d
     if preferred == chosen:
         why = backtest["preferred_reason"]
     elif chosen == "bgnbd" and not report["logistic_fitted"]:
-        why = (f"No labelled {report['horizon_days']}-day outcome window fits in the history before "
-               f"{report['fit_instant']}, so the logistic model cannot be trained; the BG/NBD model needs none.")
-        if backtest.get("available"):
-            why += f" Its backtest: {backtest['models']['bgnbd']['brier']:.4f} Brier" \
-                   f" vs {backtest['base_rate']['brier']:.4f} for the constant base rate."
+        why = (f"Too few labelled {report['horizon_days']}-day outcome windows fit in the history before "
+               f"{report['fit_instant']} to train the logistic model ({report['training_rows']} labelled "
+               f"{'row' if report['training_rows'] == 1 else 'rows'}); "
+               f"the BG/NBD model needs none.")
+        bgnbd = backtest.get("models", {}).get("bgnbd") if backtest.get("available") else None
+        if bgnbd and bgnbd["brier"] is not None:
+            why += (f" In its backtest ({backtest['horizon_days']} days from {backtest['snapshot']}) its Brier score "
+                    f"was {bgnbd['brier']:.4f}, against {backtest['base_rate']['brier']:.4f} for the base rate.")
     elif backtest.get("available") and backtest["horizon_days"] != report["horizon_days"]:
         why = "The backtest ran at a shorter horizon than the scores, so it cannot choose; the default is kept."
     else:

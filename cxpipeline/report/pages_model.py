@@ -56,6 +56,8 @@ VALUE_BACKTEST_METRICS = ("predicted_value_12m", "value_backtest_mae", "value_ba
 #: Column order of the backtest table (methods the report may hold, then the constant).
 _METHOD_ORDER = ("logistic", "bgnbd", "recency_rule")
 _SHORT_LABELS = {"logistic": "logistic model", "bgnbd": "BG/NBD", "recency_rule": "recency rule"}
+METHOD_NAMES = {"logistic": "calibrated logistic model", "bgnbd": "BG/NBD purchase model",
+                "recency_rule": "recency rule"}
 
 
 def _sentence_case(text: str) -> str:
@@ -397,7 +399,7 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
         models = backtest.get("models") or {backtest.get("method", "model"): backtest["model"],
                                             "recency_rule": backtest["recency_rule"]}
         base = backtest.get("base_rate") or {}
-        columns = [{"key": k, "label": _sentence_case(_SHORT_LABELS[k]), "is_used": k == backtest.get("method")}
+        columns = [{"key": k, "label": _sentence_case(_SHORT_LABELS[k]), "is_used": k == report.get("method")}
                    for k in _METHOD_ORDER if k in models]
         if base.get("brier") is not None:
             columns.append({"key": "base_rate", "label": "Base rate", "is_used": False})
@@ -437,11 +439,14 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
                         "text": colors["text"]},
                 label_percent=lambda v: fmt.percent(v, 0), fonts_dir=shared["templates_dir"] / "fonts",
                 size_inches=(3.6, 3.1)) if calibration else None),
-            "verdict": _verdict(backtest, fmt, config),
+            "verdict": ([] if report.get("method") in models else [
+                f"The {METHOD_NAMES.get(report.get('method'), 'model')} the pack uses could not be fitted at the "
+                f"backtest snapshot (too little data then), so it is not in this backtest."]) + _verdict(backtest, fmt, config),
         })
     else:
         out["unavailable_note"] = " ".join(str(m) for m in backtest.get("messages", [])) or "No backtest was run."
-        out["messages"] = [m for m in out["messages"] if m not in backtest.get("messages", [])]
+        shown = {f"Backtest at {backtest.get('snapshot', 'n/a')}: {m}" for m in backtest.get("messages", [])}
+        out["messages"] = [m for m in out["messages"] if m not in shown]
     review = report.get("previous_list_review")
     if review:
         out["review"] = {
