@@ -121,9 +121,12 @@ def test_score_period_api_and_invariants(small_demo):
     assert sum(row["n"] for row in backtest["calibration"]) == backtest["n"]
     report = result.report
     assert report["logistic_fitted"] and report["snapshots"][-1] == "2026-04-01"
-    # choice by evidence: the pack uses the method with the lower Brier score in the backtest
-    briers = {m: backtest["models"][m]["brier"] for m in ("logistic", "bgnbd")}
-    assert report["method"] == backtest["preferred"] == min(briers, key=briers.get)
+    # choice by evidence: the logistic model only when it beats BG/NBD's Brier score by > 2 standard errors
+    paired = backtest["logistic_minus_bgnbd_brier"]
+    assert paired["difference"] == pytest.approx(
+        backtest["models"]["logistic"]["brier"] - backtest["models"]["bgnbd"]["brier"], abs=1e-4)
+    expected = "logistic" if paired["difference"] < -2 * paired["standard_error"] else "bgnbd"
+    assert report["method"] == backtest["preferred"] == expected
     assert report["method_choice"]["why"] == backtest["preferred_reason"]
     assert report["training_window"]["last_outcome_day"] == "2026-06-29"
     json.dumps(report, allow_nan=False)

@@ -11,7 +11,7 @@ import pytest
 
 from cxpipeline.cli import main
 from cxpipeline.model import fit_and_score, format_summary, run_backtest, score_period
-from cxpipeline.model.backtest import _value_metrics, backtest_plan, preferred_method
+from cxpipeline.model.backtest import _value_metrics, backtest_plan, paired_brier_difference, preferred_method
 from cxpipeline.model.score import _probability_check
 from cxpipeline.panel import build_panel
 from tests.conftest import transactions_frame
@@ -102,6 +102,21 @@ def test_preferred_method_lowest_brier_then_auc():
     assert preferred_method(models)[0] == "logistic"  # tie on Brier: higher ROC-AUC
     assert preferred_method({"bgnbd": {"brier": 0.2, "roc_auc": 0.7}})[0] == "bgnbd"
     assert preferred_method({"recency_rule": {"brier": 0.2, "roc_auc": 0.7}})[0] is None
+    # with the paired difference: the logistic model must win by more than two standard errors
+    models["bgnbd"]["brier"] = 0.135
+    assert preferred_method(models, {"difference": -0.005, "standard_error": 0.002})[0] == "logistic"
+    method, reason = preferred_method(models, {"difference": -0.003, "standard_error": 0.002})
+    assert method == "bgnbd" and "did not beat the label-free BG/NBD model by more than chance" in reason
+
+
+def test_paired_brier_difference_exact():
+    y = np.array([1, 0, 1, 0])
+    a = np.array([0.9, 0.1, 0.6, 0.4])  # squared errors .01 .01 .16 .16
+    b = np.array([0.5, 0.5, 0.5, 0.5])  # .25 each
+    d = np.array([0.01, 0.01, 0.16, 0.16]) - 0.25
+    out = paired_brier_difference(a, b, y)
+    assert out["difference"] == pytest.approx(d.mean(), abs=1e-6)
+    assert out["standard_error"] == pytest.approx(d.std(ddof=1) / 2, abs=1e-6)
 
 
 def test_a_probability_worse_than_the_base_rate_is_not_shown():

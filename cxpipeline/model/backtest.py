@@ -34,6 +34,7 @@ __all__ = [
     "calibration_table",
     "backtest_plan",
     "backtest_snapshot",
+    "paired_brier_difference",
     "preferred_method",
     "summary_for_method",
     "value_backtest",
@@ -90,9 +91,24 @@ def _metrics_with_calibration(p: np.ndarray, y: np.ndarray, ranking: np.ndarray 
             "calibration_within_5_points": all(checked) if checked else None}
 
 
-def preferred_method(models: dict) -> tuple[str | None, str]:
-    """The method the evidence prefers among the fitted models (logistic, BG/NBD): the lower
-    Brier score (probabilities closest to what happened), ties broken by the higher ROC-AUC.
+def paired_brier_difference(p_a: np.ndarray, p_b: np.ndarray, y: np.ndarray) -> dict:
+    """Mean per-customer difference of squared errors, ``(p_a - y)^2 - (p_b - y)^2`` (the Brier
+    score of ``a`` minus that of ``b``), and its standard error over customers."""
+    y = np.asarray(y, dtype="float64")
+    d = (np.asarray(p_a, dtype="float64") - y) ** 2 - (np.asarray(p_b, dtype="float64") - y) ** 2
+    n = len(d)
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    return {"difference": round(float(d.mean()), 6) if n else None, "standard_error": round(se, 6)}
+
+
+def preferred_method(models: dict, paired: dict | None = None) -> tuple[str | None, str]:
+    """The method the evidence prefers among the fitted models (logistic, BG/NBD).
+
+    The BG/NBD model needs no labelled history and assumes less about how representative past
+    snapshots are, so the logistic model is preferred only when its Brier score is lower than
+    BG/NBD's by more than two standard errors of the paired per-customer difference (``paired``,
+    from :func:`paired_brier_difference` of logistic vs BG/NBD). Without ``paired`` the lower
+    Brier score wins (ties: the higher ROC-AUC).
 
     Returns
     -------
@@ -107,6 +123,17 @@ def preferred_method(models: dict) -> tuple[str | None, str]:
         why = ("no labelled outcome window fitted before the backtest snapshot, so the logistic model could not "
                "be trained there" if only == "bgnbd" else "the BG/NBD model could not be fitted")
         return only, f"Only the {METHOD_LABELS[only]} could be evaluated ({why})."
+    lg, bg = models["logistic"], models["bgnbd"]
+    scores = (f"Brier {lg['brier']:.4f} vs {bg['brier']:.4f}, ROC-AUC {lg['roc_auc']:.4f} vs "
+              f"{bg['roc_auc']:.4f} for the logistic and BG/NBD models")
+    if paired is not None and paired.get("difference") is not None:
+        diff, se = paired["difference"], paired["standard_error"]
+        if diff < -2 * se:
+            return "logistic", (f"The calibrated logistic model beat the BG/NBD model in the backtest by more than "
+                                f"chance: its Brier score was lower by {-diff:.4f} (standard error {se:.4f}; {scores}).")
+        return "bgnbd", (f"The calibrated logistic model did not beat the label-free BG/NBD model by more than "
+                         f"chance in the backtest (Brier difference {diff:+.4f}, standard error {se:.4f}; {scores}), "
+                         f"so the simpler model is used.")
     best = min(evaluated, key=lambda m: (models[m]["brier"], -(models[m]["roc_auc"] or 0.0), METHODS.index(m)))
     other = next(m for m in evaluated if m != best)
     return best, (f"The {METHOD_LABELS[best]} had the lower Brier score in the backtest "
@@ -133,7 +160,9 @@ def _summary(snapshot: pd.Timestamp, horizon_days: int, candidates: dict[str, np
     beats = (None if chosen["roc_auc"] is None or method == "recency_rule" else
              bool(chosen["roc_auc"] > rule["roc_auc"] and chosen["brier"] < rule["brier"]))
     lapse_rate = float(y.mean()) if len(y) else None
-    preferred, reason = preferred_method(models)
+    paired = (paired_brier_difference(candidates["logistic"], candidates["bgnbd"], y)
+              if "logistic" in candidates and "bgnbd" in candidates and len(y) > 1 else None)
+    preferred, reason = preferred_method(models, paired)
     return {
         "available": True,
         "snapshot": f"{snapshot:%Y-%m-%d}",
@@ -148,6 +177,7 @@ def _summary(snapshot: pd.Timestamp, horizon_days: int, candidates: dict[str, np
         "models": models,
         "base_rate": {"lapse_rate": round(lapse_rate, 4) if lapse_rate is not None else None,
                       "brier": round(lapse_rate * (1 - lapse_rate), 4) if lapse_rate is not None else None},
+        "logistic_minus_bgnbd_brier": paired,
         "preferred": preferred,
         "preferred_reason": reason,
         "model_beats_rule": beats,
