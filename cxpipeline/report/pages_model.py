@@ -476,6 +476,11 @@ def build_value_backtest(tables: ArtifactTables, config: Config, shared: dict) -
     used = report.get("value_model", {}).get("method")
     out = {"available": bool(vbt.get("available")), "used": used, "value_note": _value_note(report, with_choice=False),
            "unavailable_note": None}
+    if out["available"] and not vbt.get("models"):
+        out["available"] = False
+        vbt = {"messages": [f"No value model could be fitted at the value backtest snapshot {vbt['snapshot']} "
+                            f"(too few {terms['customers']} then), so there is nothing to set against "
+                            f"\"same as last 12 months\"."]}
     if not out["available"]:
         out["unavailable_note"] = " ".join(str(m) for m in vbt.get("messages", [])) or "No value backtest was run."
         return out
