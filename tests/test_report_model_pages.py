@@ -196,7 +196,7 @@ def test_backtest_page_equals_model_report(demo_run):
     assert "Observed " + " ".join(pct(row["observed"]) for row in cal) in text
     assert "Observed − predicted " + " ".join(pct(row["difference"], signed=True) for row in cal) in text
     other = "bgnbd" if report["method"] == "logistic" else "logistic"
-    other_label = {"bgnbd": "BG/NBD", "logistic": "Logistic model"}[other]
+    other_label = {"bgnbd": "BG/NBD", "logistic": "Logistic"}[other]
     other_cal = bt["models"][other]["calibration"]
     assert f"{other_label}: predicted" in flat(html) and f"{other_label}: observed" in flat(html)
     assert " ".join(pct(r["mean_predicted"]) for r in other_cal) in text  # the label wraps in its cell

@@ -310,6 +310,11 @@ def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict)
     }
 
 
+def _is_value_note(message: str) -> bool:
+    """A model-report message about the value models (shown on the value backtest page)."""
+    return any(key in message for key in ("value model", "Gamma-Gamma", "Predicted 12-month value"))
+
+
 def _value_note(report: dict, with_choice: bool = True) -> str:
     """How predicted value was computed, and why that model (from the report)."""
     value = report.get("value_model", {})
@@ -341,7 +346,8 @@ def _verdict(backtest: dict, fmt, config: Config) -> list[str]:
     better_brier = model["brier"] < rule["brier"]
     auc, rule_auc = _decimal(model["roc_auc"], config), _decimal(rule["roc_auc"], config)
     brier, rule_brier = _decimal(model["brier"], config), _decimal(rule["brier"], config)
-    name = _sentence_case(backtest.get("method_label") or "the model")
+    label = backtest.get("method_label")
+    name = f"The {label}" if label else "The model"
     if backtest.get("method") == "recency_rule":
         words.append(f"The backtest itself used the recency rule (too little history at the snapshot), so model "
                      f"and rule are the same method here (ROC-AUC {auc} vs {rule_auc}).")
@@ -390,7 +396,14 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
         "unavailable_note": None,
         "training": report.get("training_window", {}),
         "training_rows": report.get("training_rows"),
-        "messages": [str(m) for m in report.get("messages", [])],
+        # Notes from the live fit only: the backtest's and the value backtest's own notes stay in the
+        # model report (their gist is on the page: the shortened horizon, the unfitted models).
+        "messages": [str(m) for m in report.get("messages", [])
+                     if not str(m).startswith(("Backtest at ", "Value backtest: "))
+                     and "P(at risk) comes from the BG/NBD purchase model" not in str(m)
+                     and not _is_value_note(str(m))],
+        "fit_instant": report.get("fit_instant"),
+        "customers_scored": (report.get("scores_summary") or {}).get("customers_scored"),
     }
     out["choice_note"] = _method_note(report)
     out["show_probability"], out["probability_note"] = _probabilities(report)
@@ -404,7 +417,7 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
         if base.get("brier") is not None:
             columns.append({"key": "base_rate", "label": "Base rate", "is_used": False})
         other_calibration = [
-            {"label": _sentence_case(_SHORT_LABELS[k]), "rows": models[k]["calibration"]}
+            {"label": {"logistic": "Logistic", "bgnbd": "BG/NBD"}[k], "rows": models[k]["calibration"]}
             for k in ("logistic", "bgnbd") if k in models and k != backtest.get("method") and models[k].get("calibration")]
         colors = _colors(config)
         out.update({
@@ -510,6 +523,7 @@ def build_value_backtest(tables: ArtifactTables, config: Config, shared: dict) -
         "n": vbt["n"], "rows": rows, "shown": shown, "lift": lift, "chart": chart,
         "chart_note": None if chart else f"No chart: no {terms['customer']} spent anything in the window.",
         "choice": vbt.get("preferred_reason"),
-        "messages": [str(m) for m in vbt.get("messages", [])],
+        "messages": [str(m) for m in vbt.get("messages", [])]
+        + [str(m) for m in report.get("messages", []) if _is_value_note(str(m)) and not str(m).startswith("Backtest at ")],
     })
     return out
