@@ -9,6 +9,7 @@ strings are formatted here without Babel.
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import ROUND_HALF_EVEN, Decimal
 import re
@@ -239,6 +240,24 @@ def test_short_history_pages_name_the_label_free_model(tiny_run):
     first = scores.iloc[0]
     assert f"{pct(first.p_at_risk)} {gbp(first.predicted_value_12m)} {gbp(first.historical_value)} {gbp(first.value_at_risk)}" in whole
     assert pack_content_problems(html) == []
+
+
+def test_probabilities_no_better_than_the_base_rate_are_not_printed(demo_run, tmp_path):
+    folder, config, _, _, _ = demo_run
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    report = read_json(copy / "model_report.json")
+    report["probabilities"] = {"shown": False, "method_brier": 0.275, "base_rate_brier": 0.21,
+                               "note": "P(at risk) is not shown as a probability: test note. The list is a ranking only."}
+    (copy / "model_report.json").write_text(json.dumps(report), encoding="utf-8")
+    html, texts, _ = render_sections(copy, config, tmp_path, ids=("at-risk",))
+    text = section_text(texts, "At-risk customers and value at risk", ["Definitions"])
+    assert "P(at risk) is not shown as a probability: test note." in text
+    assert "ranked, not calibrated" in text and "mean P(at risk)" not in text
+    scores = read_table(copy, "scores").sort_values("at_risk_rank")
+    first = scores.iloc[0]
+    assert f"— {gbp(first.predicted_value_12m)} {gbp(first.historical_value)} {gbp(first.value_at_risk)}" in text
+    assert pct(first.p_at_risk) + " " + gbp(first.predicted_value_12m) not in text
 
 
 def test_value_backtest_page_equals_model_report(demo_run, tmp_path):
