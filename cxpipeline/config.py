@@ -37,7 +37,7 @@ __all__ = [
 #: Page ids ``output.sections`` may name, in pack order (the ids of cxpipeline.report.context.PAGES;
 #: kept here so a config is checked without importing the renderer; a test keeps them equal).
 SECTION_IDS = ("summary", "bridge", "bridge-segments", "ledger", "migration", "rfm", "behaviour",
-               "lapse", "at-risk", "value", "profitability", "referrals", "cohorts", "model",
+               "lapse", "at-risk", "value", "profitability", "referrals", "cohorts", "model", "value-backtest",
                "data-quality", "definitions")
 #: The placeholders ``delivery.subject`` may use.
 SUBJECT_FIELDS = ("company", "period", "pack_id")

@@ -345,7 +345,9 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     # the same rows with the same options: the same list, so it is not fitted twice.
     previous_scores = result.fits.get(previous_end)
     if previous_scores is None:
-        previous_scores, _, _ = fit_and_score(monthly, customers, previous_end, with_drivers=False, **options)
+        previous_scores, _, _ = fit_and_score(monthly, customers, previous_end, with_drivers=False,
+                                              method=report["method"], value_method=report["value_model"]["method"],
+                                              **options)
     report["previous_list_review"] = review_previous_list(previous_scores, monthly, previous.last_day, period.last_day)
     write_table(folder, "scores", result.scores)
     write_json(folder / "model_report.json", report)

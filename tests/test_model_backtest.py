@@ -63,7 +63,7 @@ def test_backtest_mid_month_cutoff_ignores_everything_from_the_cutoff_on(small_d
     summary, scores = run_backtest(transactions, cutoff, 90, customers=customers, segment_columns=SEGMENTS)
     summary2, scores2 = run_backtest(later, cutoff, 90, customers=customers, segment_columns=SEGMENTS)
     assert summary["report"]["training_rows"] == summary2["report"]["training_rows"]
-    keep = [c for c in scores.columns if c != "is_lapsed"]
+    keep = [c for c in scores.columns if c not in ("is_lapsed", "actual_value")]  # outcomes
     pd.testing.assert_frame_equal(scores[keep], scores2[keep])
     # ... but the purchase on the cutoff day is inside the outcome window: those customers did not lapse.
     buyers = later["customer_id"].iloc[-3:].tolist()
@@ -120,7 +120,14 @@ def test_score_period_api_and_invariants(small_demo):
     assert {"n", "lapse_rate", "model", "recency_rule", "calibration"} <= set(backtest)
     assert sum(row["n"] for row in backtest["calibration"]) == backtest["n"]
     report = result.report
-    assert report["method"] == "logistic" and report["snapshots"][-1] == "2026-04-01"
+    assert report["logistic_fitted"] and report["snapshots"][-1] == "2026-04-01"
+    # choice by evidence: the logistic model only when it beats BG/NBD's Brier score by > 2 standard errors
+    paired = backtest["logistic_minus_bgnbd_brier"]
+    assert paired["difference"] == pytest.approx(
+        backtest["models"]["logistic"]["brier"] - backtest["models"]["bgnbd"]["brier"], abs=1e-4)
+    expected = "logistic" if paired["difference"] < -2 * paired["standard_error"] else "bgnbd"
+    assert report["method"] == backtest["preferred"] == expected
+    assert report["method_choice"]["why"] == backtest["preferred_reason"]
     assert report["training_window"]["last_outcome_day"] == "2026-06-29"
     json.dumps(report, allow_nan=False)
     # Deterministic: refitting gives identical scores.
@@ -133,7 +140,8 @@ def test_score_period_api_and_invariants(small_demo):
     # (the pipeline reuses it as last quarter's list instead of fitting it again).
     (instant, kept), = result.fits.items()
     assert instant == pd.Timestamp("2026-04-01")
-    refit, _, _ = fit_and_score(panel, customers, instant, segment_columns=SEGMENTS, with_drivers=False)
+    refit, _, _ = fit_and_score(panel, customers, instant, segment_columns=SEGMENTS, with_drivers=False,
+                                method=report["method"], value_method=report["value_model"]["method"])
     pd.testing.assert_frame_equal(kept, refit)
 
 

@@ -9,6 +9,7 @@ strings are formatted here without Babel.
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import ROUND_HALF_EVEN, Decimal
 import re
@@ -52,6 +53,12 @@ def pct(value: float, signed: bool = False) -> str:
 
 def flat(text: str) -> str:
     return " ".join(text.replace("\u00a0", " ").replace("\u202f", " ").split())
+
+
+def squeezed(text: str) -> str:
+    """Without any whitespace: for sentences in narrow columns, which PDF text extraction breaks
+    at arbitrary points (e.g. 'BG/ NBD')."""
+    return "".join(flat(text).split())
 
 
 def render_sections(folder: Path, config, out: Path, ids=MODEL_SECTIONS) -> tuple[str, list[str], str]:
@@ -166,25 +173,40 @@ def test_value_bands_equal_the_scores_table(demo_run):
 
 
 def test_backtest_page_equals_model_report(demo_run):
-    folder, _, _, texts, _ = demo_run
+    folder, _, html, texts, _ = demo_run
     report = read_json(folder / "model_report.json")
     bt = report["backtest"]
-    assert report["method"] == "logistic" and bt["available"]
-    text = section_text(texts, "Model backtest", ["Definitions"])
-    m, r = bt["model"], bt["recency_rule"]
-    assert f"ROC-AUC {m['roc_auc']:.4f} {r['roc_auc']:.4f}" in text
-    assert f"Brier score {m['brier']:.4f} {r['brier']:.4f}" in text
-    assert f"Customers scored {bt['n']:,} {bt['n']:,}" in text
-    assert f"Lapse rate {pct(bt['lapse_rate'])} {pct(bt['lapse_rate'])} no purchase {bt['outcome_window']}" in text
-    assert f"Backtest at {bt['snapshot']}" in text
+    assert bt["available"] and report["logistic_fitted"]
+    # the page describes the method the pack uses, chosen by this backtest's Brier score
+    assert report["method"] == bt["method"] == bt["preferred"]
+    text = section_text(texts, "Model backtest", ["Value model backtest", "Definitions"])
+    assert f"Backtest at {bt['snapshot']}, {bt['horizon_days']} days" in text
+    order = [k for k in ("logistic", "bgnbd", "recency_rule") if k in bt["models"]]
+    assert order == ["logistic", "bgnbd", "recency_rule"]
+    aucs = [bt["models"][k]["roc_auc"] for k in order] + [0.5]
+    briers = [bt["models"][k]["brier"] for k in order] + [bt["base_rate"]["brier"]]
+    assert "ROC-AUC " + " ".join(f"{v:.4f}" for v in aucs) in text
+    assert "Brier score " + " ".join(f"{v:.4f}" for v in briers) in text
+    assert bt["base_rate"]["brier"] == pytest.approx(bt["lapse_rate"] * (1 - bt["lapse_rate"]), abs=1e-4)
+    assert f"{bt['n']:,} customers bought before {bt['snapshot']}; {pct(bt['lapse_rate'])} made no purchase" in text
+    # sentences of the narrow column are interleaved with the wide one in the PDF's text: the HTML
+    assert flat(report["method_choice"]["why"]) in flat(html)
+    assert "P(at risk) comes from the " + report["method_choice"]["label"] in text
     cal = bt["calibration"]
-    assert "Customers " + " ".join(f"{row['n']:,}" for row in cal) in text
+    assert cal == bt["models"][report["method"]]["calibration"]
     assert "Predicted " + " ".join(pct(row["mean_predicted"]) for row in cal) in text
     assert "Observed " + " ".join(pct(row["observed"]) for row in cal) in text
     assert "Observed − predicted " + " ".join(pct(row["difference"], signed=True) for row in cal) in text
+    other = "bgnbd" if report["method"] == "logistic" else "logistic"
+    other_label = {"bgnbd": "BG/NBD", "logistic": "Logistic"}[other]
+    other_cal = bt["models"][other]["calibration"]
+    assert f"{other_label}: predicted" in flat(html) and f"{other_label}: observed" in flat(html)
+    assert " ".join(pct(r["mean_predicted"]) for r in other_cal) in text  # the label wraps in its cell
+    assert " ".join(pct(r["observed"]) for r in other_cal) in text
     # the verdict is the numbers' verdict
+    m, r = bt["model"], bt["recency_rule"]
     beats = m["roc_auc"] > r["roc_auc"] and m["brier"] < r["brier"]
-    assert ("The model beats the recency rule on both measures" in text) == beats
+    assert ("beats the recency rule on both measures" in text) == beats
     checked = [row for row in cal if row["within_5_points"] is not None]
     if checked and all(row["within_5_points"] for row in checked):
         assert f"every one of the {len(checked)} deciles with 200 or more customers is within 5 points" in text
@@ -198,22 +220,67 @@ def test_backtest_page_equals_model_report(demo_run):
     assert f"Purchases counted from {rv['from']} to {rv['to']} ({rv['days_observed']} days)" in text
 
 
-def test_fallback_message_when_history_is_too_short(tiny_run):
+def test_short_history_pages_name_the_label_free_model(tiny_run):
     folder, _, html, texts = tiny_run
     report = read_json(folder / "model_report.json")
-    assert report["method"] == "recency_rule"
+    # one year of history, 150 customers: too few labelled windows for the logistic model
+    assert report["method"] == "bgnbd" and not report["logistic_fitted"]
     whole = flat("\n".join(texts))
     at_risk = section_text(texts, "At-risk customers and value at risk", ["Historical vs predicted value"])
-    model = section_text(texts, "Model backtest", ["Definitions"])
-    for page in (at_risk, model):
-        assert "Too little history for the model, so these scores come from a recency rule" in page
-    reason = next(m for m in report["messages"] if m.startswith("Too little history to fit the at-risk model"))
-    assert flat(reason) in model
-    # numbers on the fallback pages still come from the run's own scores
+    model = section_text(texts, "Model backtest", ["Value model backtest", "Definitions"])
+    note = flat(f"P(at risk) comes from the BG/NBD purchase model. {report['method_choice']['why']}")
+    assert squeezed(note) in squeezed(at_risk) and flat(note) in flat(html)
+    assert "Too few labelled 90-day outcome windows" in note
+    assert "Too little history for the model, so these scores come from a recency rule" not in whole
+    # BG/NBD could not be fitted at the backtest snapshot (44 customers then): the page says so
+    assert "bgnbd" not in report["backtest"]["models"]
+    assert "could not be fitted at the backtest snapshot" in flat(html)
+    assert "BG/NBD" in at_risk and "the BG/NBD model's inputs" in at_risk
+    # numbers on the pages still come from the run's own scores
     scores = read_table(folder, "scores").sort_values("at_risk_rank")
     first = scores.iloc[0]
     assert f"{pct(first.p_at_risk)} {gbp(first.predicted_value_12m)} {gbp(first.historical_value)} {gbp(first.value_at_risk)}" in whole
     assert pack_content_problems(html) == []
+
+
+def test_probabilities_no_better_than_the_base_rate_are_not_printed(demo_run, tmp_path):
+    folder, config, _, _, _ = demo_run
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    report = read_json(copy / "model_report.json")
+    report["probabilities"] = {"shown": False, "method_brier": 0.275, "base_rate_brier": 0.21,
+                               "note": "P(at risk) is not shown as a probability: test note. The list is a ranking only."}
+    (copy / "model_report.json").write_text(json.dumps(report), encoding="utf-8")
+    html, texts, _ = render_sections(copy, config, tmp_path, ids=("at-risk",))
+    text = section_text(texts, "At-risk customers and value at risk", ["Definitions"])
+    assert "P(at risk) is not shown as a probability: test note." in text
+    assert "ranked, not calibrated" in text and "mean P(at risk)" not in text
+    scores = read_table(copy, "scores").sort_values("at_risk_rank")
+    first = scores.iloc[0]
+    assert f"— {gbp(first.predicted_value_12m)} {gbp(first.historical_value)} {gbp(first.value_at_risk)}" in text
+    assert pct(first.p_at_risk) + " " + gbp(first.predicted_value_12m) not in text
+
+
+def test_value_backtest_page_equals_model_report(demo_run, tmp_path):
+    folder, config, _, _, _ = demo_run
+    html, texts, _ = render_sections(folder, config, tmp_path, ids=("value-backtest",))
+    report = read_json(folder / "model_report.json")
+    vbt = report["value_backtest"]
+    assert vbt["available"] and vbt["horizon_days"] in (365, 366)
+    text = section_text(texts, "Value model backtest", ["Definitions"])
+    assert f"Backtest at {vbt['snapshot']}," in text and f"{vbt['horizon_days']} days" in text
+    used = report["value_model"]["method"]
+    assert used == vbt["preferred"] and set(vbt["models"]) == {"regression", "bgnbd"}
+    assert vbt["models"][used]["mae"] == min(m["mae"] for m in vbt["models"].values())
+    for key, m in [*vbt["models"].items(), ("naive", vbt["naive"])]:
+        # labels wrap in their cells; the numbers of a row stay together
+        assert f"{gbp(m['mae'])} {gbp(m['total_predicted'])} {gbp(m['total_actual'])}" in text, key
+    assert flat(vbt["preferred_reason"]) in flat(html)
+    deciles = vbt["models"][used]["deciles"]
+    assert sum(d["n"] for d in deciles) == vbt["n"]
+    assert sum(d["actual"] for d in deciles) == pytest.approx(vbt["naive"]["total_actual"], abs=0.1)
+    assert "Share of actual " + " ".join(pct(d["share_of_actual"]) for d in deciles) in text
+    assert "Lift " + " ".join(f"{d['lift']:.2f}" for d in deciles) in text
 
 
 def test_terminology_and_currency_follow_the_config(demo_run, tmp_path):

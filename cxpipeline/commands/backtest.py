@@ -8,12 +8,16 @@ from cxpipeline.commands._common import add_config_argument, check_output_file, 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "backtest",
-        help="fit the at-risk model before a cutoff and check it against the next N days",
-        description="Fit the at-risk model only on data before the cutoff (labels from outcome windows "
-        "that end by the cutoff), score every customer with a purchase before it, label them by whether "
-        "they bought in the N days starting on the cutoff day, and print n, the lapse rate, ROC-AUC and "
-        "Brier score for the model and for a recency-only rule, plus calibration by decile. Works on a "
-        "plain transactions file with only customer id, date and amount.",
+        help="fit the at-risk and value models before a cutoff and check them against what happened next",
+        description="Fit the models only on data before the cutoff (the logistic model on labels from "
+        "outcome windows that end by the cutoff; BG/NBD and Gamma-Gamma need no labels), score every customer "
+        "with a purchase before it, label them by whether they bought in the N days starting on the cutoff "
+        "day, and print n, the lapse rate, ROC-AUC and Brier score for the logistic model (or why it could "
+        "not be fitted), BG/NBD, a recency-only rule and the constant base rate; which model the pack would "
+        "use and why (decided by a backtest on data before the cutoff only); calibration by decile; and the "
+        "value backtest (mean absolute error, totals, top-decile share against 'same as last 12 months') over "
+        "the next 12 months or as much as the data cover. Works on a plain transactions file with only "
+        "customer id, date and amount.",
     )
     add_config_argument(parser)
     parser.add_argument("--cutoff", required=True, metavar="YYYY-MM-DD",
@@ -21,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--horizon-days", type=int, default=None, metavar="N",
                         help="outcome window length in days (default: model.horizon_days of the config, 90)")
     parser.add_argument("--out", metavar="FILE", default=None,
-                        help="write the per-customer scores and outcomes to this CSV")
+                        help="write the per-customer scores of every model and the outcomes to this CSV")
     parser.add_argument("--json", metavar="FILE", default=None,
                         help="also write the full summary (metrics, calibration, fit report) as JSON")
     parser.set_defaults(func=run)

@@ -1,17 +1,23 @@
 """Predicted next-12-month value, historical value and the "do not lose them" quadrant.
 
-Predicted value is a three-term linear model an analyst can check by hand::
+Two value models; the pipeline keeps the one with the smaller error in the value backtest
+(:func:`cxpipeline.model.backtest.value_backtest`):
 
-    predicted_value_12m = b1 x revenue_last6 + b2 x revenue_prior6 + b3 x aov x (1 - p_at_risk)
+* ``regression`` -- a three-term linear model an analyst can check by hand::
 
-with non-negative coefficients and no intercept, fitted by least squares on stacked earlier
-snapshots whose next 12 months are fully observed (snapshot + 12 months <= the fit instant); the
-target is the customer's net revenue in those 12 months. ``p_at_risk`` on the training rows comes
-from the at-risk scorer fitted for the same instant (in-sample). The result is floored at 0.
+      predicted_value_12m = b1 x revenue_last6 + b2 x revenue_prior6 + b3 x aov x p_stay
 
-Without a single fully observed 12-month window (under ~13 months of history) the fallback is
-``(1 - p_at_risk) x revenue_12m`` (trailing value kept with the probability of staying), and the
-report says so.
+  with non-negative coefficients and no intercept, fitted by least squares on stacked earlier
+  snapshots whose next 12 months are fully observed (snapshot + 12 months <= the fit instant); the
+  target is the customer's net revenue in those 12 months. ``p_stay`` is BG/NBD's P(alive) at the
+  snapshot (parameters fitted for the same instant; label-free), or ``1 - p_at_risk`` of the
+  at-risk scorer when no BG/NBD model could be fitted. The result is floored at 0. It needs
+  about 13 months of history.
+* ``bgnbd`` -- BG/NBD expected purchases in the next 365 days x Gamma-Gamma expected spend per
+  order (:mod:`cxpipeline.model.bgnbd`): no labelled window needed, any history.
+
+With neither (fewer than 50 customers or no repeat purchase, and under ~13 months of history) the
+fallback is ``(1 - p_at_risk) x revenue_12m``, and the report says so.
 
 Historical value is net revenue to date. Value at risk = p_at_risk x predicted_value_12m.
 "Do not lose them": tenure above the median of scored customers, historical value in the top 20 %,
@@ -33,13 +39,13 @@ __all__ = ["VALUE_TERMS", "ValueModel", "value_terms", "future_revenue", "fit_va
 VALUE_TERMS = ["revenue_last6", "revenue_prior6", "aov_x_p_stay"]
 
 
-def value_terms(features: pd.DataFrame, p_at_risk: np.ndarray) -> pd.DataFrame:
-    """The three inputs of the value model."""
+def value_terms(features: pd.DataFrame, p_stay: np.ndarray) -> pd.DataFrame:
+    """The three inputs of the regression value model (``p_stay``: probability of staying)."""
     return pd.DataFrame(
         {
             "revenue_last6": features["revenue_last6"].to_numpy("float64"),
             "revenue_prior6": features["revenue_prior6"].to_numpy("float64"),
-            "aov_x_p_stay": features["aov"].to_numpy("float64") * (1.0 - np.asarray(p_at_risk)),
+            "aov_x_p_stay": features["aov"].to_numpy("float64") * np.asarray(p_stay, dtype="float64"),
         },
         index=features.index,
     )
@@ -61,11 +67,12 @@ class ValueModel:
     snapshots: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
-    def predict(self, features: pd.DataFrame, p_at_risk: np.ndarray) -> np.ndarray:
+    def predict(self, features: pd.DataFrame, p_stay: np.ndarray) -> np.ndarray:
+        """Predicted 12-month value; ``p_stay`` as in training (the fallback: 1 - P(at risk))."""
         if self.method != "regression":
-            value = (1.0 - np.asarray(p_at_risk)) * features["revenue_12m"].to_numpy("float64")
+            value = np.asarray(p_stay, dtype="float64") * features["revenue_12m"].to_numpy("float64")
         else:
-            terms = value_terms(features, p_at_risk)
+            terms = value_terms(features, p_stay)
             value = sum(terms[name].to_numpy() * self.coefficients[name] for name in VALUE_TERMS)
         return np.round(np.maximum(value, 0.0), 2)
 
@@ -73,14 +80,15 @@ class ValueModel:
 def fit_value_model(
     panel: pd.DataFrame,
     fit_instant: pd.Timestamp,
-    score: callable,
+    stay: callable,
     *,
     max_snapshots: int = 6,
     max_rows: int = 300_000,
 ) -> ValueModel:
     """Fit the value model on month-start snapshots with a fully observed next 12 months.
 
-    ``score(features) -> p_at_risk`` is the at-risk scorer fitted for ``fit_instant``.
+    ``stay(features) -> p_stay`` is the probability of staying fitted for ``fit_instant`` (BG/NBD
+    P(alive), else 1 - P(at risk)), applied to each earlier snapshot's features.
     Snapshots are taken every 2 months going back from the latest eligible one.
     """
     t = to_instant(fit_instant)
@@ -94,15 +102,15 @@ def fit_value_model(
         s = s - pd.DateOffset(months=2)
     if not snapshots:
         return ValueModel("fallback", messages=[
-            "Less than 12 months of history after the first purchase: predicted 12-month value is "
-            "(1 - P(at risk)) x trailing 12-month value instead of the fitted value model."])
+            "Less than 12 months of history after the first purchase: no fully observed 12-month "
+            "window to fit the regression value model on."])
     frames, targets = [], []
     per_snapshot = max(1, max_rows // len(snapshots))
     for s in sorted(snapshots):
         features = snapshot_features(panel, s)
         if len(features) > per_snapshot:  # evenly spaced customers: deterministic, no seed needed
             features = features.iloc[np.linspace(0, len(features) - 1, per_snapshot).astype(int)]
-        frames.append(value_terms(features, score(features)))
+        frames.append(value_terms(features, stay(features)))
         targets.append(future_revenue(panel, s).reindex(features.index, fill_value=0.0).to_numpy())
     x = pd.concat(frames)
     y = np.concatenate(targets)

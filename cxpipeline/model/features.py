@@ -46,6 +46,7 @@ from cxpipeline.errors import InputError
 
 __all__ = [
     "FEATURE_LABELS",
+    "BGNBD_FEATURE",
     "MODEL_PANEL_COLUMNS",
     "RAW_FEATURES",
     "MODEL_FEATURES",
@@ -72,7 +73,12 @@ FEATURE_LABELS: dict[str, str] = {
     "is_single_order": "bought only once",
     "spend_trend": "spend trend (last 6 vs prior 6 months)",
     "return_share": "share of spend returned",
+    "bgnbd_logit": "BG/NBD chance of no purchase",
 }
+
+#: Raw column holding the BG/NBD P(no purchase in the horizon) when the logistic model is stacked on
+#: it (set by the caller: the BG/NBD fit is per snapshot, see cxpipeline.model.train.training_rows).
+BGNBD_FEATURE = "bgnbd_p_no_purchase"
 
 #: Which raw value to print beside each model feature in a driver: (column, scale, decimals, suffix).
 _DRIVER_RAW = {
@@ -86,6 +92,7 @@ _DRIVER_RAW = {
     "is_single_order": ("is_single_order", 1.0, 0, ""),
     "spend_trend": ("spend_trend", 1.0, 2, ""),
     "return_share": ("return_share", 100.0, 0, "%"),
+    "bgnbd_logit": (BGNBD_FEATURE, 100.0, 0, "%"),
 }
 
 RAW_FEATURES: list[str] = [
@@ -94,7 +101,8 @@ RAW_FEATURES: list[str] = [
     "return_share", "historical_value", "snapshot_month",
 ]
 
-#: Numeric model inputs (segment dummies are appended per fit).
+#: Numeric model inputs (segment dummies are appended per fit; ``bgnbd_logit`` only when the
+#: features carry :data:`BGNBD_FEATURE`).
 MODEL_FEATURES: list[str] = list(FEATURE_LABELS)
 
 _DAY = np.timedelta64(1, "D")
@@ -342,6 +350,10 @@ def model_matrix(features: pd.DataFrame, dummies: pd.DataFrame | None = None) ->
         },
         index=f.index,
     )
+    if BGNBD_FEATURE in f.columns:
+        # Stacking: the label-free BG/NBD probability as one more input, on the log-odds scale.
+        p = f[BGNBD_FEATURE].to_numpy("float64").clip(1e-4, 1 - 1e-4)
+        x["bgnbd_logit"] = np.log(p / (1 - p))
     # Season of the outcome window: lapse rates after a Q4 peak differ from those after summer.
     month = f["snapshot_month"].to_numpy()
     for m in range(1, 13):

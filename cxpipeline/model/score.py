@@ -14,8 +14,10 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from cxpipeline.model.clv import do_not_lose, fit_value_model
+from cxpipeline.model.bgnbd import fit_latent
+from cxpipeline.model.clv import ValueModel, do_not_lose, fit_value_model
 from cxpipeline.model.features import (
+    BGNBD_FEATURE,
     FEATURE_LABELS,
     driver_texts,
     rows_before,
@@ -32,7 +34,17 @@ from cxpipeline.model.train import (
     training_snapshots,
 )
 
-__all__ = ["SCORE_COLUMNS", "ModelResult", "fit_and_score", "score_period", "library_versions"]
+__all__ = ["SCORE_COLUMNS", "METHODS", "METHOD_LABELS", "VALUE_METHODS", "VALUE_METHOD_LABELS",
+           "ModelResult", "default_method", "fit_and_score", "rescore", "score_period", "library_versions"]
+
+#: At-risk methods, in the order of the default choice when no backtest has been run.
+METHODS = ("logistic", "bgnbd", "recency_rule")
+METHOD_LABELS = {"logistic": "calibrated logistic model", "bgnbd": "BG/NBD purchase model",
+                 "recency_rule": "recency rule"}
+#: Value methods, in the order of the default choice.
+VALUE_METHODS = ("regression", "bgnbd", "fallback")
+VALUE_METHOD_LABELS = {"regression": "regression on recent revenue", "bgnbd": "BG/NBD x Gamma-Gamma",
+                       "fallback": "(1 - P(at risk)) x last 12 months", "naive": "same as last 12 months"}
 
 SCORE_COLUMNS = [
     "customer_id", "at_risk_rank", "p_at_risk", "predicted_value_12m", "historical_value",
@@ -60,11 +72,30 @@ def library_versions() -> dict[str, str]:
             "scikit-learn": sklearn.__version__}
 
 
-def _drivers(model: AtRiskModel, features: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
-    """The three largest positive contributions (towards at risk) per customer, as text."""
+def default_method(available: Sequence[str]) -> str:
+    """The at-risk method used without backtest evidence: the first of :data:`METHODS` available."""
+    return next(m for m in METHODS if m in available)
+
+
+def _drivers(model: AtRiskModel, features: pd.DataFrame, customers: pd.DataFrame | None,
+             method: str | None = None) -> pd.DataFrame:
+    """The three largest positive contributions (towards at risk) per customer, as text.
+
+    For BG/NBD, its inputs instead: days since last purchase, then (repeat buyers) time since
+    last order vs usual gap, or "bought only once", then orders to date.
+    """
+    method = method or model.method
     n = len(features)
     texts = {k: np.full(n, "", dtype=object) for k in (1, 2, 3)}
-    if n and model.method != "logistic":
+    if n and method == "bgnbd":
+        everyone = np.arange(n)
+        texts[1][:] = driver_texts("log_recency", features, everyone)
+        repeat = np.flatnonzero(features["orders_total"].to_numpy() > 1)
+        once = np.flatnonzero(features["orders_total"].to_numpy() <= 1)
+        texts[2][repeat] = driver_texts("log_gap_ratio", features, repeat)
+        texts[2][once] = FEATURE_LABELS["is_single_order"]
+        texts[3][:] = driver_texts("log_orders_total", features, everyone)
+    elif n and method != "logistic":
         texts[1][:] = driver_texts("log_recency", features, np.arange(n))
     elif n:
         contrib = model.contributions(features, customers).to_numpy(copy=True)
@@ -81,6 +112,24 @@ def _drivers(model: AtRiskModel, features: pd.DataFrame, customers: pd.DataFrame
     return pd.DataFrame({f"driver_{k}": pd.array(texts[k], dtype="string") for k in (1, 2, 3)})
 
 
+def rescore(scores: pd.DataFrame, candidates: pd.DataFrame, method: str, value_method: str) -> pd.DataFrame:
+    """Scores (without drivers) from :func:`fit_and_score` switched to another method and value
+    model: the same as refitting with ``method=`` / ``value_method=`` (every method is fitted on
+    every run), without refitting. Unavailable methods are left as they are."""
+    p_col, v_col = f"p_{method}", f"value_{value_method}"
+    if p_col not in candidates or v_col not in candidates:
+        return scores
+    out = scores.copy()
+    out["p_at_risk"] = candidates[p_col].to_numpy()
+    out["predicted_value_12m"] = candidates[v_col].to_numpy()
+    out["value_at_risk"] = np.round(out["p_at_risk"] * out["predicted_value_12m"], 2)
+    out["is_do_not_lose"] = do_not_lose(out, out["predicted_value_12m"].to_numpy())
+    out = out.sort_values(["value_at_risk", "p_at_risk", "customer_id"], ascending=[False, False, True],
+                          kind="stable", ignore_index=True)
+    out["at_risk_rank"] = np.arange(1, len(out) + 1, dtype="int64")
+    return out
+
+
 def fit_and_score(
     panel_monthly: pd.DataFrame,
     customers: pd.DataFrame | None,
@@ -92,6 +141,8 @@ def fit_and_score(
     max_snapshots: int = 24,
     max_training_rows: int = 300_000,
     with_drivers: bool = True,
+    method: str | None = None,
+    value_method: str | None = None,
 ) -> tuple[pd.DataFrame, dict, AtRiskModel]:
     """Fit on snapshots whose outcome ends by ``fit_instant``; score everyone who bought before it.
 
@@ -104,11 +155,18 @@ def fit_and_score(
         Optional customer table with the ``segment_columns`` (one-hot encoded features).
     fit_instant
         The instant scores describe: midnight after the last day of data used.
+    method
+        The at-risk method behind ``p_at_risk``: ``"logistic"``, ``"bgnbd"`` or
+        ``"recency_rule"`` (e.g. the one the backtest preferred). ``None`` or a method that
+        cannot be fitted here: :func:`default_method` (logistic, else BG/NBD, else the rule).
+    value_method
+        ``"regression"``, ``"bgnbd"`` or ``None`` (the first available of :data:`VALUE_METHODS`).
 
     Returns
     -------
     (scores, report, model)
-        ``scores`` ranked by value at risk (columns :data:`SCORE_COLUMNS`); ``report`` JSON-able.
+        ``scores`` ranked by value at risk (columns :data:`SCORE_COLUMNS`); ``report`` JSON-able;
+        ``model.candidates`` holds every method's P(at risk) and value in the order of ``scores``.
     """
     t = to_instant(fit_instant)
     panel = rows_before(sorted_by_period(panel_monthly), t)
@@ -121,16 +179,55 @@ def fit_and_score(
         positions = ids.get_indexer(customers["customer_id"].astype("string"))
         customers = customers.loc[positions >= 0].assign(customer_id=positions[positions >= 0])
     levels = segment_levels(customers, segment_columns)  # from customers seen before t only
+    features = snapshot_features(panel, t)
+    latent = fit_latent(features)  # label-free: fitted on the customers' histories at t only
+    stacked = latent.bgnbd is not None
+    if stacked:  # the logistic model gets BG/NBD's probability as one more input (stacking)
+        features[BGNBD_FEATURE] = latent.p_no_purchase(features, horizon_days)
     snapshots = training_snapshots(panel, t, horizon_days, max_snapshots)
     rows, sample_info = training_rows(panel, snapshots, horizon_days, max_training_rows=max_training_rows,
-                                      random_state=random_state, id_labels=ids)
+                                      random_state=random_state, id_labels=ids, with_bgnbd=stacked)
     model = fit_at_risk(rows, customers, levels, horizon_days, random_state=random_state)
 
-    features = snapshot_features(panel, t)
-    p = model.predict(features, customers)
-    value_model = fit_value_model(panel, t, lambda f: model.predict(f, customers),
-                                  max_rows=max_training_rows)
-    predicted = value_model.predict(features, p)
+    candidates = {"recency_rule": model.recency_rule.predict(features["recency_days"])}
+    if model.method == "logistic":
+        candidates["logistic"] = model.predict(features, customers)
+    p_bgnbd = latent.p_no_purchase(features, horizon_days)
+    if p_bgnbd is not None:
+        candidates["bgnbd"] = p_bgnbd
+    choice_messages = []
+    chosen = method if method in candidates else default_method(candidates)
+    if method is not None and method != chosen:
+        choice_messages.append(f"The {METHOD_LABELS.get(method, method)} was asked for but could not be fitted "
+                               f"at {t:%Y-%m-%d}; scores use the {METHOD_LABELS[chosen]}.")
+    p = candidates[chosen]
+
+    def stay(f: pd.DataFrame) -> np.ndarray:
+        """Probability of staying for the regression value model: BG/NBD P(alive), else 1 - P."""
+        alive = latent.p_alive(f)
+        if alive is not None:
+            return alive
+        return 1.0 - (model.predict(f, customers) if chosen == "logistic"
+                      else model.recency_rule.predict(f["recency_days"]))
+
+    value_model = fit_value_model(panel, t, stay, max_rows=max_training_rows)
+    values = {}
+    if value_model.method == "regression":
+        values["regression"] = value_model.predict(features, stay(features))
+    bgnbd_value = latent.value(features, 365)
+    if bgnbd_value is not None:
+        values["bgnbd"] = bgnbd_value
+    if not values:
+        values["fallback"] = ValueModel("fallback").predict(features, 1.0 - p)
+    chosen_value = value_method if value_method in values else next(m for m in VALUE_METHODS if m in values)
+    if value_method is not None and value_method != chosen_value:
+        choice_messages.append(f"The {VALUE_METHOD_LABELS.get(value_method, value_method)} value model was asked "
+                               f"for but could not be fitted; predicted value uses "
+                               f"{VALUE_METHOD_LABELS[chosen_value]}.")
+    if chosen_value == "fallback":
+        choice_messages.append("Predicted 12-month value is (1 - P(at risk)) x the last 12 months' revenue: "
+                               "neither the regression nor the BG/NBD x Gamma-Gamma value model could be fitted.")
+    predicted = values[chosen_value]
     scores = pd.DataFrame({
         "customer_id": pd.Series(ids[features.index.to_numpy()], dtype="string").to_numpy(),
         "p_at_risk": p,
@@ -143,21 +240,34 @@ def fit_and_score(
         "orders_total": features["orders_total"].to_numpy().astype("int64"),
         "is_do_not_lose": do_not_lose(features, predicted),
     })
+    extra = pd.DataFrame({**{f"p_{name}": values_ for name, values_ in candidates.items()},
+                          **{f"value_{name}": v for name, v in values.items()}})
     if with_drivers:
-        scores = pd.concat([scores, _drivers(model, features, customers)], axis=1)
+        scores = pd.concat([scores, _drivers(model, features, customers, chosen)], axis=1)
     else:
         for k in (1, 2, 3):
             scores[f"driver_{k}"] = pd.Series([""] * len(scores), dtype="string")
-    scores = scores.sort_values(["value_at_risk", "p_at_risk", "customer_id"],
-                                ascending=[False, False, True], kind="stable", ignore_index=True)
+    order = scores.sort_values(["value_at_risk", "p_at_risk", "customer_id"],
+                               ascending=[False, False, True], kind="stable").index.to_numpy()
+    scores = scores.take(order).reset_index(drop=True)
     scores["at_risk_rank"] = np.arange(1, len(scores) + 1, dtype="int64")
     scores = scores[SCORE_COLUMNS]
+    model.latent = latent
+    model.candidates = pd.concat([scores[["customer_id"]], extra.take(order).reset_index(drop=True)], axis=1)
+    model.chosen_method = chosen
 
     returns_only = int(len(ids) - len(features))
     if len(rows):
         rows["customer_id"] = pd.array(ids[rows["customer_id"].to_numpy()], dtype="string")
     model.training_rows = rows
-    messages = list(model.messages) + list(value_model.messages)
+    messages = list(model.messages) if chosen != "bgnbd" else []
+    if chosen == "bgnbd" and model.method != "logistic":
+        messages.append(f"Too few labelled {horizon_days}-day outcome windows before {t:%Y-%m-%d} for the logistic "
+                        f"model ({len(rows)} labelled rows, need {MIN_TRAINING_ROWS} with both outcomes): "
+                        f"P(at risk) comes from the BG/NBD purchase model, which needs no labelled window.")
+    messages += list(latent.messages) + choice_messages
+    if chosen_value == "regression" or "regression" not in values:
+        messages += list(value_model.messages)
     if returns_only:
         messages.append(f"{returns_only} customer(s) with returns but no purchase before "
                         f"{t:%Y-%m-%d} are not scored (no last purchase to measure recency from).")
@@ -165,7 +275,10 @@ def fit_and_score(
     report = {
         "fit_instant": f"{t:%Y-%m-%d}",
         "horizon_days": int(horizon_days),
-        "method": model.method,
+        "method": chosen,
+        "method_label": METHOD_LABELS[chosen],
+        "methods_available": [m for m in METHODS if m in candidates],
+        "logistic_fitted": model.method == "logistic",
         "target": f"no purchase in the {horizon_days} days starting at the snapshot",
         "training_window": {
             "first_snapshot": f"{snapshots[0]:%Y-%m-%d}" if snapshots else None,
@@ -175,6 +288,8 @@ def fit_and_score(
         },
         "snapshots": [f"{s:%Y-%m-%d}" for s in snapshots],
         "training_rows": int(len(rows)),
+        "stacked_on_bgnbd": bool(stacked and model.method == "logistic"),
+        "snapshots_without_bgnbd": sample_info["snapshots_without_bgnbd"],
         "training_rows_before_sampling": int(sample_info["rows_before_sampling"]),
         "customer_sample_fraction": sample_info["customer_sample_fraction"],
         "training_lapse_rate": round(float(rows["is_lapsed"].mean()), 4) if len(rows) else None,
@@ -185,11 +300,23 @@ def fit_and_score(
                         "order count); not the median, which needs every order date",
         "coefficients": {k: round(float(v), 6) for k, v in coefficients.items()},
         "recency_rule": model.recency_rule.description,
-        "value_model": {"method": value_model.method, "coefficients": value_model.coefficients,
-                        "training_rows": value_model.training_rows, "snapshots": value_model.snapshots,
-                        "formula": "b1*revenue_last6 + b2*revenue_prior6 + b3*aov*(1-p_at_risk), >= 0"
-                        if value_model.method == "regression" else "(1-p_at_risk)*revenue_12m"},
-        "calibration": "isotonic, out-of-fold by snapshot groups" if model.method == "logistic" else None,
+        "latent": latent.report(),
+        "value_model": {"method": chosen_value, "label": VALUE_METHOD_LABELS[chosen_value],
+                        "methods_available": [m for m in VALUE_METHODS if m in values],
+                        "regression": {"coefficients": value_model.coefficients,
+                                       "training_rows": value_model.training_rows,
+                                       "snapshots": value_model.snapshots,
+                                       "formula": "b1*revenue_last6 + b2*revenue_prior6 + b3*aov*p_stay, >= 0; "
+                                                  "p_stay = " + ("BG/NBD P(alive)" if latent.bgnbd is not None
+                                                                 else "1 - p_at_risk")}
+                        if value_model.method == "regression" else None,
+                        "formula": {"regression": "b1*revenue_last6 + b2*revenue_prior6 + b3*aov*p_stay, >= 0",
+                                    "bgnbd": "BG/NBD expected purchases in 365 days x Gamma-Gamma expected "
+                                             "spend per order",
+                                    "fallback": "(1-p_at_risk)*revenue_12m"}[chosen_value]},
+        "calibration": ("isotonic, out-of-fold by snapshot groups" if chosen == "logistic" else
+                        "none needed: BG/NBD probabilities come from the fitted purchase process"
+                        if chosen == "bgnbd" else None),
         "random_state": int(random_state),
         "versions": library_versions(),
         "scores_summary": {
@@ -231,20 +358,79 @@ def score_period(
         ``.scores`` ranked by value at risk, ``.backtest`` (see
         :func:`cxpipeline.model.backtest.backtest_snapshot`), ``.report`` (JSON-able).
     """
-    from cxpipeline.model.backtest import backtest_snapshot
+    from cxpipeline.model.backtest import backtest_snapshot, summary_for_method, value_backtest
 
     t = to_instant(period_end).normalize() + pd.Timedelta(days=1)
     panel_monthly = sorted_by_period(panel_monthly)  # sorted once: every snapshot is then a slice
-    scores, report, model = fit_and_score(
-        panel_monthly, customers, t, horizon_days=horizon_days, random_state=random_state,
-        segment_columns=segment_columns, max_snapshots=max_snapshots,
-        max_training_rows=max_training_rows)
+    options = {"horizon_days": horizon_days, "random_state": random_state, "segment_columns": segment_columns,
+               "max_snapshots": max_snapshots, "max_training_rows": max_training_rows}
     fits: dict = {}
-    backtest = backtest_snapshot(
-        rows_before(panel_monthly, t), customers, t, horizon_days=horizon_days,
-        random_state=random_state, segment_columns=segment_columns, max_snapshots=max_snapshots,
-        max_training_rows=max_training_rows, fitted=fits)
+    fit_candidates: dict = {}
+    before = rows_before(panel_monthly, t)
+    backtest = backtest_snapshot(before, customers, t, fitted=fits, fitted_candidates=fit_candidates, **options)
+    value_bt = value_backtest(before, t, max_training_rows=max_training_rows)
+    # Choice by evidence: the at-risk method the backtest at the full horizon preferred.
+    method = backtest.get("preferred") if (backtest.get("available")
+                                           and backtest["horizon_days"] == horizon_days) else None
+    value_method = value_bt.get("preferred") if value_bt.get("available") and value_bt["horizon_days"] >= 365 \
+        else None
+    scores, report, model = fit_and_score(panel_monthly, customers, t, method=method, value_method=value_method,
+                                          **options)
+    chosen = report["method"]
+    if backtest.get("available") and backtest["horizon_days"] == horizon_days:
+        backtest = summary_for_method(backtest, chosen)  # the page shows the method the pack uses
+    # The backtest's own fit, as the pack would print it with this choice (last period's list).
+    fits = {s: rescore(sc, fit_candidates[s], chosen, report["value_model"]["method"]) for s, sc in fits.items()}
     report["period_end"] = f"{to_instant(period_end):%Y-%m-%d}"
     report["backtest"] = backtest
-    report["messages"] = report["messages"] + backtest.get("messages", [])
+    report["value_backtest"] = value_bt
+    report["method_choice"] = _method_choice(chosen, method, backtest, report)
+    report["value_model"]["choice"] = (value_bt.get("preferred_reason") if value_method == report["value_model"]["method"]
+                                       else "No 12-month value backtest could choose: the first value model that "
+                                            "could be fitted is used (regression, else BG/NBD x Gamma-Gamma).")
+    report["probabilities"] = _probability_check(chosen, backtest)
+    report["messages"] = (report["messages"]
+                          + [f"Backtest at {backtest.get('snapshot', 'n/a')}: {m}" for m in backtest.get("messages", [])]
+                          + [f"Value backtest: {m}" for m in value_bt.get("messages", [])]
+                          + ([report["probabilities"]["note"]] if not report["probabilities"]["shown"] else []))
     return ModelResult(scores=scores, backtest=backtest, report=report, model=model, fits=fits)
+
+
+def _method_choice(chosen: str, preferred: str | None, backtest: dict, report: dict) -> dict:
+    """Which at-risk method the pack uses, and why, in words."""
+    label = METHOD_LABELS[chosen]
+    if preferred == chosen:
+        why = backtest["preferred_reason"]
+    elif chosen == "bgnbd" and not report["logistic_fitted"]:
+        why = (f"Too few labelled {report['horizon_days']}-day outcome windows fit in the history before "
+               f"{report['fit_instant']} to train the logistic model ({report['training_rows']} labelled "
+               f"{'row' if report['training_rows'] == 1 else 'rows'}); "
+               f"the BG/NBD model needs none.")
+        bgnbd = backtest.get("models", {}).get("bgnbd") if backtest.get("available") else None
+        if bgnbd and bgnbd["brier"] is not None:
+            why += (f" In its backtest ({backtest['horizon_days']} days from {backtest['snapshot']}) its Brier score "
+                    f"was {bgnbd['brier']:.4f}, against {backtest['base_rate']['brier']:.4f} for the base rate.")
+    elif backtest.get("available") and backtest["horizon_days"] != report["horizon_days"]:
+        why = "The backtest ran at a shorter horizon than the scores, so it cannot choose; the default is kept."
+    else:
+        why = "No backtest evidence to choose by; the default order (logistic, then BG/NBD) is kept."
+    return {"method": chosen, "label": label, "why": why}
+
+
+def _probability_check(chosen: str, backtest: dict) -> dict:
+    """Whether P(at risk) is printed as a probability: only when its backtest Brier score beats
+    predicting the constant base rate (and never for the fixed rule fitted without labels)."""
+    base = backtest.get("base_rate", {}).get("brier") if backtest.get("available") else None
+    brier = backtest.get("models", {}).get(chosen, {}).get("brier") if backtest.get("available") else None
+    if brier is not None and base is not None:
+        shown = brier < base
+        note = None if shown else (
+            f"P(at risk) is not shown as a probability: in the backtest the {METHOD_LABELS[chosen]} had a Brier "
+            f"score of {brier:.4f}, no better than the {base:.4f} of predicting the base rate for everyone. "
+            f"The list is a ranking only.")
+    else:
+        shown = chosen in ("logistic", "bgnbd")
+        note = None if shown else (
+            "P(at risk) is not shown as a probability: the scores come from a fixed recency rule with no "
+            "outcome to calibrate it against. The list is a ranking only.")
+    return {"shown": shown, "method_brier": brier, "base_rate_brier": base, "note": note}

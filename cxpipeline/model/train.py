@@ -31,6 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from cxpipeline.model.features import (
+    BGNBD_FEATURE,
     lapse_labels,
     model_matrix,
     segment_dummies,
@@ -84,8 +85,15 @@ def training_rows(
     max_training_rows: int = 300_000,
     random_state: int = 0,
     id_labels: pd.Index | None = None,
+    with_bgnbd: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Stack raw features and labels over ``snapshots``.
+
+    ``with_bgnbd``: add :data:`~cxpipeline.model.features.BGNBD_FEATURE`, the BG/NBD P(no
+    purchase in the horizon) from a BG/NBD model fitted at each snapshot on that snapshot's
+    (sampled) customers only, so the stacked feature never sees its own outcome window.
+    Snapshots where BG/NBD cannot be fitted (too few customers or no repeat purchase) are left
+    out (``info["snapshots_without_bgnbd"]``).
 
     ``id_labels``: when the panel's ``customer_id`` holds integer codes (fast path of
     :func:`~cxpipeline.model.score.fit_and_score`), the real ids they index; the customer sample
@@ -97,7 +105,7 @@ def training_rows(
         ``rows``: raw features plus ``customer_id``, ``snapshot`` and ``is_lapsed``;
         ``info``: rows before sampling, the customer sampling fraction.
     """
-    info = {"rows_before_sampling": 0, "customer_sample_fraction": 1.0}
+    info = {"rows_before_sampling": 0, "customer_sample_fraction": 1.0, "snapshots_without_bgnbd": []}
     if not snapshots:
         return pd.DataFrame(), info
     first_purchase = panel.loc[panel["count_orders"] > 0].groupby("customer_id", observed=True)[
@@ -117,9 +125,19 @@ def training_rows(
     frames = []
     for s in snapshots:
         features = snapshot_features(panel, s)
+        if with_bgnbd:
+            from cxpipeline.model.bgnbd import fit_latent
+
+            latent = fit_latent(features, spend=False)
+            if latent.bgnbd is None:
+                info["snapshots_without_bgnbd"].append(f"{s:%Y-%m-%d}")
+                continue
+            features[BGNBD_FEATURE] = latent.p_no_purchase(features, horizon_days)
         features["is_lapsed"] = lapse_labels(panel, s, horizon_days, features.index)
         features["snapshot"] = s
         frames.append(features.reset_index())
+    if not frames:
+        return pd.DataFrame(), info
     return pd.concat(frames, ignore_index=True), info
 
 
@@ -169,6 +187,12 @@ class AtRiskModel:
     calibrated: CalibratedClassifierCV | None = None
     messages: list[str] = field(default_factory=list)
     training_rows: pd.DataFrame | None = field(default=None, repr=False)  # the stacked rows it saw
+    #: Set by :func:`cxpipeline.model.score.fit_and_score`: the label-free BG/NBD + Gamma-Gamma
+    #: fit, every method's P(at risk) and value per scored customer (rows in the order of the
+    #: scores), and which method the scores use.
+    latent: object | None = field(default=None, repr=False)
+    candidates: pd.DataFrame | None = field(default=None, repr=False)
+    chosen_method: str = ""
 
     def matrix(self, features: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
         dummies = segment_dummies(features.index, customers, self.segment_levels)

@@ -47,9 +47,11 @@ from cxpipeline.report.pages_customers import (
 from cxpipeline.report.pages_model import (
     AT_RISK_METRICS,
     BACKTEST_METRICS,
+    VALUE_BACKTEST_METRICS,
     VALUE_METRICS,
     build_at_risk,
     build_backtest,
+    build_value_backtest,
     build_value_comparison,
 )
 
@@ -426,6 +428,8 @@ PAGES: list[Page] = [
     Page("referrals", "Referrals", "pages/referrals.html", build_referrals, REFERRAL_METRICS),
     Page("cohorts", "Cohorts", "pages/cohorts.html", build_cohorts, COHORT_METRICS),
     Page("model", "Model backtest", "pages/model.html", build_backtest, BACKTEST_METRICS),
+    Page("value-backtest", "Value model backtest", "pages/value_backtest.html", build_value_backtest,
+         VALUE_BACKTEST_METRICS),
     Page("data-quality", "Data quality", "pages/data_quality.html", build_data_quality),
     Page("definitions", "Definitions", "pages/definitions.html", build_definitions),
 ]

@@ -38,6 +38,8 @@ __all__ = [
     "build_at_risk",
     "build_value_comparison",
     "build_backtest",
+    "build_value_backtest",
+    "VALUE_BACKTEST_METRICS",
     "customer_display",
     "value_bands",
 ]
@@ -51,7 +53,15 @@ AT_RISK_METRICS = ("p_at_risk", "predicted_value_12m", "historical_value", "valu
                    "do_not_lose")
 VALUE_METRICS = ("historical_value", "predicted_value_12m", "value_at_risk", "p_at_risk", "do_not_lose")
 BACKTEST_METRICS = ("backtest_lapse_rate", "backtest_roc_auc", "backtest_brier", "backtest_calibration",
-                    "recency_rule", "previous_list_review", "p_at_risk")
+                    "bgnbd_model", "recency_rule", "base_rate_brier", "previous_list_review", "p_at_risk")
+VALUE_BACKTEST_METRICS = ("predicted_value_12m", "value_backtest_mae", "value_backtest_totals", "value_backtest_lift",
+                          "naive_value")
+
+#: Column order of the backtest table (methods the report may hold, then the constant).
+_METHOD_ORDER = ("logistic", "bgnbd", "recency_rule")
+_SHORT_LABELS = {"logistic": "logistic model", "bgnbd": "BG/NBD", "recency_rule": "recency rule"}
+METHOD_NAMES = {"logistic": "calibrated logistic model", "bgnbd": "BG/NBD purchase model",
+                "recency_rule": "recency rule"}
 
 
 def _sentence_case(text: str) -> str:
@@ -184,11 +194,24 @@ def _totals(frame: pd.DataFrame) -> dict:
 
 
 def _fallback_note(report: dict, terms: dict) -> str | None:
-    if report.get("method") == "logistic":
+    if report.get("method") in ("logistic", "bgnbd"):
         return None
     reasons = " ".join(str(m) for m in report.get("messages", []))
     return (f"Too little history for the model, so these scores come from a recency rule: the longer since "
             f"a {terms['customer']}'s last purchase, the higher P(at risk). {reasons}").strip()
+
+
+def _method_note(report: dict) -> str | None:
+    """Which model the scores come from and why (the pipeline's choice, in its own words)."""
+    choice = report.get("method_choice")
+    if not choice:
+        return None
+    return f"P(at risk) comes from the {choice['label']}. {choice['why']}"
+
+
+def _probabilities(report: dict) -> tuple[bool, str | None]:
+    check = report.get("probabilities") or {}
+    return bool(check.get("shown", True)), check.get("note")
 
 
 def build_at_risk(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
@@ -205,6 +228,9 @@ def build_at_risk(tables: ArtifactTables, config: Config, shared: dict) -> dict 
         "horizon_days": int(report["horizon_days"]),
         "fit_instant": report.get("fit_instant"),
         "method": report.get("method"),
+        "method_note": _method_note(report),
+        "show_probability": _probabilities(report)[0],
+        "probability_note": _probabilities(report)[1],
         "fallback_note": _fallback_note(report, terms),
         "totals": totals,
         "mean_p_at_risk": float(scores["p_at_risk"].mean()) if len(scores) else None,
@@ -314,10 +340,31 @@ def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict)
                  "change": keep_totals["predicted_value_12m"] - keep_totals["revenue_12m"],
                  "share_historical": _share(keep_totals["historical_value"], totals["historical_value"])},
         "value_method": report.get("value_model", {}).get("method"),
+        "value_note": _value_note(report),
+        "show_probability": _probabilities(report)[0],
         "fallback_note": _fallback_note(report, terms),
         "empty_note": (None if len(scores) else
                        f"No {terms['customer']} had a purchase before the end of the period, so nobody was scored."),
     }
+
+
+def _is_value_note(message: str) -> bool:
+    """A model-report message about the value models (shown on the value backtest page)."""
+    return any(key in message for key in ("value model", "Gamma-Gamma", "Predicted 12-month value"))
+
+
+def _value_note(report: dict, with_choice: bool = True) -> str:
+    """How predicted value was computed, and why that model (from the report)."""
+    value = report.get("value_model", {})
+    method = value.get("method")
+    how = {"regression": "a regression on the last six months' revenue, the six months before and average order "
+                         "value x the BG/NBD chance of still being active, fitted on earlier snapshots",
+           "bgnbd": "the BG/NBD model's expected orders in the next 12 months x the Gamma-Gamma model's expected "
+                    "spend per order (no labelled window needed)",
+           "fallback": "(1 − P(at risk)) × last 12 months, as neither value model could be fitted"}.get(
+               method, "(1 − P(at risk)) × last 12 months")
+    choice = value.get("choice")
+    return f"Predicted value: {how}." + (f" {choice}" if with_choice and choice and method != "fallback" else "")
 
 
 def _decimal(value: float | None, config: Config) -> str:
@@ -337,20 +384,22 @@ def _verdict(backtest: dict, fmt, config: Config) -> list[str]:
     better_brier = model["brier"] < rule["brier"]
     auc, rule_auc = _decimal(model["roc_auc"], config), _decimal(rule["roc_auc"], config)
     brier, rule_brier = _decimal(model["brier"], config), _decimal(rule["brier"], config)
-    if backtest.get("method") != "logistic":
+    label = backtest.get("method_label")
+    name = f"The {label}" if label else "The model"
+    if backtest.get("method") == "recency_rule":
         words.append(f"The backtest itself used the recency rule (too little history at the snapshot), so model "
                      f"and rule are the same method here (ROC-AUC {auc} vs {rule_auc}).")
     elif better_auc and better_brier:
-        words.append(f"The model beats the recency rule on both measures: it ranks those who lapsed above those "
+        words.append(f"{name} beats the recency rule on both measures: it ranks those who lapsed above those "
                      f"who bought more often (ROC-AUC {auc} vs {rule_auc}) and its probabilities are closer to "
                      f"what happened (Brier {brier} vs {rule_brier}).")
     elif better_auc or better_brier:
         won, lost = (("ranking", "probabilities") if better_auc else ("probabilities", "ranking"))
-        words.append(f"Mixed result: the model beats the recency rule on its {won} but not on its {lost} "
+        words.append(f"Mixed result: {name[0].lower() + name[1:]} beats the recency rule on its {won} but not on its {lost} "
                      f"(ROC-AUC {auc} vs {rule_auc}; Brier {brier} vs {rule_brier}). Read the list as a ranking "
                      f"close to 'longest since last purchase first'.")
     else:
-        words.append(f"The model does not beat the recency rule (ROC-AUC {auc} vs {rule_auc}; Brier {brier} vs "
+        words.append(f"{name} does not beat the recency rule (ROC-AUC {auc} vs {rule_auc}; Brier {brier} vs "
                      f"{rule_brier}): days since last purchase alone would rank these {config.terminology.customers} "
                      f"as well.")
     checked = [row for row in backtest["calibration"] if row["within_5_points"] is not None]
@@ -385,27 +434,55 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
         "unavailable_note": None,
         "training": report.get("training_window", {}),
         "training_rows": report.get("training_rows"),
-        "messages": [str(m) for m in report.get("messages", [])],
+        # Notes from the live fit only: the backtest's and the value backtest's own notes stay in the
+        # model report (their gist is on the page: the shortened horizon, the unfitted models).
+        "messages": [str(m) for m in report.get("messages", [])
+                     if not str(m).startswith(("Backtest at ", "Value backtest: "))
+                     and "P(at risk) comes from the BG/NBD purchase model" not in str(m)
+                     and not _is_value_note(str(m))],
+        "fit_instant": report.get("fit_instant"),
+        "customers_scored": (report.get("scores_summary") or {}).get("customers_scored"),
     }
+    out["choice_note"] = _method_note(report)
+    out["show_probability"], out["probability_note"] = _probabilities(report)
     if out["available"]:
         calibration = [dict(row, difference_points=row["difference"]) for row in backtest["calibration"]]
+        models = backtest.get("models") or {backtest.get("method", "model"): backtest["model"],
+                                            "recency_rule": backtest["recency_rule"]}
+        base = backtest.get("base_rate") or {}
+        columns = [{"key": k, "label": _sentence_case(_SHORT_LABELS[k]), "is_used": k == report.get("method")}
+                   for k in _METHOD_ORDER if k in models]
+        if base.get("brier") is not None:
+            columns.append({"key": "base_rate", "label": "Base rate", "is_used": False})
+        other_calibration = [
+            {"label": {"logistic": "Logistic", "bgnbd": "BG/NBD"}[k], "rows": models[k]["calibration"]}
+            for k in ("logistic", "bgnbd") if k in models and k != backtest.get("method") and models[k].get("calibration")]
         colors = _colors(config)
         out.update({
             "snapshot": backtest["snapshot"], "outcome_window": backtest["outcome_window"],
             "n": int(backtest["n"]), "lapse_rate": backtest["lapse_rate"],
             "backtest_method": backtest.get("method"),
+            "columns": columns,
+            "outcome_window_days": int(backtest["horizon_days"]),
             "measures": [
                 {"label": "ROC-AUC", "note": "higher is better; 0.5 = chance",
+                 "cells": [_decimal(models[c["key"]]["roc_auc"], config) if c["key"] in models else
+                            _decimal(0.5, config) for c in columns],
                  "model": _decimal(backtest["model"]["roc_auc"], config),
                  "rule": _decimal(backtest["recency_rule"]["roc_auc"], config),
                  "model_better": (None if backtest["model"]["roc_auc"] is None else
                                   backtest["model"]["roc_auc"] > backtest["recency_rule"]["roc_auc"])},
                 {"label": "Brier score", "note": "lower is better",
+                 "cells": [_decimal(models[c["key"]]["brier"] if c["key"] in models else base.get("brier"), config)
+                            for c in columns],
                  "model": _decimal(backtest["model"]["brier"], config),
                  "rule": _decimal(backtest["recency_rule"]["brier"], config),
                  "model_better": (None if backtest["model"]["brier"] is None else
                                   backtest["model"]["brier"] < backtest["recency_rule"]["brier"])},
             ],
+            "method_label": backtest.get("method_label") or "model",
+            "other_calibration": other_calibration,
+            "shortened_note": backtest.get("shortened_note"),
             "calibration": calibration,
             "calibration_chart": (shared["charts"].draw(
                 calibration_chart, [r["mean_predicted"] for r in calibration], [r["observed"] for r in calibration],
@@ -413,11 +490,14 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
                         "text": colors["text"]},
                 label_percent=lambda v: fmt.percent(v, 0), fonts_dir=shared["templates_dir"] / "fonts",
                 size_inches=(3.6, 3.1)) if calibration else None),
-            "verdict": _verdict(backtest, fmt, config),
+            "verdict": ([] if report.get("method") in models else [
+                f"The {METHOD_NAMES.get(report.get('method'), 'model')} the pack uses could not be fitted at the "
+                f"backtest snapshot (too little data then), so it is not in this backtest."]) + _verdict(backtest, fmt, config),
         })
     else:
         out["unavailable_note"] = " ".join(str(m) for m in backtest.get("messages", [])) or "No backtest was run."
-        out["messages"] = [m for m in out["messages"] if m not in backtest.get("messages", [])]
+        shown = {f"Backtest at {backtest.get('snapshot', 'n/a')}: {m}" for m in backtest.get("messages", [])}
+        out["messages"] = [m for m in out["messages"] if m not in shown]
     review = report.get("previous_list_review")
     if review:
         out["review"] = {
@@ -430,4 +510,58 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
     else:
         out["review"] = None
         out["review_note"] = "Last period's list was not checked in this run (no review in the model report)."
+    return out
+
+
+def build_value_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
+    """Predicted vs actual value on the latest fully observed snapshot: every value model and the
+    naive "same as last 12 months", with mean absolute error, totals and lift by decile."""
+    inputs = _model_inputs(tables)
+    if inputs is None:
+        return None
+    _, report = inputs
+    fmt = shared["fmt"]
+    terms = shared["terms"]
+    vbt = report.get("value_backtest") or {"available": False,
+                                           "messages": ["The model report holds no value backtest."]}
+    used = report.get("value_model", {}).get("method")
+    out = {"available": bool(vbt.get("available")), "used": used, "value_note": _value_note(report, with_choice=False),
+           "unavailable_note": None}
+    if out["available"] and not vbt.get("models"):
+        out["available"] = False
+        vbt = {"messages": [f"No value model could be fitted at the value backtest snapshot {vbt['snapshot']} "
+                            f"(too few {terms['customers']} then), so there is nothing to set against "
+                            f"\"same as last 12 months\"."]}
+    if not out["available"]:
+        out["unavailable_note"] = " ".join(str(m) for m in vbt.get("messages", [])) or "No value backtest was run."
+        return out
+    models = [{**m, "key": key, "label": _sentence_case(m["label"]), "is_used": key == used}
+              for key, m in vbt["models"].items()]
+    naive = {**vbt["naive"], "key": "naive", "label": _sentence_case(vbt["naive"]["label"]), "is_used": False}
+    rows = models + [naive]
+    for row in rows:
+        row["ratio"] = _share(row["total_predicted"], row["total_actual"])
+    shown = next((m for m in models if m["is_used"]), models[0] if models else None)
+    lift = []
+    if shown is not None:
+        for mine, base in zip(shown["deciles"], naive["deciles"]):
+            lift.append({"decile": mine["decile"], "n": mine["n"], "predicted": mine["predicted"],
+                         "actual": mine["actual"], "share": mine["share_of_actual"], "lift": mine["lift"],
+                         "naive_share": base["share_of_actual"], "naive_lift": base["lift"]})
+    chart = None
+    if lift and all(r["share"] is not None and r["naive_share"] is not None for r in lift):
+        colors = _colors(config)
+        series = [{"label": f"{shown['label']}", "color": colors["primary"], "values": [r["share"] for r in lift]},
+                  {"label": naive["label"], "color": colors["muted"], "values": [r["naive_share"] for r in lift]}]
+        chart = shared["charts"].draw(grouped_bar_chart, [str(r["decile"]) for r in lift], series, colors=colors,
+                                      label_value=lambda v: fmt.percent(v, 0),
+                                      fonts_dir=shared["templates_dir"] / "fonts", size_inches=(5.2, 2.3))
+    out.update({
+        "snapshot": vbt["snapshot"], "outcome_window": vbt["outcome_window"], "horizon_days": vbt["horizon_days"],
+        "n": vbt["n"], "rows": rows, "shown": shown, "lift": lift, "chart": chart,
+        "chart_note": None if chart else f"No chart: no {terms['customer']} spent anything in the window.",
+        "choice": vbt.get("preferred_reason"),
+        "messages": [str(m) for m in vbt.get("messages", [])]
+        + [str(m) for m in report.get("messages", []) if _is_value_note(str(m)) and not str(m).startswith("Backtest at ")],
+    })
     return out
