@@ -12,7 +12,7 @@ import pytest
 from cxpipeline.cli import main
 from cxpipeline.model import fit_and_score, format_summary, run_backtest, score_period
 from cxpipeline.model.backtest import _value_metrics, backtest_plan, paired_brier_difference, preferred_method
-from cxpipeline.model.score import _probability_check
+from cxpipeline.model.period import _probability_check
 from cxpipeline.panel import build_panel
 from tests.conftest import transactions_frame
 

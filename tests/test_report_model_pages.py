@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import math
 from decimal import ROUND_HALF_EVEN, Decimal
-import re
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pdfplumber
 import pytest
 

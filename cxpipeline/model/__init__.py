@@ -23,7 +23,8 @@ from cxpipeline.model.backtest import (
 )
 from cxpipeline.model.bgnbd import fit_bgnbd, fit_gamma_gamma, rfm_summary
 from cxpipeline.model.features import FEATURE_LABELS, RAW_FEATURES, snapshot_features
-from cxpipeline.model.score import SCORE_COLUMNS, ModelResult, fit_and_score, score_period
+from cxpipeline.model.period import score_period
+from cxpipeline.model.score import SCORE_COLUMNS, ModelResult, fit_and_score
 
 __all__ = [
     "FEATURE_LABELS",

@@ -276,8 +276,8 @@ def backtest_snapshot(
     plan = backtest_plan(panel, end, horizon_days)
     if plan is None:
         return {"available": False, "horizon_days": int(horizon_days), "horizon_requested": int(horizon_days),
-                "messages": [f"No backtest: the data do not cover any outcome window after a month start "
-                             f"with earlier purchases."]}
+                "messages": ["No backtest: the data do not cover any outcome window after a month start "
+                             "with earlier purchases."]}
     s, used, note = plan
     scores, report, model = fit_and_score(
         panel, customers, s, horizon_days=used, random_state=random_state,

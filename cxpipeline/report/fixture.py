@@ -17,7 +17,6 @@ import pandas as pd
 
 from cxpipeline.artifacts import write_json, write_table
 from cxpipeline.metrics.bridge import BRIDGE_ORDER
-from cxpipeline.metrics.ledger import LEDGER_LINES
 
 __all__ = ["FIXTURE_SEGMENTS", "build_fixture_customers", "write_fixture_folder"]
 
