@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cxpipeline.errors import CxError
 
-__all__ = ["LOCK_NAME", "DEFAULT_TIMEOUT_SECONDS", "PackLockedError", "pack_lock", "lock_holder"]
+__all__ = ["LOCK_NAME", "DEFAULT_TIMEOUT_SECONDS", "PackLockedError", "exclusive_lock", "pack_lock", "lock_holder"]
 
 LOCK_NAME = ".lock"
 
@@ -46,8 +46,11 @@ class PackLockedError(CxError):
 
 
 def lock_holder(folder: str | Path) -> str | None:
-    """What the lock file says about its last holder (``pid 123 on host``), if anything."""
-    path = Path(folder) / LOCK_NAME
+    """What a folder's lock file says about its last holder (``pid 123 on host``), if anything."""
+    return _holder(Path(folder) / LOCK_NAME)
+
+
+def _holder(path: Path) -> str | None:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError:
@@ -64,32 +67,33 @@ def _timeout_from_env() -> float:
 
 
 @contextmanager
-def pack_lock(folder: str | Path, *, timeout: float | None = None, poll_seconds: float = 0.05) -> Iterator[Path]:
-    """Hold the exclusive lock of an artifact folder for the duration of the ``with`` block.
+def exclusive_lock(path: str | Path, *, timeout: float | None = None, poll_seconds: float = 0.05,
+                   what: str = "this pack and period") -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on the file ``path`` for the duration of the ``with`` block.
+
+    The one lock of the project: a pack folder's run lock (:func:`pack_lock`) and the delivery
+    ledger's lock (:mod:`cxpipeline.delivery.ledger`) are both this. Re-entered, not re-taken,
+    by the thread that holds it.
 
     Parameters
     ----------
-    folder
-        The artifact folder (``<output_root>/<pack_id>/<period>/``); created if missing.
+    path
+        The lock file (its folder is created if missing; the file is never deleted).
     timeout
         Seconds to wait for another holder; ``None`` reads ``CXPIPELINE_LOCK_TIMEOUT`` or uses
-        :data:`DEFAULT_TIMEOUT_SECONDS`; ``0`` fails at once if the folder is locked.
+        :data:`DEFAULT_TIMEOUT_SECONDS`; ``0`` fails at once if the file is locked.
     poll_seconds
         Interval between attempts while waiting.
-
-    Yields
-    ------
-    Path
-        The lock file.
+    what
+        What the lock protects, for the "waited too long" message.
 
     Raises
     ------
     PackLockedError
-        If the lock is still held by another run after ``timeout`` seconds.
+        If the lock is still held by another process after ``timeout`` seconds.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     key = (str(path.resolve()), threading.get_ident())
     with _held_guard:
         if key in _held:
@@ -117,10 +121,9 @@ def pack_lock(folder: str | Path, *, timeout: float | None = None, poll_seconds:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    holder = lock_holder(folder) or "another process"
+                    holder = _holder(path) or "another process"
                     raise PackLockedError(
-                        f"Another run of this pack and period is still working on it ({holder}); "
-                        f"waited {wait:g} s.",
+                        f"Another run of {what} is still working on it ({holder}); waited {wait:g} s.",
                         where=str(path),
                         fix="Wait for that run to finish (or stop it), then run again. The lock is "
                             "released automatically when its process ends; raise "
@@ -141,3 +144,21 @@ def pack_lock(folder: str | Path, *, timeout: float | None = None, poll_seconds:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     finally:
         handle.close()
+
+
+def pack_lock(folder: str | Path, *, timeout: float | None = None, poll_seconds: float = 0.05):
+    """Hold the exclusive lock of an artifact folder (``<folder>/.lock``) for a ``with`` block.
+
+    Parameters
+    ----------
+    folder
+        The artifact folder (``<output_root>/<pack_id>/<period>/``); created if missing.
+    timeout, poll_seconds
+        As for :func:`exclusive_lock`.
+
+    Raises
+    ------
+    PackLockedError
+        If the lock is still held by another run after ``timeout`` seconds.
+    """
+    return exclusive_lock(Path(folder) / LOCK_NAME, timeout=timeout, poll_seconds=poll_seconds)
