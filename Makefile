@@ -12,13 +12,17 @@ PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3)
 SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils
 export PYTHONWARNINGS := ignore
 
-.PHONY: demo test setup system services lock clean FORCE
+.PHONY: demo test test-fast setup system services lock clean FORCE
 
 demo: setup
 	@$(VENV)/bin/cxpipeline demo
 
 test: setup services
 	@$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25
+
+# The unit lane: metrics, reading rules, model and architecture tests (no services, no renders).
+test-fast: setup
+	@$(PY) -m pytest -q -p no:cacheprovider -n 2 -m "not integration and not slow"
 
 # The project's own modules are compiled too (only those changed since: ~0.3 s a process).
 setup: system $(VENV)/.installed

@@ -13,7 +13,6 @@ import functools
 import hashlib
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxpipeline import __version__
 from cxpipeline.artifacts import ARTIFACT_MODE, artifact_dir, read_json, read_table, sha256_file, write_json, write_table
 from cxpipeline.config import Config, config_hash
 from cxpipeline.errors import CheckError, ConfigError, InputError
@@ -32,6 +30,7 @@ from cxpipeline.panel import build_panel, customer_cadence
 from cxpipeline.periods import Period, cadence_instants, comparison_period, latest_complete_period, parse_period
 from cxpipeline.sources.aggregate import AFTER_PERIOD, PanelExtract
 from cxpipeline.validation import gate_extract
+from cxpipeline.versions import library_versions
 from cxpipeline.quality import tie_out_row, to_cents
 from cxpipeline.sources import SourceData, extract_pushdown, load_source, pushdown_kind, pushdown_last_day
 
@@ -396,9 +395,6 @@ def check_pack(config: Config, period: Period, output_root: str | Path | None = 
 
 
 def _write_run_manifest(config: Config, period: Period, folder: Path) -> None:
-    import duckdb
-    import sklearn
-    import weasyprint
 
     path = folder / "manifest.json"
     manifest = read_json(path) if path.exists() else {"stages": {}}
@@ -420,14 +416,7 @@ def _write_run_manifest(config: Config, period: Period, folder: Path) -> None:
             "notes": dq.get("notes", []),
             "report_timezone": dq.get("report_timezone"),
             "tie_out": dq.get("tie_out", []),
-            "versions": {
-                "cxpipeline": __version__,
-                "python": platform.python_version(),
-                "pandas": pd.__version__,
-                "duckdb": duckdb.__version__,
-                "scikit-learn": sklearn.__version__,
-                "weasyprint": weasyprint.__version__,
-            },
+            "versions": library_versions(),
         }
     )
     write_json(path, manifest)

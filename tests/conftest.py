@@ -70,3 +70,20 @@ def scratch_database(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# Test modules that drive real components end to end (Airflow, SMTP, PostgreSQL, the CLI as a
+# subprocess, WeasyPrint renders of whole packs). `make test-fast` leaves them out: the unit
+# lane is the metric, reading, model and architecture tests, in well under a minute.
+INTEGRATION_MODULES = {
+    "test_airflow_scheduler", "test_bad_inputs", "test_bench_quick", "test_compose", "test_concurrency",
+    "test_dags", "test_delivery", "test_demo_command", "test_faults", "test_metrics_pack",
+    "test_object_storage", "test_outbound", "test_pushdown", "test_report", "test_report_assemble",
+    "test_report_model_pages", "test_report_security", "test_security", "test_sql_source",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)

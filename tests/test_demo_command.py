@@ -79,6 +79,12 @@ def test_the_folder_holds_every_promised_artifact(demo_run):
                 "notes", "report_timezone", "tie_out"):
         assert key in manifest, key
     assert set(manifest["stages"]) == {"extract", "metrics", "model", "render", "check"}
+    import weasyprint
+
+    from cxpipeline import __version__
+
+    assert manifest["versions"]["weasyprint"] == weasyprint.__version__  # what rendered the pack
+    assert manifest["versions"]["cxpipeline"] == __version__
     assert all(stage["seconds"] >= 0 for stage in manifest["stages"].values())
     assert json.loads((folder / "checks.json").read_text())["is_deliverable"] is True
     assert not list(folder.glob(".*.tmp"))

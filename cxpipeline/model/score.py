@@ -6,7 +6,6 @@ backtest command: refit per run (nothing is pickled), using only panel rows befo
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.model.bgnbd import fit_latent
+from cxpipeline.versions import library_versions
 from cxpipeline.model.clv import ValueModel, do_not_lose, fit_value_model
 from cxpipeline.model.features import (
     BGNBD_FEATURE,
@@ -35,7 +35,7 @@ from cxpipeline.model.train import (
 )
 
 __all__ = ["SCORE_COLUMNS", "METHODS", "METHOD_LABELS", "VALUE_METHODS", "VALUE_METHOD_LABELS",
-           "ModelResult", "default_method", "fit_and_score", "rescore", "library_versions"]
+           "ModelResult", "default_method", "fit_and_score", "rescore"]
 
 #: At-risk methods, in the order of the default choice when no backtest has been run.
 METHODS = ("logistic", "bgnbd", "recency_rule")
@@ -63,13 +63,6 @@ class ModelResult:
     model: AtRiskModel | None = field(default=None, repr=False)
     #: Scores (without drivers) fitted along the way, by fit instant (the backtest's snapshot).
     fits: dict = field(default_factory=dict, repr=False)
-
-
-def library_versions() -> dict[str, str]:
-    import sklearn
-
-    return {"python": platform.python_version(), "pandas": pd.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__}
 
 
 def default_method(available: Sequence[str]) -> str:
