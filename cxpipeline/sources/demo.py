@@ -43,7 +43,11 @@ import pyarrow.compute as pc
 from cxpipeline.config import DemoSource
 from cxpipeline.errors import InputError
 from cxpipeline.quality import Exclusions
-from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
+from cxpipeline.schema import (
+    TRANSACTION_COLUMNS,
+    validate_customers,
+    validate_transactions,
+)
 from cxpipeline.sources.base import SourceData
 
 __all__ = [

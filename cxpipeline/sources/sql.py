@@ -34,9 +34,13 @@ import pandas as pd
 from cxpipeline.config import SqlSource
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
-from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates
 from cxpipeline.quality import Exclusions
-from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
+from cxpipeline.schema import (
+    TRANSACTION_COLUMNS,
+    validate_customers,
+    validate_transactions,
+)
+from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates
 from cxpipeline.sources.base import SourceData
 
 __all__ = [

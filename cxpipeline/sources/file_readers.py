@@ -1,0 +1,368 @@
+"""Reading a transactions or customer file into a raw frame: CSV (as text), Parquet, or a
+spreadsheet (xlsx, xlsm, xls, xlsb, ods), with errors that name the file, line and fix.
+
+Nothing here converts a value: every CSV column stays text, so ids such as 00123 and dates are
+never type-guessed (the conversion is :mod:`cxpipeline.sources.columns`). :class:`FileInfo`
+turns row positions into the file's own row and line numbers for messages, and carries notes on
+how the file itself was read (stacked sheets, short rows).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from cxpipeline.config import FileSource
+from cxpipeline.errors import ConfigError, InputError
+
+__all__ = ["FileInfo", "resolve_path", "read_frame", "check_columns", "SPREADSHEET_SUFFIXES"]
+
+_DELIMITERS = {",": "','", ";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+class FileInfo:
+    """Where rows come from, for messages: the path and whether rows map to CSV lines or to
+    the rows of one spreadsheet sheet; ``notes`` say how the file itself was read."""
+
+    def __init__(self, path: Path, is_csv: bool, sheet: str | None = None):
+        self.path = path
+        self.is_csv = is_csv
+        self.sheet = sheet  # the one sheet read (None: not a spreadsheet, or stacked sheets)
+        self.notes: list[str] = []
+
+    def row(self, position: int) -> str:
+        """Describe 0-based data position ``position`` as a 1-based row (and CSV line)."""
+        row = position + 1
+        if self.is_csv:
+            return f"row {row} (line {row + 1} of the file)"
+        if self.sheet is not None:
+            return f"row {row} (row {row + 1} of sheet {self.sheet!r})"
+        return f"row {row}"
+
+    def where(self, column: str | None = None, position: int | None = None) -> str:
+        parts = [str(self.path)]
+        if column is not None:
+            parts.append(f"column '{column}'")
+        if position is not None:
+            parts.append(self.row(position))
+        return ", ".join(parts)
+
+
+def resolve_path(path: str, base_dir: str | Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(base_dir) / p
+
+
+def _file_format(path: Path, declared: str | None) -> str:
+    if declared:
+        return declared
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        return "parquet"
+    if suffixes and (suffixes[-1] in (".csv", ".txt", ".tsv")
+                     or (len(suffixes) > 1 and suffixes[-2] == ".csv")):  # data.csv.gz
+        return "csv"
+    if suffixes and suffixes[-1] in SPREADSHEET_SUFFIXES:
+        return "excel"
+    raise InputError(
+        f"Cannot tell whether {path.name!r} is CSV, Parquet or a spreadsheet from its extension.",
+        where=str(path),
+        fix="Set source.format: csv (or parquet, or excel), or name the file *.csv / *.parquet / *.xlsx.",
+    )
+
+
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+
+
+def _read_spreadsheet(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame, FileInfo]:
+    """One sheet (``source.sheet``: name or 0-based index, default the first) or, with
+    ``sheets: all``, every sheet stacked (they must share one header).
+
+    Read by calamine (a maintained Rust reader for xlsx, xlsm, xls, xlsb and ods). Date cells
+    come typed; text cells stay text and go through the same rules as CSV.
+    """
+    from python_calamine import CalamineWorkbook
+
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises its own errors for files it cannot open
+        raise InputError(f"The file cannot be read as a spreadsheet: {exc}", where=str(path),
+                         fix="Check that it is an .xlsx/.xlsm/.xls/.ods workbook (save it again from "
+                             "the spreadsheet program), or export the sheet as CSV.") from None
+    names = list(workbook.sheet_names)
+    if role == "transactions" and source.sheets == "all":
+        chosen = names
+    else:
+        wanted = source.sheet if role == "transactions" and source.sheet is not None else 0
+        if isinstance(wanted, int):
+            if not 0 <= wanted < len(names):
+                raise InputError(f"The workbook has {len(names)} sheet(s); sheet index {wanted} does not exist.",
+                                 where=str(path), fix=f"Set source.sheet to 0-{len(names) - 1} or to a name: "
+                                                      + ", ".join(repr(n) for n in names) + ".")
+            chosen = [names[wanted]]
+        elif wanted not in names:
+            raise InputError(f"The workbook has no sheet named {wanted!r}.", where=str(path),
+                             fix="Set source.sheet to one of " + ", ".join(repr(n) for n in names) + ".")
+        else:
+            chosen = [wanted]
+    frames = []
+    for name in chosen:
+        rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=True)
+        rows = [row for row in rows if any(cell not in ("", None) for cell in row)]
+        if not rows:
+            if len(chosen) > 1:
+                continue  # an empty sheet among several adds nothing
+            raise InputError(f"Sheet {name!r} is empty.", where=str(path),
+                             fix="Point source.sheet at the sheet that holds the data.")
+        header = [str(c).strip() for c in rows[0]]
+        body = [list(row) + [""] * (len(header) - len(row)) for row in rows[1:]]
+        frame = pd.DataFrame([row[:len(header)] for row in body], columns=header, dtype=object)
+        frames.append((name, frame))
+    if not frames:
+        raise InputError("Every sheet of the workbook is empty.", where=str(path),
+                         fix="Export the data again, or point source.sheet at the sheet with data.")
+    first_name, first = frames[0]
+    for name, frame in frames[1:]:
+        if list(frame.columns) != list(first.columns):
+            raise InputError(
+                f"Sheet {name!r} has another header than sheet {first_name!r} "
+                f"({list(frame.columns)[:8]} against {list(first.columns)[:8]}).",
+                where=str(path),
+                fix="Stack only sheets with the same columns (remove 'sheets: all' and choose one "
+                    "with source.sheet), or give every sheet the same header.")
+    frame = pd.concat([f for _, f in frames], ignore_index=True) if len(frames) > 1 else first
+    # Empty cells are missing, as in CSV; numbers, dates and text keep the types the reader gave.
+    frame = frame.map(lambda cell: None if isinstance(cell, str) and not cell.strip() else cell)
+    frame = frame.infer_objects()
+    info = FileInfo(path, is_csv=False, sheet=first_name if len(frames) == 1 else None)
+    if len(frames) > 1:
+        info.notes.append(f"{len(frames)} sheets stacked ({', '.join(repr(n) for n, _ in frames)}): "
+                          f"{len(frame)} rows.")
+    return frame, info
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> int | None:
+    """1-based line number of the first line that does not decode (error path only)."""
+    try:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    line.decode(encoding)
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        return None
+    return None
+
+
+def _read_csv(path: Path, source: FileSource) -> pd.DataFrame:
+    _check_wide_encoding(path, source)
+    try:
+        # Every column as text: ids such as 00123 / 17850 and dates must not be type-guessed.
+        # Only empty cells are missing ("NA" is a country code, not a null).
+        return pd.read_csv(
+            path, sep=source.delimiter, encoding=source.encoding, dtype=str,
+            keep_default_na=False, na_values=[""], skipinitialspace=False,
+        )
+    except UnicodeDecodeError as exc:
+        line = _first_undecodable_line(path, source.encoding)
+        where = f"{path}, line {line}" if line else str(path)
+        raise InputError(
+            f"The file is not valid {source.encoding} text ({exc.reason} at byte {exc.start} "
+            "of the chunk being read).",
+            where=where,
+            fix="Set source.encoding to the file's encoding, e.g. 'encoding: latin-1' "
+                "(or cp1252 for Windows exports).",
+        ) from None
+    except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+        raise InputError(f"The file is not valid {source.encoding} text ({exc}).", where=str(path),
+                         fix="Set source.encoding to the file's real encoding (most exports are utf-8).") from None
+    except LookupError:
+        raise ConfigError(f"Unknown encoding {source.encoding!r}.", where="source.encoding",
+                          fix="Use a Python codec name such as utf-8, latin-1 or cp1252.") from None
+    except pd.errors.EmptyDataError:
+        raise InputError("The file is empty (no header line).", where=str(path),
+                         fix="Export the data again with a header line of column names.") from None
+    except pd.errors.ParserError as exc:
+        message = str(exc).strip()
+        line = re.search(r"line (\d+)", message)
+        row = re.search(r"starting at row (\d+)", message)  # 0-based line index of the quote
+        where = str(path)
+        if line:
+            where += f", line {line.group(1)}"
+        elif row:
+            where += f", line {int(row.group(1)) + 1} (an opening quote that is never closed)"
+        raise InputError(
+            f"The CSV file cannot be split into columns: {message}",
+            where=where,
+            fix="Look at that line: every line needs as many fields as the header, and a field "
+                f"that contains the delimiter {source.delimiter!r} or a line break must be in "
+                "double quotes (\"...\", with inner quotes doubled). If the whole file uses another "
+                "delimiter, set source.delimiter.",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"The file cannot be read: {exc.strerror or exc}.", where=str(path),
+                         fix="Check the path and the file's permissions.") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path, engine="pyarrow")
+    except OSError as exc:
+        raise InputError(f"The file cannot be read as Parquet: {exc}", where=str(path),
+                         fix="Check that it is a Parquet file, or set source.format: csv.") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid and friends for non-Parquet bytes
+        raise InputError(f"The file cannot be read as Parquet: {exc}", where=str(path),
+                         fix="Check that it is a Parquet file, or set source.format: csv.") from None
+
+
+def _check_wide_encoding(path: Path, source: FileSource) -> None:
+    """A file declared UTF-16/32 must look like it: such text has a byte-order mark or NUL
+    bytes (its delimiters and digits are ASCII); without either, pandas reads UTF-8 as garbage
+    column names or fails with a bare UnicodeError."""
+    import codecs
+
+    try:
+        name = codecs.lookup(source.encoding).name
+    except LookupError:
+        return  # reported by _read_csv
+    if not name.startswith(("utf-16", "utf-32")):
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return  # reported by _read_csv
+    boms = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+    if head and not head.startswith(boms) and b"\0" not in head:
+        raise InputError(
+            f"The file is declared {source.encoding} but is not: it has no byte-order mark and "
+            "no NUL bytes, so it is single-byte or UTF-8 text.",
+            where=f"{path}, line 1",
+            fix="Set source.encoding to the file's real encoding, e.g. 'encoding: utf-8' (or "
+                "remove the key: utf-8 is the default).")
+
+
+def _check_duplicate_header(frame: pd.DataFrame, info: FileInfo, source: FileSource) -> None:
+    """Refuse a header naming a column twice: pandas renames the second 'amount' to
+    'amount.1', so a mapping would silently read the first of the two."""
+    if info.is_csv:
+        try:
+            header = pd.read_csv(info.path, sep=source.delimiter, encoding=source.encoding, header=None,
+                                 nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        except (ValueError, OSError, IndexError):  # already read once: nothing new to report
+            return
+        names = [str(c).strip().lstrip("\ufeff").strip() for c in header]
+    else:
+        names = [str(c) for c in frame.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(
+            f"The header names {', '.join(repr(n) for n in repeated)} more than once; the "
+            "columns cannot be told apart.",
+            where=f"{info.path}, line 1" if info.is_csv else str(info.path),
+            fix="Rename or remove the duplicate column in the export so every header name is unique.")
+
+
+def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame, FileInfo]:
+    if not path.is_file():
+        raise InputError(
+            f"The {role} file does not exist.", where=str(path),
+            fix="Check the path; a relative path is read from the config file's folder.",
+        )
+    kind = _file_format(path, source.format if role == "transactions" else None)
+    if kind == "excel":
+        frame, info = _read_spreadsheet(path, source, role)
+        frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
+        _check_duplicate_header(frame, info, source)
+        return frame, info
+    frame = _read_csv(path, source) if kind == "csv" else _read_parquet(path)
+    if kind == "csv" and not isinstance(frame.index, pd.RangeIndex):
+        # pandas quietly turns the first column into the index when the first data line has
+        # one field more than the header, shifting every value one column to the left.
+        raise InputError(
+            "The first data line has more fields than the header, so every column would be "
+            "shifted by one.",
+            where=f"{path}, line 2",
+            fix="Remove the extra field (or add the missing header name); a field that contains "
+                f"the delimiter {source.delimiter!r} must be in double quotes.",
+        )
+    # Header cells often carry stray spaces or a byte-order mark.
+    frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
+    info = FileInfo(path, kind == "csv")
+    _check_duplicate_header(frame, info, source)
+    if kind == "csv":
+        short = _short_rows(path, source, frame)
+        if short:
+            info.notes.append(
+                f"{len(short)} row(s) have fewer fields than the header (first: {info.row(short[0])}); "
+                "their missing fields were read as empty.")
+    return frame, info
+
+
+def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame) -> list[int]:
+    """Data rows with fewer fields than the header (pandas fills them in silently).
+
+    Only looked for when the last column has empty cells, since a short row leaves it empty.
+    """
+    import csv
+
+    if frame.empty or not frame.iloc[:, -1].isna().any() or path.suffix.lower() not in (".csv", ".txt", ".tsv"):
+        return []  # (a compressed file is not scanned again)
+    width = len(frame.columns)
+    short = []
+    with path.open(newline="", encoding=source.encoding, errors="replace") as handle:
+        rows = csv.reader(handle, delimiter=source.delimiter)
+        next(rows, None)
+        position = 0
+        for fields in rows:
+            if not fields:  # pandas skips blank lines
+                continue
+            if len(fields) < width:
+                short.append(position)
+            position += 1
+    return short
+
+
+def check_columns(frame: pd.DataFrame, needed: dict[str, str], info: FileInfo,
+                   delimiter: str | None) -> None:
+    """Raise one InputError listing every mapped column the file lacks, with suggestions."""
+    columns = list(frame.columns)
+    missing = {key: col for key, col in needed.items() if col not in columns}
+    if not missing:
+        return
+    if delimiter is not None and len(columns) == 1 and len(set(needed.values())) > 1:
+        header = columns[0]
+        others = [d for d in _DELIMITERS if d != delimiter and d in header]
+        fix = (f"Set source.delimiter: {_DELIMITERS[others[0]]} (the header contains it)."
+               if others else "Set source.delimiter to the character that separates the columns.")
+        raise InputError(
+            f"Only one column was found with delimiter {delimiter!r}: {header[:120]!r}.",
+            where=info.where(), fix=fix,
+        )
+    lines = []
+    for key, col in missing.items():
+        close = difflib.get_close_matches(col, columns, n=1, cutoff=0.5)
+        if not close:  # case / spacing differences, e.g. 'customerid' vs 'Customer ID'
+            squashed = {re.sub(r"[\W_]", "", c).lower(): c for c in columns}
+            match = squashed.get(re.sub(r"[\W_]", "", col).lower())
+            close = [match] if match else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        lines.append(f"{key}: {col!r}{hint}")
+    shown = ", ".join(repr(c) for c in columns[:40]) + (" ..." if len(columns) > 40 else "")
+    raise InputError(
+        "Mapped column(s) not found in the file:\n  - " + "\n  - ".join(lines)
+        + f"\nThe file has the columns: {shown}.",
+        where=info.where(),
+        fix="Correct the column names in the config (source.columns / source.segment_columns / "
+            "source.customer_columns) to the file's header.",
+    )
+
+
