@@ -122,7 +122,8 @@ def _compare_extracts(config_fast, config_slow, period, root) -> None:
         pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), obj=name)
     dq_fast, dq_slow = read_json(a / "data_quality.json"), read_json(b / "data_quality.json")
     for key in ("rows_in", "rows_used", "rows_excluded", "revenue_in", "revenue_used", "revenue_excluded",
-                "excluded_by_reason", "first_ordered_at", "last_ordered_at", "count_customers", "count_panel_rows"):
+                "excluded_by_reason", "first_ordered_at", "last_ordered_at", "count_customers", "count_panel_rows",
+                "tie_out"):
         assert dq_fast[key] == dq_slow[key], key
     assert not list(a.glob(".extract-*")), "the staging folder is removed"
 

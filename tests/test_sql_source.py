@@ -159,6 +159,15 @@ def test_exclusions_are_computed_in_sql(odd_table, tmp_path):
     assert any(note.startswith("1 row(s) have a zero amount and are kept") for note in dq["notes"])
     assert dq["revenue_used"] == 205.11
     assert (dq["first_ordered_at"], dq["last_ordered_at"]) == ("2026-01-05", "2026-08-01")
+    # The tie-out, computed in the database: 2026-Q2 held 8 rows worth 240.11, of which the two
+    # without a customer (75.00) were excluded; 2026-Q1 held only B1.
+    this, previous = dq["tie_out"]
+    assert (this["period"], this["rows_source"], this["revenue_source"], this["rows_used"], this["revenue_used"]) \
+        == ("2026-Q2", 8, 240.11, 6, 165.11)
+    assert this["excluded"] == [{"reason": "missing customer id", "rows": 2, "revenue": 75.0}]
+    assert not this["is_revenue_equal"]
+    assert (previous["period"], previous["rows_source"], previous["revenue_used"], previous["is_equal"]) \
+        == ("2026-Q1", 1, 40.0, True)
     panel = read_table(folder, "panel")
     assert panel[["customer_id", "period_start", "revenue", "gross_revenue", "returns", "count_orders",
                   "count_returns"]].astype({"period_start": str}).values.tolist() == [
