@@ -257,6 +257,12 @@ class DeliveryConfig(_Strict):
         return self
 
 
+class TrendConfig(_Strict):
+    """How many periods the trend page shows (this one and those before it)."""
+
+    periods: int = Field(8, ge=2, le=36)
+
+
 class ModelConfig(_Strict):
     horizon_days: int = Field(90, ge=7, le=730)
     random_state: int = 0
@@ -279,6 +285,7 @@ class Config(_Strict):
     output: OutputConfig = OutputConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     model: ModelConfig = ModelConfig()
+    trend: TrendConfig = TrendConfig()
     base_dir: str = "."  # folder relative paths are resolved against (set by load_config)
 
     @field_validator("locale")

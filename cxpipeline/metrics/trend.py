@@ -1,0 +1,328 @@
+"""The trend across meetings: the ledger and the bridge of each of the last N periods.
+
+A board asks where the customer asset is heading, not only what happened this period. For each
+period of the trend this module computes, in one pass over the panel the run already has, the
+overall rows of that period's own asset ledger (:mod:`cxpipeline.metrics.ledger`) and revenue
+bridge (:mod:`cxpipeline.metrics.bridge`, under the configured comparison basis). Every number
+is the one the period's own pack prints: same definitions, same lapse rule (personal windows
+from the cadence at each boundary), money summed in integer cents.
+
+One pass: customers are coded once, the panel is sorted by customer and period once, and every
+period is a column of small customer x boundary matrices (last purchase before each boundary,
+trailing 12-month value at each boundary, revenue per period) instead of a rerun of the
+per-period functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from cxpipeline.metrics.bridge import BRIDGE_CLASSES, BRIDGE_ORDER
+from cxpipeline.metrics.ledger import LEDGER_LINES, LapseRule
+from cxpipeline.periods import Period, comparison_period, trend_periods
+from cxpipeline.quality import cents
+
+__all__ = ["TREND_LEDGER_COLUMNS", "TREND_BRIDGE_COLUMNS", "TrendSpan", "trend_span", "trend_tables"]
+
+TREND_LEDGER_COLUMNS = ["period", "period_start", "ledger_line", "count_customers", "value"]
+TREND_BRIDGE_COLUMNS = ["period", "period_start", "comparison", "bridge_class", "count_customers", "value"]
+
+_NAT = np.iinfo("int64").min
+
+
+class TrendSpan:
+    """The periods a trend covers and, when fewer than asked, why (in plain words).
+
+    Attributes
+    ----------
+    periods
+        Consecutive periods, oldest first, ending with the reporting period.
+    requested
+        How many periods the config asked for.
+    note
+        ``None`` when all requested periods are covered, else the reason there are fewer.
+    """
+
+    def __init__(self, periods: list[Period], requested: int, note: str | None):
+        self.periods, self.requested, self.note = periods, requested, note
+
+
+def _kind_plural(period: Period, count: int) -> str:
+    return period.kind if count == 1 else f"{period.kind}s"
+
+
+def trend_span(
+    period: Period,
+    requested: int,
+    basis: str,
+    first_period_start: date | pd.Timestamp | None,
+    cadence_instants: Sequence[pd.Timestamp] | None = None,
+) -> TrendSpan:
+    """The periods of the trend ending with ``period``: ``requested`` of them, or fewer.
+
+    A period is kept when the data covers its comparison period (the data's first period starts
+    on or before the comparison period's start): before that its bridge would compare with
+    a period the data does not hold. Under the personal lapse rule a period is kept only when
+    the cadence was measured at both of its boundaries (``cadence_instants``; ``None`` means
+    no constraint). Only the latest periods are kept, so the trend has no gaps.
+
+    Parameters
+    ----------
+    period
+        The reporting period (the last period of the trend).
+    requested
+        Periods asked for (config ``trend.periods``).
+    basis
+        ``previous`` or ``year_ago`` (config ``period.comparison``).
+    first_period_start
+        Start of the earliest panel period (the first period with any data).
+    cadence_instants
+        The instants the extract measured cadence at, when the personal rule needs them.
+    """
+    wanted = trend_periods(period, requested)
+    kept: list[Period] = []
+    reason = None
+    instants = None if cadence_instants is None else {pd.Timestamp(t) for t in cadence_instants}
+    first = None if first_period_start is None else pd.Timestamp(first_period_start)
+    for each in reversed(wanted):
+        comparison = comparison_period(each, basis)
+        if first is None or pd.Timestamp(comparison.start) < first:
+            reason = "history"
+            break
+        if instants is not None and not {pd.Timestamp(each.start), pd.Timestamp(each.end)} <= instants:
+            reason = "cadence"
+            break
+        kept.append(each)
+    if not kept:  # the reporting period itself is always shown, as its own pack is
+        kept = [period]
+    kept.reverse()
+    note = None
+    if len(kept) < requested:
+        shown = f"{len(kept)} {_kind_plural(period, len(kept))}, not {requested}"
+        if reason == "cadence":
+            note = (f"The trend shows {shown}: the personal lapse rule needs each {{customer}}'s purchase "
+                    f"cadence at every period boundary, and the extract measured it only from "
+                    f"{kept[0].start:%-d %b %Y}.")
+        else:
+            since = "" if first is None else f" starts in {first:%b %Y}, so it"
+            note = (f"The trend shows {shown}: the data{since} covers the comparison period of "
+                    f"{_kind_plural(period, 2)} from {kept[0].label} only.")
+    return TrendSpan(kept, requested, note)
+
+
+def _month_index(values: pd.Series) -> np.ndarray:
+    return (values.dt.year.to_numpy(dtype="int64") * 12 + values.dt.month.to_numpy(dtype="int64") - 1)
+
+
+def trend_tables(
+    panel: pd.DataFrame,
+    periods: Sequence[Period],
+    basis: str,
+    rule: LapseRule,
+    cadence: pd.DataFrame | None = None,
+    *,
+    customer_col: str = "customer_id",
+    period_col: str = "period_start",
+    revenue_col: str = "revenue",
+    orders_col: str = "count_orders",
+    first_order_col: str = "first_order_at",
+    last_order_col: str = "last_order_at",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The overall ledger and bridge rows of every period of the trend, in one pass.
+
+    Parameters
+    ----------
+    panel
+        Customer-period panel (:data:`cxpipeline.schema.PANEL_COLUMNS`) of the kind of
+        ``periods``, covering all history up to the end of the last period.
+    periods
+        Consecutive periods, oldest first (see :func:`trend_span`).
+    basis
+        The comparison basis of each period's bridge: ``previous`` or ``year_ago``.
+    rule
+        The lapse rule of the ledger.
+    cadence
+        ``customer_id, as_of, median_gap_days, count_orders`` at every boundary of ``periods``
+        (needed by the personal rule only).
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        ``trend_ledger`` (:data:`TREND_LEDGER_COLUMNS`, lines in
+        :data:`cxpipeline.metrics.ledger.LEDGER_LINES`) and ``trend_bridge``
+        (:data:`TREND_BRIDGE_COLUMNS`, classes in :data:`cxpipeline.metrics.bridge.BRIDGE_ORDER`),
+        one block of rows per period; each block equals the ``segment == 'all'`` rows of the
+        ``ledger`` and ``bridge`` tables of that period's own pack.
+    """
+    periods = list(periods)
+    if not periods:
+        raise ValueError("the trend needs at least one period")
+    first_p, last_p = periods[0], periods[-1]
+    n = len(periods)
+    if periods != trend_periods(last_p, n):
+        raise ValueError("the trend periods must be consecutive, oldest first")
+    per_year = 12 // first_p.months  # periods in the 12 months of a trailing value
+    lag = 1 if basis == "previous" else per_year
+    comparison_period(last_p, basis)  # validates the basis
+
+    end = pd.Timestamp(last_p.end)
+    rows = panel.loc[panel[period_col] < end]
+    codes, uniques = pd.factorize(rows[customer_col], sort=False)
+    count = len(uniques)
+    month0 = first_p.start.year * 12 + first_p.start.month - 1
+    rel = (_month_index(rows[period_col]) - month0) // first_p.months  # trend period k has rel k
+    rel_min = int(rel.min()) if len(rel) else 0
+    span = int(max(rel.max() if len(rel) else 0, n) - rel_min + 2)
+    key = codes.astype("int64") * span + (rel - rel_min)
+    order = None if (len(key) < 2 or bool(np.all(key[1:] >= key[:-1]))) else np.argsort(key, kind="stable")
+
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if order is None else values[order]
+
+    key, codes, rel = take(key), take(codes), take(rel)
+    revenue = take(cents(rows[revenue_col]))
+    bought_row = take(rows[orders_col].to_numpy() > 0)
+    unit = np.datetime_data(rows[last_order_col].dtype)[0] if rows[last_order_col].dtype.kind == "M" else "us"
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+    last_at = take(rows[last_order_col].to_numpy(dtype=f"datetime64[{unit}]").astype("int64"))
+    first_at = take(rows[first_order_col].to_numpy(dtype=f"datetime64[{unit}]").astype("int64"))
+    has_last, has_first = last_at != _NAT, first_at != _NAT
+
+    # Boundaries b_0 .. b_n (b_k = start of trend period k, b_n = end of the last).
+    bounds = [pd.Timestamp(p.start) for p in periods] + [end]
+    bound_int = np.array([b.to_datetime64().astype(f"datetime64[{unit}]").astype("int64") for b in bounds])
+
+    # Last purchase before each boundary: the latest purchase row before the trend (per
+    # customer), then one row per customer and trend period; a running maximum across them.
+    # Rows are sorted by customer then period, so positions grow with time per customer.
+    position = np.arange(len(key))
+    last_pos = np.full((count, n + 1), -1, dtype="int64")
+    before = has_last & (rel < 0)
+    np.maximum.at(last_pos[:, 0], codes[before], position[before])
+    inside = has_last & (rel >= 0) & (rel < n)
+    last_pos[codes[inside], rel[inside] + 1] = position[inside]
+    np.maximum.accumulate(last_pos, axis=1, out=last_pos)
+    # last_pos[:, j]: position of the last purchase row before b_j (-1: none)
+    safe = np.where(last_pos >= 0, last_pos, 0)
+    last_before = np.where(last_pos >= 0, last_at[safe], _NAT)
+
+    # First purchase ever (the earliest row with a first order), per customer.
+    first = np.full(count, _NAT, dtype="int64")
+    first[np.unique(codes[has_first])] = np.iinfo("int64").max
+    np.minimum.at(first, codes[has_first], first_at[has_first])
+    bought = np.zeros((count, n), dtype=bool)
+    in_trend = (rel >= 0) & (rel < n)
+    sel = in_trend & bought_row
+    bought[codes[sel], rel[sel]] = True
+
+    active = _active_matrix(last_before, bound_int, bounds, per_second, rule, cadence, uniques, customer_col)
+
+    # Trailing 12-month value at each boundary: revenue of the per_year periods before it.
+    cum = np.concatenate([[0], np.cumsum(revenue)])
+
+    def window_sum(end_rel: np.ndarray, cust: np.ndarray, periods_back: int) -> np.ndarray:
+        """Revenue cents of each customer's rows with rel in [end_rel - periods_back + 1, end_rel]."""
+        # Offsets below -1 would reach into the previous customer's keys.
+        hi = np.searchsorted(key, cust * span + np.maximum(end_rel - rel_min, -1), side="right")
+        lo = np.searchsorted(key, cust * span + np.maximum(end_rel - periods_back - rel_min, -1), side="right")
+        return cum[hi] - cum[lo]
+
+    customers = np.arange(count, dtype="int64")
+    ledger_rows, bridge_rows = [], []
+    for k, each in enumerate(periods):
+        known = last_before[:, k + 1] != _NAT  # bought before the end of the period
+        opening, closing = active[:, k], active[:, k + 1]
+        is_new = bought[:, k] & (first >= bound_int[k]) & (first != _NAT) & known
+        is_reactivated = bought[:, k] & ~is_new & ~opening & known
+        lapsed = (opening | is_new | is_reactivated) & ~closing
+        value_start = _masked_sum(window_sum, k - 1, customers, opening, per_year)
+        ends = {name: _masked_sum(window_sum, k, customers, mask, per_year)
+                for name, mask in (("new", is_new), ("reactivated", is_reactivated), ("closing", closing))}
+        # Lapsed value: trailing 12 months up to the end of the period of the last purchase.
+        lapsed_ids = customers[lapsed]
+        rows_at = last_pos[lapsed_ids, k + 1]
+        value_lapsed = int(window_sum(rel[rows_at], lapsed_ids, per_year).sum()) if len(rows_at) else 0
+        counts = {"opening": opening.sum(), "new": is_new.sum(), "reactivated": is_reactivated.sum(),
+                  "lapsed": lapsed.sum(), "closing": closing.sum()}
+        values = {"opening": value_start, **ends, "lapsed": value_lapsed}
+        for line in LEDGER_LINES:
+            ledger_rows.append((each.label, pd.Timestamp(each.start), line, int(counts[line]), values[line] / 100))
+        bridge_rows.extend(_bridge_block(each, k, lag, basis, codes, rel, revenue, first, bound_int, count))
+
+    ledger = pd.DataFrame(ledger_rows, columns=TREND_LEDGER_COLUMNS).astype(
+        {"count_customers": "int64", "value": "float64", "period_start": "datetime64[us]"})
+    bridge = pd.DataFrame(bridge_rows, columns=TREND_BRIDGE_COLUMNS).astype(
+        {"count_customers": "int64", "value": "float64", "period_start": "datetime64[us]"})
+    return ledger, bridge
+
+
+def _masked_sum(window_sum, end_rel: int, customers: np.ndarray, mask: np.ndarray, per_year: int) -> int:
+    ids = customers[mask]
+    if not len(ids):
+        return 0
+    return int(window_sum(np.full(len(ids), end_rel, dtype="int64"), ids, per_year).sum())
+
+
+def _active_matrix(last_before: np.ndarray, bound_int: np.ndarray, bounds: list[pd.Timestamp], per_second: int,
+                   rule: LapseRule, cadence: pd.DataFrame | None, uniques, customer_col: str) -> np.ndarray:
+    """Active at each boundary: days since the last purchase within the lapse window there."""
+    known = last_before != _NAT
+    # Days as the ledger measures them: seconds (float) / 86400.
+    days = np.where(known, (bound_int[None, :] - np.where(known, last_before, 0)) / per_second, np.inf) / 86400
+    windows = np.full(last_before.shape, float(rule.window_days))
+    if rule.mode == "personal":
+        if cadence is None:
+            raise ValueError("the personal lapse rule needs the cadence table (customer_cadence)")
+        index = pd.Index(uniques)
+        at = pd.to_datetime(cadence["as_of"])
+        position = index.get_indexer(cadence[customer_col])
+        for j, instant in enumerate(bounds):
+            rows = (at == instant).to_numpy() & (position >= 0)
+            median = np.full(len(index), np.nan)
+            orders = np.zeros(len(index))
+            median[position[rows]] = cadence["median_gap_days"].to_numpy(dtype="float64")[rows]
+            orders[position[rows]] = cadence["count_orders"].to_numpy(dtype="float64")[rows]
+            personal = np.clip(rule.k * median, rule.floor_days, rule.cap_days)
+            windows[:, j] = np.where((orders >= 2) & ~np.isnan(median), personal, float(rule.window_days))
+    return known & (days <= windows)
+
+
+def _bridge_block(each: Period, k: int, lag: int, basis: str, codes: np.ndarray, rel: np.ndarray,
+                  revenue: np.ndarray, first: np.ndarray, bound_int: np.ndarray, count: int) -> list[tuple]:
+    """The bridge's overall rows of trend period ``k`` (see :func:`cxpipeline.metrics.bridge.classify_customers`)."""
+    cur_rows, prev_rows = rel == k, rel == k - lag
+    present = np.zeros(count, dtype=bool)
+    present[codes[cur_rows]] = True
+    present[codes[prev_rows]] = True
+    cur = np.zeros(count, dtype="int64")
+    prev = np.zeros(count, dtype="int64")
+    cur[codes[cur_rows]] = revenue[cur_rows]
+    prev[codes[prev_rows]] = revenue[prev_rows]
+    end = bound_int[k + 1]
+    is_new = (first != _NAT) & (first >= bound_int[k]) & (first < end)
+    conditions = [
+        is_new,
+        (prev <= 0) & (cur > 0),
+        (prev > 0) & (cur > prev),
+        (prev > 0) & (cur > 0) & (cur < prev),
+        (prev > 0) & (cur == prev),
+        (prev > 0) & (cur <= 0),
+        cur != prev,
+    ]
+    klass = np.select(conditions, np.arange(len(BRIDGE_CLASSES)), default=-1)
+    keep = present & (klass >= 0)
+    klass, cur, prev = klass[keep], cur[keep], prev[keep]
+    counts = np.bincount(klass, minlength=len(BRIDGE_CLASSES))
+    changes = np.bincount(klass, weights=(cur - prev).astype("float64"), minlength=len(BRIDGE_CLASSES))
+    comparison = comparison_period(each, basis).label
+    start = pd.Timestamp(each.start)
+    out = [(each.label, start, comparison, "previous", int((prev > 0).sum()), int(prev.sum()) / 100)]
+    out += [(each.label, start, comparison, name, int(counts[i]), round(float(changes[i])) / 100)
+            for i, name in enumerate(BRIDGE_CLASSES)]
+    out.append((each.label, start, comparison, "current", int((cur > 0).sum()), int(cur.sum()) / 100))
+    assert [row[3] for row in out] == BRIDGE_ORDER
+    return out
