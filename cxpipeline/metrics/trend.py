@@ -16,6 +16,7 @@ per-period functions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -23,10 +24,10 @@ import pandas as pd
 
 from cxpipeline.metrics.bridge import BRIDGE_CLASSES, BRIDGE_ORDER
 from cxpipeline.metrics.ledger import LEDGER_LINES, LapseRule
-from cxpipeline.periods import Period, comparison_period, trend_periods
+from cxpipeline.periods import Period, comparison_period, period_containing, trend_periods
 from cxpipeline.quality import cents
 
-__all__ = ["TREND_LEDGER_COLUMNS", "TREND_BRIDGE_COLUMNS", "TrendSpan", "trend_span", "trend_tables"]
+__all__ = ["TREND_LEDGER_COLUMNS", "TREND_BRIDGE_COLUMNS", "TrendSpan", "trend_span", "span_note", "trend_tables"]
 
 TREND_LEDGER_COLUMNS = ["period", "period_start", "ledger_line", "count_customers", "value"]
 TREND_BRIDGE_COLUMNS = ["period", "period_start", "comparison", "bridge_class", "count_customers", "value"]
@@ -34,8 +35,9 @@ TREND_BRIDGE_COLUMNS = ["period", "period_start", "comparison", "bridge_class", 
 _NAT = np.iinfo("int64").min
 
 
+@dataclass(frozen=True)
 class TrendSpan:
-    """The periods a trend covers and, when fewer than asked, why (in plain words).
+    """The periods a trend covers and, when fewer than asked, why.
 
     Attributes
     ----------
@@ -43,16 +45,38 @@ class TrendSpan:
         Consecutive periods, oldest first, ending with the reporting period.
     requested
         How many periods the config asked for.
-    note
-        ``None`` when all requested periods are covered, else the reason there are fewer.
+    reason
+        ``""`` when all requested periods are covered, ``"history"`` when the data does not
+        reach back far enough, ``"cadence"`` when the extract did not measure the purchase
+        cadence (personal lapse rule) at the earlier boundaries.
+    first_data
+        Label of the first period with data (``""`` without data).
     """
 
-    def __init__(self, periods: list[Period], requested: int, note: str | None):
-        self.periods, self.requested, self.note = periods, requested, note
+    periods: tuple[Period, ...]
+    requested: int
+    reason: str
+    first_data: str
+
+    def table(self) -> pd.DataFrame:
+        """One row (``requested, shown, reason, first_data``) for the artifact ``trend_span``."""
+        return pd.DataFrame({"requested": [self.requested], "shown": [len(self.periods)],
+                             "reason": [self.reason], "first_data": [self.first_data]}).astype(
+            {"requested": "int64", "shown": "int64", "reason": "string", "first_data": "string"})
 
 
-def _kind_plural(period: Period, count: int) -> str:
-    return period.kind if count == 1 else f"{period.kind}s"
+def span_note(kind: str, requested: int, shown: int, reason: str, first_shown: str, first_data: str,
+              customer: str = "customer") -> str | None:
+    """The plain sentence the trend page prints when it shows fewer periods than asked."""
+    if shown >= requested or not reason:
+        return None
+    plural = lambda count: kind if count == 1 else f"{kind}s"  # noqa: E731
+    told = f"The trend shows {shown} {plural(shown)}, not {requested}"
+    if reason == "cadence":
+        return (f"{told}: the personal lapse rule needs each {customer}'s purchase cadence at every "
+                f"{kind} boundary, and the extract measured it only from the start of {first_shown}.")
+    return (f"{told}: the data starts in {first_data}, and a {kind} is shown only when the data covers "
+            f"the {kind} it is compared with (from {first_shown}).")
 
 
 def trend_span(
@@ -68,7 +92,8 @@ def trend_span(
     on or before the comparison period's start): before that its bridge would compare with
     a period the data does not hold. Under the personal lapse rule a period is kept only when
     the cadence was measured at both of its boundaries (``cadence_instants``; ``None`` means
-    no constraint). Only the latest periods are kept, so the trend has no gaps.
+    no constraint). Only the latest periods are kept, so the trend has no gaps; the reporting
+    period itself is always kept (its own pack is printed whatever the history).
 
     Parameters
     ----------
@@ -85,33 +110,21 @@ def trend_span(
     """
     wanted = trend_periods(period, requested)
     kept: list[Period] = []
-    reason = None
+    reason = ""
     instants = None if cadence_instants is None else {pd.Timestamp(t) for t in cadence_instants}
-    first = None if first_period_start is None else pd.Timestamp(first_period_start)
+    first = None if first_period_start is None or pd.isna(first_period_start) else pd.Timestamp(first_period_start)
     for each in reversed(wanted):
-        comparison = comparison_period(each, basis)
-        if first is None or pd.Timestamp(comparison.start) < first:
+        if first is None or pd.Timestamp(comparison_period(each, basis).start) < first:
             reason = "history"
             break
         if instants is not None and not {pd.Timestamp(each.start), pd.Timestamp(each.end)} <= instants:
             reason = "cadence"
             break
         kept.append(each)
-    if not kept:  # the reporting period itself is always shown, as its own pack is
+    if not kept:
         kept = [period]
-    kept.reverse()
-    note = None
-    if len(kept) < requested:
-        shown = f"{len(kept)} {_kind_plural(period, len(kept))}, not {requested}"
-        if reason == "cadence":
-            note = (f"The trend shows {shown}: the personal lapse rule needs each {{customer}}'s purchase "
-                    f"cadence at every period boundary, and the extract measured it only from "
-                    f"{kept[0].start:%-d %b %Y}.")
-        else:
-            since = "" if first is None else f" starts in {first:%b %Y}, so it"
-            note = (f"The trend shows {shown}: the data{since} covers the comparison period of "
-                    f"{_kind_plural(period, 2)} from {kept[0].label} only.")
-    return TrendSpan(kept, requested, note)
+    first_data = "" if first is None else period_containing(first.date(), period.kind, period.fiscal_start_month).label
+    return TrendSpan(tuple(reversed(kept)), requested, reason if len(kept) < requested else "", first_data)
 
 
 def _month_index(values: pd.Series) -> np.ndarray:
