@@ -244,6 +244,15 @@ def trend_tables(
         lo = np.searchsorted(key, cust * span + np.maximum(end_rel - periods_back - rel_min, -1), side="right")
         return cum[hi] - cum[lo]
 
+    # The same at every boundary at once: revenue per customer and period from per_year periods
+    # before the trend to its end, summed over a sliding window (a customer has one row a period).
+    dense = np.zeros((count, n + per_year + 1), dtype="int64")
+    near = (rel >= -per_year) & (rel < n)
+    dense[codes[near], rel[near] + per_year + 1] = revenue[near]
+    np.cumsum(dense, axis=1, out=dense)
+    trailing = dense[:, per_year:] - dense[:, :n + 1]  # trailing[:, j]: the 12 months before b_j
+    del dense
+
     customers = np.arange(count, dtype="int64")
     ledger_rows, bridge_rows = [], []
     for k, each in enumerate(periods):
@@ -252,8 +261,8 @@ def trend_tables(
         is_new = bought[:, k] & (first >= bound_int[k]) & (first != _NAT) & known
         is_reactivated = bought[:, k] & ~is_new & ~opening & known
         lapsed = (opening | is_new | is_reactivated) & ~closing
-        value_start = _masked_sum(window_sum, k - 1, customers, opening, per_year)
-        ends = {name: _masked_sum(window_sum, k, customers, mask, per_year)
+        value_start = int(trailing[opening, k].sum())
+        ends = {name: int(trailing[mask, k + 1].sum())
                 for name, mask in (("new", is_new), ("reactivated", is_reactivated), ("closing", closing))}
         # Lapsed value: trailing 12 months up to the end of the period of the last purchase.
         lapsed_ids = customers[lapsed]
@@ -271,13 +280,6 @@ def trend_tables(
     bridge = pd.DataFrame(bridge_rows, columns=TREND_BRIDGE_COLUMNS).astype(
         {"count_customers": "int64", "value": "float64", "period_start": "datetime64[us]"})
     return ledger, bridge
-
-
-def _masked_sum(window_sum, end_rel: int, customers: np.ndarray, mask: np.ndarray, per_year: int) -> int:
-    ids = customers[mask]
-    if not len(ids):
-        return 0
-    return int(window_sum(np.full(len(ids), end_rel, dtype="int64"), ids, per_year).sum())
 
 
 def _active_matrix(last_before: np.ndarray, bound_int: np.ndarray, bounds: list[pd.Timestamp], per_second: int,
