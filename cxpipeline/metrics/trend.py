@@ -22,7 +22,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from cxpipeline.metrics.bridge import BRIDGE_CLASSES, BRIDGE_ORDER
+from cxpipeline.metrics.bridge import BRIDGE_CLASSES
 from cxpipeline.metrics.ledger import LEDGER_LINES, LapseRule
 from cxpipeline.periods import Period, comparison_period, period_containing, trend_periods
 from cxpipeline.quality import cents
@@ -127,10 +127,6 @@ def trend_span(
     return TrendSpan(tuple(reversed(kept)), requested, reason if len(kept) < requested else "", first_data)
 
 
-def _month_index(values: pd.Series) -> np.ndarray:
-    return (values.dt.year.to_numpy(dtype="int64") * 12 + values.dt.month.to_numpy(dtype="int64") - 1)
-
-
 def trend_tables(
     panel: pd.DataFrame,
     periods: Sequence[Period],
@@ -183,11 +179,19 @@ def trend_tables(
     comparison_period(last_p, basis)  # validates the basis
 
     end = pd.Timestamp(last_p.end)
-    rows = panel.loc[panel[period_col] < end]
-    codes, uniques = pd.factorize(rows[customer_col], sort=False)
+    starts = panel[period_col].to_numpy()
+    keep_rows = starts < end.to_datetime64()
+    every = bool(keep_rows.all())
+
+    def column(name: str, dtype: str | None = None) -> np.ndarray:
+        values = panel[name].to_numpy(dtype=dtype)
+        return values if every else values[keep_rows]
+
+    codes, uniques = pd.factorize(panel[customer_col] if every else panel[customer_col][keep_rows], sort=False)
     count = len(uniques)
-    month0 = first_p.start.year * 12 + first_p.start.month - 1
-    rel = (_month_index(rows[period_col]) - month0) // first_p.months  # trend period k has rel k
+    months = column(period_col).astype("datetime64[M]").astype("int64")  # months since 1970-01
+    month0 = (first_p.start.year - 1970) * 12 + first_p.start.month - 1
+    rel = (months - month0) // first_p.months  # trend period k has rel k
     rel_min = int(rel.min()) if len(rel) else 0
     span = int(max(rel.max() if len(rel) else 0, n) - rel_min + 2)
     key = codes.astype("int64") * span + (rel - rel_min)
@@ -197,83 +201,93 @@ def trend_tables(
         return values if order is None else values[order]
 
     key, codes, rel = take(key), take(codes), take(rel)
-    revenue = take(cents(rows[revenue_col]))
-    bought_row = take(rows[orders_col].to_numpy() > 0)
-    unit = np.datetime_data(rows[last_order_col].dtype)[0] if rows[last_order_col].dtype.kind == "M" else "us"
+    revenue = take(cents(column(revenue_col)))
+    bought_row = take(column(orders_col) > 0)
+    dtype = panel[last_order_col].dtype
+    unit = np.datetime_data(dtype)[0] if dtype.kind == "M" else "us"
     per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
-    last_at = take(rows[last_order_col].to_numpy(dtype=f"datetime64[{unit}]").astype("int64"))
-    first_at = take(rows[first_order_col].to_numpy(dtype=f"datetime64[{unit}]").astype("int64"))
+    last_at = take(column(last_order_col, f"datetime64[{unit}]").astype("int64"))
+    first_at = take(column(first_order_col, f"datetime64[{unit}]").astype("int64"))
     has_last, has_first = last_at != _NAT, first_at != _NAT
 
     # Boundaries b_0 .. b_n (b_k = start of trend period k, b_n = end of the last).
     bounds = [pd.Timestamp(p.start) for p in periods] + [end]
     bound_int = np.array([b.to_datetime64().astype(f"datetime64[{unit}]").astype("int64") for b in bounds])
 
+    # Customer x boundary (or period) matrices are column-major: the loop below reads columns.
     # Last purchase before each boundary: the latest purchase row before the trend (per
     # customer), then one row per customer and trend period; a running maximum across them.
     # Rows are sorted by customer then period, so positions grow with time per customer.
     position = np.arange(len(key))
-    last_pos = np.full((count, n + 1), -1, dtype="int64")
+    last_pos = np.full((count, n + 1), -1, dtype="int64", order="F")
     before = has_last & (rel < 0)
     np.maximum.at(last_pos[:, 0], codes[before], position[before])
     inside = has_last & (rel >= 0) & (rel < n)
     last_pos[codes[inside], rel[inside] + 1] = position[inside]
     np.maximum.accumulate(last_pos, axis=1, out=last_pos)
     # last_pos[:, j]: position of the last purchase row before b_j (-1: none)
-    safe = np.where(last_pos >= 0, last_pos, 0)
-    last_before = np.where(last_pos >= 0, last_at[safe], _NAT)
+    known_at = last_pos >= 0
+    last_before = last_at[np.where(known_at, last_pos, 0)]
+    last_before[~known_at] = _NAT
 
     # First purchase ever (the earliest row with a first order), per customer.
-    first = np.full(count, _NAT, dtype="int64")
-    first[np.unique(codes[has_first])] = np.iinfo("int64").max
+    first = np.full(count, np.iinfo("int64").max, dtype="int64")
     np.minimum.at(first, codes[has_first], first_at[has_first])
-    bought = np.zeros((count, n), dtype=bool)
-    in_trend = (rel >= 0) & (rel < n)
-    sel = in_trend & bought_row
+    first[first == np.iinfo("int64").max] = _NAT
+    bought = np.zeros((count, n), dtype=bool, order="F")
+    sel = (rel >= 0) & (rel < n) & bought_row
     bought[codes[sel], rel[sel]] = True
 
-    active = _active_matrix(last_before, bound_int, bounds, per_second, rule, cadence, uniques, customer_col)
+    active = _active_matrix(last_before, known_at, bound_int, bounds, per_second, rule, cadence, uniques,
+                            customer_col)
 
-    # Trailing 12-month value at each boundary: revenue of the per_year periods before it.
+    # Revenue per customer and period from per_year periods before the trend to its end (a
+    # customer has one row a period), and which customers have a row: the bridge's columns. Its
+    # running sum along the periods gives the trailing 12-month value at every boundary.
+    width = n + per_year + 1  # column 0 stays 0; period rel is column rel + per_year + 1
+    near = (rel >= -per_year) & (rel < n)
+    running = np.zeros((count, width), dtype="int64", order="F")
+    present = np.zeros((count, width), dtype=bool, order="F")
+    running[codes[near], rel[near] + per_year + 1] = revenue[near]
+    present[codes[near], rel[near] + per_year + 1] = True
+    np.cumsum(running, axis=1, out=running)
+
+    def trailing(j: int) -> np.ndarray:  # the 12 months before b_j
+        return running[:, j + per_year] - running[:, j]
+
+    def period_revenue(k: int) -> tuple[np.ndarray, np.ndarray]:  # revenue of period rel k, has a row
+        col = k + per_year + 1
+        return running[:, col] - running[:, col - 1], present[:, col]
+
+    # Lapsed value: the 12 months up to the end of the period of the last purchase, which may
+    # lie before the trend's columns: summed from the customer's sorted rows.
     cum = np.concatenate([[0], np.cumsum(revenue)])
 
-    def window_sum(end_rel: np.ndarray, cust: np.ndarray, periods_back: int) -> np.ndarray:
-        """Revenue cents of each customer's rows with rel in [end_rel - periods_back + 1, end_rel]."""
+    def value_up_to(rows_at: np.ndarray) -> int:
+        cust, end_rel = codes[rows_at].astype("int64"), rel[rows_at]
         # Offsets below -1 would reach into the previous customer's keys.
-        hi = np.searchsorted(key, cust * span + np.maximum(end_rel - rel_min, -1), side="right")
-        lo = np.searchsorted(key, cust * span + np.maximum(end_rel - periods_back - rel_min, -1), side="right")
-        return cum[hi] - cum[lo]
+        lo = np.searchsorted(key, cust * span + np.maximum(end_rel - per_year - rel_min, -1), side="right")
+        return int((cum[rows_at + 1] - cum[lo]).sum())
 
-    # The same at every boundary at once: revenue per customer and period from per_year periods
-    # before the trend to its end, summed over a sliding window (a customer has one row a period).
-    dense = np.zeros((count, n + per_year + 1), dtype="int64")
-    near = (rel >= -per_year) & (rel < n)
-    dense[codes[near], rel[near] + per_year + 1] = revenue[near]
-    np.cumsum(dense, axis=1, out=dense)
-    trailing = dense[:, per_year:] - dense[:, :n + 1]  # trailing[:, j]: the 12 months before b_j
-    del dense
-
-    customers = np.arange(count, dtype="int64")
     ledger_rows, bridge_rows = [], []
     for k, each in enumerate(periods):
-        known = last_before[:, k + 1] != _NAT  # bought before the end of the period
+        known = known_at[:, k + 1]  # bought before the end of the period
         opening, closing = active[:, k], active[:, k + 1]
         is_new = bought[:, k] & (first >= bound_int[k]) & (first != _NAT) & known
         is_reactivated = bought[:, k] & ~is_new & ~opening & known
         lapsed = (opening | is_new | is_reactivated) & ~closing
-        value_start = int(trailing[opening, k].sum())
-        ends = {name: int(trailing[mask, k + 1].sum())
-                for name, mask in (("new", is_new), ("reactivated", is_reactivated), ("closing", closing))}
-        # Lapsed value: trailing 12 months up to the end of the period of the last purchase.
-        lapsed_ids = customers[lapsed]
-        rows_at = last_pos[lapsed_ids, k + 1]
-        value_lapsed = int(window_sum(rel[rows_at], lapsed_ids, per_year).sum()) if len(rows_at) else 0
+        start_value, end_value = trailing(k), trailing(k + 1)
         counts = {"opening": opening.sum(), "new": is_new.sum(), "reactivated": is_reactivated.sum(),
                   "lapsed": lapsed.sum(), "closing": closing.sum()}
-        values = {"opening": value_start, **ends, "lapsed": value_lapsed}
+        values = {"opening": int(start_value[opening].sum()), "new": int(end_value[is_new].sum()),
+                  "reactivated": int(end_value[is_reactivated].sum()), "closing": int(end_value[closing].sum()),
+                  "lapsed": value_up_to(last_pos[lapsed, k + 1])}
         for line in LEDGER_LINES:
             ledger_rows.append((each.label, pd.Timestamp(each.start), line, int(counts[line]), values[line] / 100))
-        bridge_rows.extend(_bridge_block(each, k, lag, basis, codes, rel, revenue, first, bound_int, count))
+        cur, has_cur = period_revenue(k)
+        prev, has_prev = period_revenue(k - lag)
+        is_new_bridge = (first != _NAT) & (first >= bound_int[k]) & (first < bound_int[k + 1])
+        bridge_rows.extend(_bridge_block(each, basis, cur, prev, has_cur | has_prev, is_new_bridge))
 
     ledger = pd.DataFrame(ledger_rows, columns=TREND_LEDGER_COLUMNS).astype(
         {"count_customers": "int64", "value": "float64", "period_start": "datetime64[us]"})
@@ -282,43 +296,32 @@ def trend_tables(
     return ledger, bridge
 
 
-def _active_matrix(last_before: np.ndarray, bound_int: np.ndarray, bounds: list[pd.Timestamp], per_second: int,
-                   rule: LapseRule, cadence: pd.DataFrame | None, uniques, customer_col: str) -> np.ndarray:
+def _active_matrix(last_before: np.ndarray, known: np.ndarray, bound_int: np.ndarray, bounds: list[pd.Timestamp],
+                   per_second: int, rule: LapseRule, cadence: pd.DataFrame | None, uniques,
+                   customer_col: str) -> np.ndarray:
     """Active at each boundary: days since the last purchase within the lapse window there."""
-    known = last_before != _NAT
     # Days as the ledger measures them: seconds (float) / 86400.
-    days = np.where(known, (bound_int[None, :] - np.where(known, last_before, 0)) / per_second, np.inf) / 86400
-    windows = np.full(last_before.shape, float(rule.window_days))
-    if rule.mode == "personal":
-        if cadence is None:
-            raise ValueError("the personal lapse rule needs the cadence table (customer_cadence)")
-        index = pd.Index(uniques)
-        at = pd.to_datetime(cadence["as_of"])
-        position = index.get_indexer(cadence[customer_col])
-        for j, instant in enumerate(bounds):
-            rows = (at == instant).to_numpy() & (position >= 0)
-            median = np.full(len(index), np.nan)
-            orders = np.zeros(len(index))
-            median[position[rows]] = cadence["median_gap_days"].to_numpy(dtype="float64")[rows]
-            orders[position[rows]] = cadence["count_orders"].to_numpy(dtype="float64")[rows]
-            personal = np.clip(rule.k * median, rule.floor_days, rule.cap_days)
-            windows[:, j] = np.where((orders >= 2) & ~np.isnan(median), personal, float(rule.window_days))
+    days = (bound_int[None, :] - last_before) / per_second / 86400
+    if rule.mode != "personal":
+        return known & (days <= float(rule.window_days))
+    if cadence is None:
+        raise ValueError("the personal lapse rule needs the cadence table (customer_cadence)")
+    who = pd.Index(uniques).get_indexer(cadence[customer_col])
+    when = pd.Index(bounds).get_indexer(pd.to_datetime(cadence["as_of"]))
+    rows = (who >= 0) & (when >= 0)
+    median = np.full(last_before.shape, np.nan, order="F")
+    orders = np.zeros(last_before.shape, order="F")
+    median[who[rows], when[rows]] = cadence["median_gap_days"].to_numpy(dtype="float64")[rows]
+    orders[who[rows], when[rows]] = cadence["count_orders"].to_numpy(dtype="float64")[rows]
+    personal = np.clip(rule.k * median, rule.floor_days, rule.cap_days)
+    windows = np.where((orders >= 2) & ~np.isnan(median), personal, float(rule.window_days))
     return known & (days <= windows)
 
 
-def _bridge_block(each: Period, k: int, lag: int, basis: str, codes: np.ndarray, rel: np.ndarray,
-                  revenue: np.ndarray, first: np.ndarray, bound_int: np.ndarray, count: int) -> list[tuple]:
-    """The bridge's overall rows of trend period ``k`` (see :func:`cxpipeline.metrics.bridge.classify_customers`)."""
-    cur_rows, prev_rows = rel == k, rel == k - lag
-    present = np.zeros(count, dtype=bool)
-    present[codes[cur_rows]] = True
-    present[codes[prev_rows]] = True
-    cur = np.zeros(count, dtype="int64")
-    prev = np.zeros(count, dtype="int64")
-    cur[codes[cur_rows]] = revenue[cur_rows]
-    prev[codes[prev_rows]] = revenue[prev_rows]
-    end = bound_int[k + 1]
-    is_new = (first != _NAT) & (first >= bound_int[k]) & (first < end)
+def _bridge_block(each: Period, basis: str, cur: np.ndarray, prev: np.ndarray, present: np.ndarray,
+                  is_new: np.ndarray) -> list[tuple]:
+    """The bridge's overall rows of one period from each customer's revenue cents in it and in
+    its comparison period (see :func:`cxpipeline.metrics.bridge.classify_customers`)."""
     conditions = [
         is_new,
         (prev <= 0) & (cur > 0),
@@ -339,5 +342,4 @@ def _bridge_block(each: Period, k: int, lag: int, basis: str, codes: np.ndarray,
     out += [(each.label, start, comparison, name, int(counts[i]), round(float(changes[i])) / 100)
             for i, name in enumerate(BRIDGE_CLASSES)]
     out.append((each.label, start, comparison, "current", int((cur > 0).sum()), int(cur.sum()) / 100))
-    assert [row[3] for row in out] == BRIDGE_ORDER
     return out
