@@ -186,3 +186,36 @@ def test_trend_reconciles_on_generated_data(tmp_path):
     # the bridge's current revenue of each period is the previous revenue of the next
     revenue = bridge.pivot(index="period", columns="bridge_class", values="value")
     assert (revenue["current"].iloc[:-1].to_numpy() == revenue["previous"].iloc[1:].to_numpy()).all()
+
+
+@pytest.mark.parametrize("kind,fiscal,basis,mode", [
+    ("month", 1, "year_ago", "fixed"), ("quarter", 4, "previous", "personal"), ("year", 1, "previous", "fixed")])
+def test_trend_equals_the_per_period_functions_for_every_period_kind(kind, fiscal, basis, mode):
+    """Months, fiscal quarters and years: each trend period's rows equal the ledger and bridge
+    functions run for that period alone (generated data, to the cent)."""
+    from cxpipeline.metrics.bridge import classify_customers, revenue_bridge
+    from cxpipeline.metrics.ledger import asset_ledger, customer_flows
+    from cxpipeline.periods import latest_complete_period
+    from cxpipeline.sources import load_source
+
+    config = config_from_dict({"source": {"kind": "demo", "customers": 800, "years": 6}})
+    tx = load_source(config).transactions
+    last = latest_complete_period(tx["ordered_at"].max().date(), kind, fiscal)
+    periods = trend_periods(last, 3)
+    cadence = customer_cadence(tx, cadence_instants(last, comparison_period(last, basis), 3))
+    panel = build_panel(tx, kind, fiscal, end=pd.Timestamp(last.end))
+    rule = LapseRule(mode)
+    ledger, bridge = trend_tables(panel, periods, basis, rule, cadence)
+    for each in periods:
+        s, e = pd.Timestamp(each.start), pd.Timestamp(each.end)
+        flows = customer_flows(panel.loc[panel["period_start"] < e], s, e, rule, cadence)
+        own_ledger = asset_ledger(flows, flows[["customer_id"]], [])
+        classified = classify_customers(panel, s, pd.Timestamp(comparison_period(each, basis).start), period_end=e)
+        own_bridge = revenue_bridge(classified, classified[["customer_id"]], [])
+        got = ledger.loc[ledger["period"] == each.label, ["ledger_line", "count_customers", "value"]]
+        pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                      own_ledger[["ledger_line", "count_customers", "value"]], check_exact=True)
+        got = bridge.loc[bridge["period"] == each.label, ["bridge_class", "count_customers", "value"]]
+        pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                      own_bridge[["bridge_class", "count_customers", "value"]], check_exact=True)
+        assert own_ledger.loc[own_ledger["ledger_line"] == "lapsed", "count_customers"].iloc[0] > 0
