@@ -36,9 +36,9 @@ __all__ = [
 
 #: Page ids ``output.sections`` may name, in pack order (the ids of cxpipeline.report.context.PAGES;
 #: kept here so a config is checked without importing the renderer; a test keeps them equal).
-SECTION_IDS = ("summary", "bridge", "bridge-segments", "ledger", "migration", "rfm", "behaviour",
-               "lapse", "at-risk", "value", "profitability", "referrals", "cohorts", "model", "value-backtest",
-               "data-quality", "definitions")
+SECTION_IDS = ("summary", "trend", "bridge", "bridge-segments", "ledger", "migration", "rfm", "behaviour",
+               "lapse", "at-risk", "value", "profitability", "referrals", "cohorts", "model",
+               "value-backtest", "data-quality", "definitions")
 #: The placeholders ``delivery.subject`` may use.
 SUBJECT_FIELDS = ("company", "period", "pack_id")
 # Control characters (CR, LF, ...) would split an email header or forge a second one.
@@ -366,6 +366,12 @@ class DeliveryConfig(_Strict):
         return self
 
 
+class TrendConfig(_Strict):
+    """How many periods the trend page shows (this one and those before it)."""
+
+    periods: int = Field(8, ge=2, le=36)
+
+
 class ModelConfig(_Strict):
     horizon_days: int = Field(90, ge=7, le=730)
     random_state: int = Field(0, ge=0, le=2**32 - 1)  # numpy / scikit-learn seeds are 32-bit unsigned
@@ -388,6 +394,7 @@ class Config(_Strict):
     output: OutputConfig = OutputConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     model: ModelConfig = ModelConfig()
+    trend: TrendConfig = TrendConfig()
     base_dir: str = "."  # folder relative paths are resolved against (set by load_config)
     # Where it came from: the YAML file (resolved, set by load_config) or the origin given to
     # config_from_dict (e.g. "cxpipeline demo"); not part of config_hash.

@@ -26,6 +26,8 @@ __all__ = [
     "comparison_period",
     "periods_between",
     "cadence_instants",
+    "trend_periods",
+    "DEFAULT_TREND_PERIODS",
 ]
 
 PERIOD_TYPES = ("month", "quarter", "year")
@@ -189,9 +191,25 @@ def parse_period(text: str, fiscal_start_month: int = 1) -> Period:
     )
 
 
-def cadence_instants(period: Period, comparison: Period) -> list:
-    """The instants at which the extract measures each customer's purchase cadence (the
-    personal lapse rule needs it at the start and end of the period and of its comparison)."""
+#: Periods the trend covers unless the config says otherwise (config ``trend.periods``).
+DEFAULT_TREND_PERIODS = 8
+
+
+def trend_periods(period: Period, count: int) -> list[Period]:
+    """The ``count`` periods ending with ``period``, oldest first."""
+    return [period.shift(-back) for back in range(count - 1, -1, -1)]
+
+
+def cadence_instants(period: Period, comparison: Period, trend_periods_count: int = DEFAULT_TREND_PERIODS) -> list:
+    """The instants at which the extract measures each customer's purchase cadence.
+
+    The personal lapse rule needs it at the start and end of the period and of its comparison,
+    and the trend (:mod:`cxpipeline.metrics.trend`) at every boundary of its periods, so that
+    each trend period's ledger is the one that period's own pack computes. The engines that
+    call this without a count get :data:`DEFAULT_TREND_PERIODS`.
+    """
     import pandas as pd
 
-    return sorted({pd.Timestamp(t) for t in (comparison.start, comparison.end, period.start, period.end)})
+    trend = trend_periods(period, max(int(trend_periods_count), 1))
+    edges = [p.start for p in trend] + [period.end, comparison.start, comparison.end]
+    return sorted({pd.Timestamp(t) for t in edges})

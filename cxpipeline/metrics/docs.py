@@ -39,6 +39,14 @@ terminology (customers, donors, members, ...).
 - A ratio whose denominator is zero is written as 0 and its denominator is always in the same
   table (`count_*` columns); the pack prints "n/a" for it.
 - Tables ending in `_customers` have one row per customer, so any number can be traced back.
+- The trend (`trend_ledger`, `trend_bridge`, `trend_span`) covers the last N periods ending with P
+  (config `trend.periods`, default 8). Per period it holds exactly the overall rows
+  (`segment == 'all'`) of that period's own `ledger` and `bridge` tables, under the configured
+  lapse rule and comparison basis, computed in one pass over the run's panel;
+  `tests/test_trend.py` builds the packs of two past periods and compares them to the cent.
+  A period is left out when the data does not cover its comparison period (or, under the
+  personal lapse rule, when the extract did not measure cadence at its boundaries);
+  `trend_span` records how many periods were asked for, shown, and why fewer.
 
 ## RFM grid
 

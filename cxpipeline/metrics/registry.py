@@ -151,3 +151,17 @@ register(
     Metric("value_backtest_lift", "Lift by decile of predicted value", "{customers} in ten equal-count groups by predicted value, highest first: each group's share of the actual net revenue, and its mean actual revenue / the mean of all (lift).", "ratio", *_VALUE_BACKTEST),
     Metric("naive_value", "Same as last 12 months", "The naive prediction: a {customer}'s next 12 months equal their last 12 (scaled to the window when it is shorter).", "money", *_VALUE_BACKTEST),
 )
+
+# -- the trend across meetings (issue 21) ----------------------------------------------------
+_TREND = ("cxpipeline/metrics/trend.py", "tests/test_trend.py")
+_EQUALS = " Each period's number is the one that period's own pack prints (same definition, same lapse rule, same comparison basis)."
+
+register(
+    Metric("trend_gained", "{customers} gained, by period", "For each of the last N periods (config trend.periods, default 8; fewer when the data does not cover a period's comparison period): new plus won-back {customers} of that period's ledger, in count and value (trailing 12-month revenue at the end of the period)." + _EQUALS, "count", *_TREND),
+    Metric("trend_lost", "{customers} lost, by period", "For each period of the trend: the {customers} who lapsed in it, in count and value (trailing 12-month revenue up to their last purchase)." + _EQUALS, "count", *_TREND),
+    Metric("trend_net", "Net change of the {customer} asset", "Gained minus lost, per period: in count it equals active base at end minus active base at start exactly; in value it is value gained minus value lost (values measured at different moments, so not the change in the base's trailing value)." + _EQUALS, "money", *_TREND),
+    Metric("trend_active_base", "Active base at end, by period", "{customers} active at the end of each period of the trend (the ledger's closing line); each period's opening is the previous period's closing." + _EQUALS, "count", *_TREND),
+    Metric("trend_revenue", "Revenue, by period", "Net revenue of each period of the trend and its change against that period's own comparison period (previous period or a year earlier, as configured)." + _EQUALS, "money", *_TREND),
+    Metric("trend_revenue_movement", "Revenue movement by class, by period", "Each period's revenue bridge against its comparison period: the change from new, reactivated, increased, decreased, stopped and returns-only {customers}; the classes add up to the period's revenue change to the cent." + _EQUALS, "money", *_TREND),
+    Metric("trend_value_at_risk", "Value at risk, this period", "The at-risk page's total (sum of P(at risk) x predicted 12-month value over the scored {customers}) at the end of P. Shown for the reporting period only: one run fits the model once, so earlier periods' scores are not available and no number is given for them.", "money", *_TREND),
+)

@@ -18,6 +18,7 @@ from cxpipeline.metrics.ids import CustomerCodes
 from cxpipeline.metrics.ledger import LapseRule, asset_ledger, customer_flows_by_rule
 from cxpipeline.metrics.referrals import clean_text
 from cxpipeline.metrics.sensitivity import sensitivity_rules
+from cxpipeline.metrics.trend import trend_span, trend_tables
 from cxpipeline.periods import Period
 
 __all__ = ["MetricInputs", "compute_tables", "headline"]
@@ -95,11 +96,23 @@ def _compute_tables(inputs: MetricInputs, config: Config) -> dict[str, pd.DataFr
         "ledger_customers": flows,
         "ledger": asset_ledger(flows, segments, config.segments),
     }
+    tables.update(_trend(inputs, config, rule))
     tables.update(customer_metric_tables(
         inputs.panel, inputs.customers, inputs.cadence, period, comparison, config,
         segments=segments, classified=classified, flows=flows, flows_by_rule=flows_by_rule,
     ))
     return tables
+
+
+def _trend(inputs: MetricInputs, config: Config, rule: LapseRule) -> dict[str, pd.DataFrame]:
+    """The trend tables: this period's and the earlier periods' overall ledger and bridge."""
+    instants = None
+    if rule.mode == "personal" and inputs.cadence is not None:
+        instants = pd.to_datetime(inputs.cadence["as_of"]).unique()
+    span = trend_span(inputs.period, config.trend.periods, config.period.comparison,
+                      inputs.panel["period_start"].min() if len(inputs.panel) else None, instants)
+    ledger, bridge = trend_tables(inputs.panel, span.periods, config.period.comparison, rule, inputs.cadence)
+    return {"trend_ledger": ledger, "trend_bridge": bridge, "trend_span": span.table()}
 
 
 def headline(tables: dict[str, pd.DataFrame]) -> dict[str, float | int | None]:

@@ -20,7 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
-__all__ = ["ChartBook", "svg_data_uri", "waterfall_chart", "calibration_chart", "grouped_bar_chart"]
+__all__ = ["ChartBook", "svg_data_uri", "waterfall_chart", "calibration_chart", "grouped_bar_chart",
+           "gain_loss_chart", "movement_chart"]
 
 _FONTS_REGISTERED: set[str] = set()
 
@@ -250,4 +251,114 @@ def grouped_bar_chart(
         ax.set_ylim(0, top * 1.12)
         # Legend above the axes, so it never sits on a bar label.
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=7, ncol=len(series))
+        return svg_data_uri(fig)
+
+
+def _period_axis(ax, labels: list[str], colors: dict[str, str], label_value: Callable[[float], str],
+                 show_labels: bool = True) -> None:
+    ax.axhline(0, color=colors["text"], linewidth=0.7, zorder=3)
+    # Many periods (config trend.periods up to 36): slanted labels so they do not collide.
+    slant = {"rotation": 45, "ha": "right"} if len(labels) > 8 else {}
+    ax.set_xticks(range(len(labels)), labels if show_labels else [""] * len(labels), fontsize=6.5, **slant)
+    ax.tick_params(axis="x", length=0, pad=3)
+    ax.tick_params(axis="y", length=0, labelsize=6.5)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: label_value(v)))
+    ax.grid(axis="y", color=colors["grid"], linewidth=0.5, zorder=0)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+
+
+def _limits(ax, highs: list[float], lows: list[float]) -> None:
+    top, bottom = max([*highs, 0]), min([*lows, 0])
+    if top == bottom:
+        top = 1.0
+    pad = (top - bottom) * 0.08
+    ax.set_ylim(bottom - pad, top + pad)
+
+
+def gain_loss_chart(
+    labels: list[str],
+    panels: list[dict],
+    *,
+    colors: dict[str, str],
+    fonts_dir: Path,
+    size_inches: tuple[float, float] = (4.9, 3.1),
+) -> str:
+    """Gained above the axis, lost below it, and the net line, per period; one panel per
+    measure, stacked (e.g. counts above values) on the same periods.
+
+    Parameters
+    ----------
+    labels
+        Period labels along the x axis, oldest first.
+    panels
+        ``[{"title": str, "gained": [...], "lost": [...] (positive numbers), "net": [...],
+        "label_value": callable}, ...]``.
+    colors
+        ``{"gained", "lost", "net", "grid", "text"}`` hex colours (the brand's).
+    """
+    if not labels or not panels or any(len(p[k]) != len(labels) for p in panels for k in ("gained", "lost", "net")):
+        raise ValueError("gain_loss_chart needs one gained, lost and net value per period in every panel")
+    with plt.rc_context(_style(fonts_dir)):
+        fig, axes = plt.subplots(len(panels), 1, figsize=size_inches, squeeze=False, sharex=True)
+        xs = list(range(len(labels)))
+        for index, (ax, panel) in enumerate(zip(axes[:, 0], panels)):
+            lost = [-v for v in panel["lost"]]
+            ax.bar(xs, panel["gained"], width=0.62, color=colors["gained"], zorder=2, label="Gained")
+            ax.bar(xs, lost, width=0.62, color=colors["lost"], zorder=2, label="Lost")
+            ax.plot(xs, panel["net"], color=colors["net"], linewidth=1.3, marker="o", markersize=3,
+                    zorder=4, label="Net (gained − lost)")
+            _period_axis(ax, labels, colors, panel["label_value"], show_labels=index == len(panels) - 1)
+            _limits(ax, [*panel["gained"], *panel["net"]], [*lost, *panel["net"]])
+            ax.set_title(panel["title"], loc="left", fontsize=7.5, fontweight="semibold", color=colors["text"])
+        axes[0, 0].legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=6.5, ncol=3,
+                          handlelength=1.2, columnspacing=1.0)
+        fig.subplots_adjust(hspace=0.35)
+        return svg_data_uri(fig)
+
+
+def movement_chart(
+    labels: list[str],
+    series: list[dict],
+    net: list[float],
+    *,
+    colors: dict[str, str],
+    label_value: Callable[[float], str],
+    fonts_dir: Path,
+    net_label: str = "Revenue change",
+    size_inches: tuple[float, float] = (4.9, 3.1),
+) -> str:
+    """Revenue movements by class per period, stacked above (gains) and below (losses) the axis,
+    with the net change as a line: the movements chart of subscription analytics.
+
+    Parameters
+    ----------
+    labels
+        Period labels, oldest first.
+    series
+        ``[{"label": str, "values": [signed value per period], "color": hex}, ...]`` in stacking
+        order; a positive value stacks upwards, a negative one downwards.
+    net
+        The net change per period (the sum of the series).
+    colors
+        ``{"net", "grid", "text"}`` hex colours.
+    """
+    if not labels or not series or len(net) != len(labels) or any(len(s["values"]) != len(labels) for s in series):
+        raise ValueError("movement_chart needs one value per period in every series and in net")
+    with plt.rc_context(_style(fonts_dir)):
+        fig, ax = plt.subplots(figsize=size_inches)
+        xs = list(range(len(labels)))
+        up, down = [0.0] * len(labels), [0.0] * len(labels)
+        for s in series:
+            bottoms = [up[i] if v >= 0 else down[i] for i, v in enumerate(s["values"])]
+            ax.bar(xs, s["values"], bottom=bottoms, width=0.62, color=s["color"], zorder=2, label=s["label"])
+            for i, v in enumerate(s["values"]):
+                if v >= 0:
+                    up[i] += v
+                else:
+                    down[i] += v
+        ax.plot(xs, net, color=colors["net"], linewidth=1.3, marker="o", markersize=3, zorder=4, label=net_label)
+        _period_axis(ax, labels, colors, label_value)
+        _limits(ax, [*up, *net], [*down, *net])
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(labels) <= 8 else -0.2), frameon=False,
+                  fontsize=6.5, ncol=3, handlelength=1.2, columnspacing=1.0)
         return svg_data_uri(fig)

@@ -44,6 +44,7 @@ from cxpipeline.report.pages_customers import (
     build_referrals,
     build_rfm,
 )
+from cxpipeline.report.pages_trend import TREND_METRICS, build_trend, trend_rows, trend_sentences
 from cxpipeline.report.pages_model import (
     AT_RISK_METRICS,
     BACKTEST_METRICS,
@@ -267,6 +268,9 @@ def build_executive_summary(tables: ArtifactTables, config: Config, shared: dict
         "revenue_change_pct": _ratio(current - previous, previous),
         "base_change": headline["count_closing"] - headline["count_opening"],
         "three_things": _three_things(bridge, shared),
+        "trend_sentences": trend_sentences(shared.get("trend_rows") or [], fmt, shared["terms"], config.period.type),
+        "trend_count": len(shared.get("trend_rows") or []),
+        "trend_kind": config.period.type,
         "chart": _overall_waterfall(shared),
         "tie_out_note": _tie_out_note(tables, fmt),
     }
@@ -413,7 +417,9 @@ _LEDGER_METRICS = (*(f"ledger_{line}" for line in LEDGER_LINES), "count_gained",
 PAGES: list[Page] = [
     Page("summary", "Executive summary", "pages/summary.html", build_executive_summary,
          ("revenue_previous", "revenue_current", "count_gained", "value_gained", "count_lost", "value_lost",
-          "retention_rate", "ledger_closing", *_BRIDGE_METRICS[2:])),
+          "retention_rate", "ledger_closing", *_BRIDGE_METRICS[2:], "trend_gained", "trend_lost", "trend_net",
+          "trend_active_base")),
+    Page("trend", "{Customer} asset trend", "pages/trend.html", build_trend, TREND_METRICS),
     Page("bridge", "Revenue bridge", "pages/bridge.html", build_bridge, _BRIDGE_METRICS),
     Page("bridge-segments", "Revenue bridge by segment", "pages/bridge_segments.html", build_bridge_by_segment,
          _BRIDGE_METRICS),
@@ -492,6 +498,7 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
         "ledger": _pivot(ledger_frame, "ledger_line", LEDGER_LINES, "ledger"),
         "segment_order": {"bridge": _segment_order(bridge_frame), "ledger": _segment_order(ledger_frame)},
     }
+    shared["trend_rows"] = trend_rows(tables)  # the trend page and the summary's sentences
     for name in ("bridge", "ledger"):
         if ("all", "All") not in shared[name]:
             raise InputError(f"The {name} table has no overall row (segment 'all').", where=str(folder),
