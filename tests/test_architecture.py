@@ -110,3 +110,20 @@ def test_comments_cite_only_documents_in_the_repository():
             if not (ROOT / match.group(1)).is_file():
                 missing.add(f"{path.relative_to(ROOT)}: {match.group(1)}")
     assert sorted(missing) == []
+
+
+def test_every_registry_metric_names_its_code_and_its_test():
+    """Each metric's module and test exist, and the test names the metric (docs/architecture.md,
+    "Where to add things"): a metric cannot be defined without code and a test to point to."""
+    from cxpipeline.metrics.registry import METRICS
+
+    problems = []
+    for metric in METRICS.values():
+        if not (ROOT / metric.module).is_file():
+            problems.append(f"{metric.name}: no module {metric.module}")
+        test = ROOT / metric.test
+        if not test.is_file():
+            problems.append(f"{metric.name}: no test {metric.test}")
+        elif metric.name not in test.read_text(encoding="utf-8"):
+            problems.append(f"{metric.name}: not named in {metric.test}")
+    assert len(METRICS) > 50 and problems == []

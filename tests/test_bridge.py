@@ -1,4 +1,9 @@
-"""Revenue bridge: exact classes on a hand-built case, reconciliation on generated data."""
+"""Revenue bridge: exact classes on a hand-built case, reconciliation on generated data.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``bridge_new``, ``bridge_reactivated``, ``bridge_increased``, ``bridge_decreased``,
+``bridge_flat``, ``bridge_stopped``, ``bridge_returns_only``.
+"""
 
 from __future__ import annotations
 

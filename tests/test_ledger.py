@@ -1,4 +1,10 @@
-"""Customer asset ledger: exact flows on a hand-built case; stock-flow identity on generated data."""
+"""Customer asset ledger: exact flows on a hand-built case; stock-flow identity on generated data.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``ledger_opening``, ``ledger_new``, ``ledger_reactivated``, ``ledger_lapsed``,
+``ledger_closing``, ``count_gained``, ``value_gained``, ``count_lost``, ``value_lost``,
+``retention_rate``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Behaviour patterns, the revenue decomposition and bridge movers: exact hand-built cases."""
+"""Behaviour patterns, the revenue decomposition and bridge movers: exact hand-built cases.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``movers_increased``, ``movers_decreased``, ``movers_within_tolerance``, ``buying_customers``,
+``effect_customers``, ``effect_frequency``, ``effect_order_value``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Cohorts: exact share active and revenue retained on a hand-built panel."""
+"""Cohorts: exact share active and revenue retained on a hand-built panel.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``cohort_share_active``, ``cohort_revenue_retained``.
+"""
 
 from __future__ import annotations
 

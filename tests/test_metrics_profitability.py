@@ -1,4 +1,8 @@
-"""Profitability: exact margins, unprofitable shares by segment and the whale curve."""
+"""Profitability: exact margins, unprofitable shares by segment and the whale curve.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``margin_12m``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Referrals: exact counts, values, top referrers and stories; a plain 'no data' when there is none."""
+"""Referrals: exact counts, values, top referrers and stories; a plain 'no data' when there is none.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``referred_new``, ``referred_share_of_new``, ``referral_story``.
+"""
 
 from __future__ import annotations
 

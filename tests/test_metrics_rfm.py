@@ -1,4 +1,8 @@
-"""RFM: exact quintile scores and named segments on five hand-built customers."""
+"""RFM: exact quintile scores and named segments on five hand-built customers.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``rfm_recency``, ``rfm_frequency``, ``rfm_monetary``, ``rfm_value``.
+"""
 
 from __future__ import annotations
 

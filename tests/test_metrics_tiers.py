@@ -1,4 +1,11 @@
-"""Value tiers and migration: exact cuts, tiers, matrix, movements and flags on a hand-built base."""
+"""Value tiers and migration: exact cuts, tiers, matrix, movements and flags on a hand-built base.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``value_tier``, ``migration_count``, ``migration_value``, ``migration_up``, ``migration_down``,
+``within_tier_rose``, ``within_tier_steady``, ``within_tier_fell``, ``migration_new``,
+``migration_won_back``, ``migration_lapsed``, ``flag_top_to_lowest``, ``flag_top_to_at_risk``,
+``flag_top_to_lapsed``.
+"""
 
 from __future__ import annotations
 

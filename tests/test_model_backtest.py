@@ -1,4 +1,9 @@
-"""At-risk model: no look-ahead, fallback, API shape, the demo backtest and the CLI command."""
+"""At-risk model: no look-ahead, fallback, API shape, the demo backtest and the CLI command.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``backtest_lapse_rate``, ``backtest_roc_auc``, ``backtest_brier``, ``backtest_calibration``,
+``base_rate_brier``, ``previous_list_review``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""BG/NBD and Gamma-Gamma by maximum likelihood: published CDNOW results, recovery, Monte Carlo."""
+"""BG/NBD and Gamma-Gamma by maximum likelihood: published CDNOW results, recovery, Monte Carlo.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``bgnbd_model``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Choice by evidence between the logistic and BG/NBD models; short histories; the value backtest."""
+"""Choice by evidence between the logistic and BG/NBD models; short histories; the value backtest.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``value_backtest_mae``, ``value_backtest_totals``, ``value_backtest_lift``, ``naive_value``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""At-risk model features and labels: exact values on a tiny hand-built monthly panel."""
+"""At-risk model features and labels: exact values on a tiny hand-built monthly panel.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here: ``p_at_risk``,
+``predicted_value_12m``, ``value_at_risk``, ``score_drivers``, ``do_not_lose``.
+"""
 
 from __future__ import annotations
 

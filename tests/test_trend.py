@@ -1,6 +1,11 @@
 """The trend: exact values on a hand-built panel, and every trend row equal to what that
 period's own pack computes (the real extract and compute_metrics run for two past periods),
-under both lapse modes and both comparison bases."""
+under both lapse modes and both comparison bases.
+
+Registry metrics (cxpipeline/metrics/metrics.yaml) whose values are checked here:
+``trend_gained``, ``trend_lost``, ``trend_net``, ``trend_active_base``, ``trend_revenue``,
+``trend_revenue_movement``, ``trend_value_at_risk``.
+"""
 
 from __future__ import annotations
 

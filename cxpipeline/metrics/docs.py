@@ -20,7 +20,7 @@ DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 _INTRO = """\
 # Metrics
 
-Generated from `cxpipeline/metrics/registry.py` by `python -m cxpipeline.metrics.docs`; do not
+Generated from `cxpipeline/metrics/metrics.yaml` by `python -m cxpipeline.metrics.docs`; do not
 edit by hand (a test fails when this file is out of date). The same registry gives the labels
 printed in the board pack and the email. `{customers}` in a label stands for the configured
 terminology (customers, donors, members, ...).

@@ -399,7 +399,7 @@ def build_definitions(tables: ArtifactTables, config: Config, shared: dict) -> d
     unknown = sorted(set(shown or ()) - set(METRICS))
     if unknown:
         raise InputError(f"Pages declare metrics that are not in the registry: {unknown}.",
-                         where="cxpipeline/report PAGES", fix="Register them in cxpipeline/metrics/registry.py.")
+                         where="cxpipeline/report PAGES", fix="Define them in cxpipeline/metrics/metrics.yaml.")
     items = []
     for metric in METRICS.values():
         if shown is not None and metric.name not in shown:
