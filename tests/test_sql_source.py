@@ -353,3 +353,31 @@ def test_url_resolution(monkeypatch):
     applied = sql_source.with_url(config, "postgres://u@h:5432/db")
     assert sql_source.resolve_url(applied.source) == "postgresql+psycopg://u@h:5432/db"
     assert applied.source.conn_id == "warehouse" and config.source.url is None
+
+
+def test_periods_start_at_the_businesss_midnight_in_the_warehouse(database, tmp_path):
+    """A timestamptz column is cut at period.timezone's midnights: 23:30 UTC on 30 September is
+    00:30 on 1 October in London (BST), so that order is in Q4 when the pack reports London time."""
+    _execute(
+        "DROP TABLE IF EXISTS zoned_lines",
+        "CREATE TABLE zoned_lines (order_id text, customer_id text, ordered_at timestamptz, revenue numeric(14,2),"
+        " cost numeric(14,2), cost_to_serve numeric(14,2), quantity numeric(14,3), is_return boolean)",
+        """INSERT INTO zoned_lines VALUES
+           ('A', 'c1', '2026-09-30 23:30:00+00', 10.00, 0, 0, 1, false),
+           ('B', 'c2', '2026-09-30 22:30:00+00', 20.00, 0, 0, 1, false),
+           ('C', 'c1', '2026-07-02 12:00:00+00', 5.00, 0, 0, 1, false)""",
+    )
+    def quarter_revenue(zone: str, label: str) -> dict:
+        config = config_from_dict({
+            "pack_id": f"zoned-{zone.replace('/', '-')}", "segments": [], "period": {"timezone": zone},
+            "source": {"kind": "sql", "url": database, "transactions_table": "zoned_lines", "customers_table": None},
+        })
+        period = parse_period(label)
+        pipeline.extract(config, period, tmp_path)
+        panel = read_table(tmp_path / config.pack_id / period.label, "panel")
+        inside = panel.loc[panel["period_start"] == pd.Timestamp(period.start)]
+        return dict(zip(inside["customer_id"], inside["revenue"]))
+
+    assert quarter_revenue("Europe/London", "2026-Q4") == {"c1": 10.0}  # 00:30 on 1 October, London
+    assert quarter_revenue("Europe/London", "2026-Q3") == {"c1": 5.0, "c2": 20.0}  # 23:30 on 30 September
+    assert quarter_revenue("UTC", "2026-Q3") == {"c1": 15.0, "c2": 20.0}  # in UTC both are in Q3
