@@ -139,8 +139,8 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str) -> tuple[pd.Dat
                     "with source.sheet), or give every sheet the same header.")
     frame = pd.concat([f for _, f in frames], ignore_index=True) if len(frames) > 1 else first
     # Empty cells are missing, as in CSV; numbers, dates and text keep the types the reader gave.
-    frame = frame.map(lambda cell: None if isinstance(cell, str) and not cell.strip() else cell)
-    frame = frame.infer_objects()
+    # (calamine gives "" for an empty cell; cells of spaces are stripped to empty later, as in CSV.)
+    frame = frame.replace("", None).infer_objects()
     info = FileInfo(path, is_csv=False, sheet=first_name if len(frames) == 1 else None)
     if len(frames) > 1:
         info.notes.append(f"{len(frames)} sheets stacked ({', '.join(repr(n) for n, _ in frames)}): "
