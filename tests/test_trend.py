@@ -224,3 +224,15 @@ def test_trend_equals_the_per_period_functions_for_every_period_kind(kind, fisca
         pd.testing.assert_frame_equal(got.reset_index(drop=True),
                                       own_bridge[["bridge_class", "count_customers", "value"]], check_exact=True)
         assert own_ledger.loc[own_ledger["ledger_line"] == "lapsed", "count_customers"].iloc[0] > 0
+
+
+def test_trend_periods_config():
+    from cxpipeline.errors import ConfigError
+
+    assert config_from_dict({}).trend.periods == 8
+    assert config_from_dict({"trend": {"periods": 12}}).trend.periods == 12
+    for bad in (1, 37, "many"):
+        with pytest.raises(ConfigError):
+            config_from_dict({"trend": {"periods": bad}})
+    with pytest.raises(ConfigError):
+        config_from_dict({"trend": {"period": 8}})  # unknown keys are errors
