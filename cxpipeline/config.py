@@ -438,6 +438,12 @@ class Config(_Strict):
         return value
 
     @property
+    def cadence_trend_periods(self) -> int:
+        """Trend periods whose boundaries need each customer's cadence (the personal lapse
+        rule's); see :func:`cxpipeline.periods.cadence_instants`."""
+        return self.trend.periods if self.lapse.mode == "personal" else 0
+
+    @property
     def report_timezone(self) -> str:
         """The zone whose midnights cut the periods (see docs/reliability.md, "Time zones")."""
         if self.period.timezone:

@@ -200,13 +200,15 @@ def trend_periods(period: Period, count: int) -> list[Period]:
     return [period.shift(-back) for back in range(count - 1, -1, -1)]
 
 
-def cadence_instants(period: Period, comparison: Period, trend_periods_count: int = DEFAULT_TREND_PERIODS) -> list:
+def cadence_instants(period: Period, comparison: Period, trend_periods_count: int = 0) -> list:
     """The instants at which the extract measures each customer's purchase cadence.
 
-    The personal lapse rule needs it at the start and end of the period and of its comparison,
-    and the trend (:mod:`cxpipeline.metrics.trend`) at every boundary of its periods, so that
-    each trend period's ledger is the one that period's own pack computes. The engines that
-    call this without a count get :data:`DEFAULT_TREND_PERIODS`.
+    The personal lapse rule (and the lapse sensitivity table, whatever the rule) needs it at the
+    start and end of the period and of its comparison. Under the personal rule the trend
+    (:mod:`cxpipeline.metrics.trend`) needs it at every boundary of its ``trend_periods_count``
+    periods too, so that each trend period's ledger is the one that period's own pack computes
+    (:attr:`cxpipeline.config.Config.cadence_trend_periods` says how many; 0 under the fixed
+    rule, where the trend needs no cadence and the extract is spared those instants).
     """
     import pandas as pd
 

@@ -187,7 +187,7 @@ def _extract_in_pandas(data: SourceData, config: Config, period: Period, compari
         )
     panel = build_panel(used, period.kind, period.fiscal_start_month, end=pd.Timestamp(period.end))
     monthly = panel if period.kind == "month" else build_panel(used, "month", end=pd.Timestamp(period.end))
-    cadence = customer_cadence(used, cadence_instants(period, comparison, config.trend.periods))
+    cadence = customer_cadence(used, cadence_instants(period, comparison, config.cadence_trend_periods))
     customers = _transaction_segments(used, data.customers, config.segments)
     first_day = transactions["ordered_at"].min()
     last_day = transactions["ordered_at"].max()

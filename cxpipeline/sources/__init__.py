@@ -54,14 +54,16 @@ def extract_pushdown(config: Config, period: Period, comparison: Period, *, url:
     Returns a :class:`cxpipeline.sources.aggregate.PanelExtract`. A Parquet file's panels are
     streamed into ``stage_dir`` when it is given (see :func:`cxpipeline.sources.parquet.extract_parquet`).
     """
+    from cxpipeline.periods import cadence_instants
     from cxpipeline.sources.aggregate import RowRules
 
     kind = pushdown_kind(config)
+    instants = cadence_instants(period, comparison, config.cadence_trend_periods)
     if kind == "sql":
         from cxpipeline.sources.sql import extract_sql
 
         return extract_sql(config.source, period, comparison, list(config.segments), url=url, stage_dir=stage_dir,
-                           time_zone=config.report_timezone)
+                           time_zone=config.report_timezone, instants=instants)
     if kind == "parquet":
         from cxpipeline.sources.files import read_customers
         from cxpipeline.sources.parquet import extract_parquet, parquet_fast_path
@@ -70,7 +72,8 @@ def extract_pushdown(config: Config, period: Period, comparison: Period, *, url:
         customers = read_customers(source, config.base_dir, config.report_timezone) if source.customers_path else None
         return extract_parquet(parquet_fast_path(source, config.base_dir), period=period, comparison=comparison,
                                segment_columns=[c for c in config.segments if c in source.segment_columns],
-                               customers=customers, stage_dir=stage_dir, rules=RowRules.of(source))
+                               customers=customers, stage_dir=stage_dir, rules=RowRules.of(source),
+                               instants=instants)
     raise ValueError(f"source kind {config.source.kind!r} is not aggregated in an engine")
 
 

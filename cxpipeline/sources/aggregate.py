@@ -273,6 +273,7 @@ def extract_aggregates(
     description: str,
     stream: StreamFn | None = None,
     rules: RowRules | None = None,
+    instants: list | None = None,
 ) -> PanelExtract:
     """Run the accounting, panel, cadence and segment queries against ``source``.
 
@@ -300,6 +301,9 @@ def extract_aggregates(
         (``PanelExtract.files``) instead of being returned as frames.
     rules
         The switchable exclusion rules (zero amounts, plausible dates); default: the defaults.
+    instants
+        Where to measure the cadence (:func:`cxpipeline.periods.cadence_instants`); default:
+        the boundaries of the period and its comparison.
 
     Raises
     ------
@@ -313,7 +317,7 @@ def extract_aggregates(
         raise no_usable_rows(period, description, quality, first)
     used = rules.used_sql(source)
     end_ts = pd.Timestamp(period.end)
-    instants = cadence_instants(period, comparison)
+    instants = instants or cadence_instants(period, comparison)
     panel_query = panel_sql(used, period.kind, period.fiscal_start_month, end_ts)
     monthly_query = panel_sql(used, "month", 1, end_ts)
     cadence_query = CADENCE_SQL.format(source=used, end=_ts(instants[-1]), order_by=CADENCE_ORDER,

@@ -287,7 +287,8 @@ class ParquetExtract:
     """
 
     def __init__(self, con, path: Path, stage: Path, spill: Path, *, period: Period, comparison: Period,
-                 segment_columns: list[str], customers: pd.DataFrame | None, rules: RowRules):
+                 segment_columns: list[str], customers: pd.DataFrame | None, rules: RowRules,
+                 instants: list | None = None):
         import pyarrow.parquet as pq
 
         self.con, self.path, self.spill = con, path, spill
@@ -295,7 +296,7 @@ class ParquetExtract:
         self.segment_columns, self.customers, self.rules = segment_columns, customers, rules
         self.description = str(path)
         self.end = _ts(period.end)
-        self.instants = cadence_instants(period, comparison)
+        self.instants = instants or cadence_instants(period, comparison)
         self.file_columns = [field.name for field in pq.read_schema(path)]
         self.files = {name: stage / f"{name}.parquet" for name in ("panel", "panel_monthly", "cadence")}
         self.same_panels = period.kind == "month"
@@ -444,6 +445,7 @@ def extract_parquet(
     customers: pd.DataFrame | None,
     stage_dir: str | Path | None = None,
     rules: RowRules | None = None,
+    instants: list | None = None,
 ) -> PanelExtract:
     """The extract of a canonical Parquet file, aggregated in embedded DuckDB.
 
@@ -460,7 +462,8 @@ def extract_parquet(
     con = _duckdb(spill.name)
     try:
         result = ParquetExtract(con, path, stage, Path(spill.name), period=period, comparison=comparison,
-                                segment_columns=present, customers=customers, rules=rules or RowRules()).run()
+                                segment_columns=present, customers=customers, rules=rules or RowRules(),
+                                instants=instants).run()
     finally:
         con.close()
         spill.cleanup()

@@ -445,6 +445,7 @@ def extract_sql(
     url: str | None = None,
     stage_dir: str | Path | None = None,
     time_zone: str = "UTC",
+    instants: list | None = None,
 ) -> PanelExtract:
     """Compute the panel, monthly panel, cadence, customers and accounting in the warehouse.
 
@@ -465,6 +466,8 @@ def extract_sql(
         instead of being returned as frames.
     time_zone
         The reporting zone (``Config.report_timezone``): periods start at its midnights.
+    instants
+        Where to measure the cadence (:func:`cxpipeline.periods.cadence_instants`).
 
     Raises
     ------
@@ -492,7 +495,7 @@ def extract_sql(
         result = extract_aggregates(
             lambda sql: _read(conn, sql), relation, period=period, comparison=comparison,
             segment_columns=present, customers=customers, description=_describe(source, target),
-            stream=stream, rules=RowRules.of(source),
+            stream=stream, rules=RowRules.of(source), instants=instants,
         )
     if source.as_of and pd.Timestamp(source.as_of) < pd.Timestamp(period.end):
         result.quality.notes.append(
