@@ -1,5 +1,9 @@
 """Honest backtests: fit before a cutoff, score, then compare with what customers actually did.
 
+One module of ~640 lines on purpose: the at-risk backtest, the value backtest and the CLI's
+cutoff backtest share one time convention (below) and one set of metric helpers; split, each
+part would re-state the convention.
+
 Conventions (the same everywhere in the model):
 
 * a *cutoff* / snapshot is an instant, midnight at the start of a day: training and features use

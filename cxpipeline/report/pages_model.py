@@ -1,5 +1,8 @@
 """Pack pages of the at-risk model: the at-risk list, historical vs predicted value, the backtest.
 
+One module of ~570 lines on purpose: the four model pages read one ``model_report.json`` and
+share its presentation rules (which probabilities are shown, the verdict words).
+
 Every number comes from the run's ``scores`` table (columns :data:`cxpipeline.model.SCORE_COLUMNS`)
 and ``model_report.json`` (written by the pipeline's ``score_customers`` stage). The only
 arithmetic is presentation: totals and shares of printed columns, band sums of the scores table,

@@ -1,5 +1,8 @@
 """The demo source: a deterministic synthetic retailer, any size.
 
+One module of ~620 lines on purpose: it is one generative model, read top to bottom (arrival,
+purchases, dropout, order values, returns, costs, segments, referrals).
+
 It is the embedded default source (a newcomer sees a real pack in one command) and the scale
 generator for benchmarks (tens of millions of transactions). Everything is vectorised numpy;
 there is no loop over customers or orders.

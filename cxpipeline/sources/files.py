@@ -1,6 +1,9 @@
 """File source: CSV, Parquet or spreadsheet transactions (e.g. an invoice-line export) with a
 column mapping.
 
+One module of ~530 lines on purpose: the rules of the plain reading and the order in which rows
+are excluded are read together (reading the file and converting its columns are split out).
+
 Real exports never use our column names and are never clean. This module turns one file into
 canonical transactions (:data:`cxpipeline.schema.TRANSACTION_COLUMNS`, plus one column per
 ``segment_columns`` entry and ``currency`` when mapped) and accounts for every row it leaves out.
