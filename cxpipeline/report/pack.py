@@ -10,6 +10,7 @@ from markupsafe import Markup
 from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
 from cxpipeline.report.assemble import render_pack_pdf
+from cxpipeline.report.briefing import write_briefing
 from cxpipeline.report.charts import ChartBook
 from cxpipeline.report.context import build_context
 from cxpipeline.report.formatting import Formatter
@@ -55,6 +56,7 @@ def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str 
     charts = ChartBook(deferred=True)  # each process draws the charts of the pages it lays out
     context = build_context(folder, config, templates_dir=templates_dir, charts=charts)
     html = render_html(context, templates_dir)
+    write_briefing(folder, context, config, templates_dir)  # the email's words, from the same context
     with collector_paused():  # the render's garbage is collected after it (see collector_paused)
         rendered = render_pack_pdf(html, templates_dir, charts=charts)
         html_path = write_text(folder / "board_pack.html", rendered.html)
