@@ -227,7 +227,7 @@ def _html_body(briefing: dict[str, Any], *, trend_cid: str | None, logo_cid: str
         f'</td></tr>'
         f'<tr><td style="padding:12px 24px 0 24px;">'
         f'<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-        f'style="border-collapse:collapse;">{figures}</table></td></tr>'
+        f'style="width:100%;border-collapse:collapse;">{figures}</table></td></tr>'
         f'{trend_html}{changes_html}'
         f'<tr><td style="padding:20px 24px 24px 24px;{_FONT}font-size:13px;line-height:19px;color:{_MUTED};">'
         f'The full pack is attached ({e(attachment_name)}).{link_html}</td></tr>'

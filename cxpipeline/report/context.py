@@ -224,6 +224,15 @@ def _overall_waterfall(shared: dict) -> str:
     return shared["overall_waterfall"]
 
 
+def _waterfall_alt(shared: dict) -> str:
+    """The overall waterfall's description from its numbers (the PDF's alt text for the chart)."""
+    fmt: Formatter = shared["fmt"]
+    steps = _bridge_steps(shared["bridge"][("all", "All")], shared["labels"])
+    parts = [f"{s['label']} {fmt.money(s['value']) if s['kind'] == 'total' else fmt.signed_money(s['value'])}"
+             for s in steps]
+    return "Revenue bridge waterfall chart: " + "; ".join(parts) + "."
+
+
 def _three_things(bridge: dict, shared: dict) -> list[str]:
     """The three movements worth a sentence: the largest gain, the largest loss, the segment
     whose revenue changed most."""
@@ -279,6 +288,7 @@ def build_executive_summary(tables: ArtifactTables, config: Config, shared: dict
         "trend_count": len(shared.get("trend_rows") or []),
         "trend_kind": config.period.type,
         "chart": _overall_waterfall(shared),
+        "chart_alt": _waterfall_alt(shared),
         "tie_out_note": _tie_out_note(tables, fmt),
     }
 
@@ -312,7 +322,7 @@ def build_bridge(tables: ArtifactTables, config: Config, shared: dict) -> dict:
             "share": _ratio(entry["value"], previous) if line not in ("previous",) else None,
             "is_total": line in ("previous", "current"),
         })
-    return {"rows": rows, "chart": _overall_waterfall(shared)}
+    return {"rows": rows, "chart": _overall_waterfall(shared), "chart_alt": _waterfall_alt(shared)}
 
 
 def build_bridge_by_segment(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
