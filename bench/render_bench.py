@@ -8,11 +8,10 @@ and prints the median of each phase: context (tables -> plain dicts, charts draw
 tagged PDF/A-3a, cxpipeline.report.render.render_archival_pdf), for the board edition and the
 full pack. Imports are paid before the first measurement. The one collection of the render's
 garbage that follows is timed apart ("gc after", not in the total); ``cpu`` is the total's CPU
-time. ``--assembled`` also times the two-process assembler on the same HTML, for comparison
-(not in the total; it cannot write tags or PDF/A). The first render's figures are printed too:
+time. The first render's figures are printed too:
 like the one render of a CLI run or an Airflow task, it pays the lazy imports and first reads.
 
-    .venv/bin/python bench/render_bench.py [--folder out/demo/2026-Q3] [--repeats 5] [--editions board full] [--assembled]
+    .venv/bin/python bench/render_bench.py [--folder out/demo/2026-Q3] [--repeats 5] [--editions board full]
 """
 
 from __future__ import annotations
@@ -33,8 +32,6 @@ def main() -> int:
     parser.add_argument("--folder", type=Path, help="an existing artifact folder (default: build the demo pack)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--editions", nargs="+", default=["board", "full"], choices=["board", "full"])
-    parser.add_argument("--assembled", action="store_true",
-                        help="also time the two-process assembler on the same HTML (for comparison)")
     args = parser.parse_args()
 
     folder = args.folder
@@ -45,19 +42,17 @@ def main() -> int:
         folder = Path(pdf.stdout.strip().splitlines()[-1]).parent
 
     from cxpipeline.config import config_from_dict
-    from cxpipeline.report.assemble import render_pack_pdf, render_processes
     from cxpipeline.report.charts import ChartBook
     from cxpipeline.report.context import build_context
     from cxpipeline.report.pack import render_html
     from cxpipeline.report.render import collector_paused, render_archival_pdf
 
     base = config_from_dict({"pack_id": folder.parent.name})
-    processes = render_processes()
     targets = {"board": 1.0, "full": 2.5}
     for edition in args.editions:
         config = base.model_copy(update={"output": base.output.model_copy(update={"edition": edition})})
         phases: dict[str, list[float]] = {"context": [], "html": [], "pdf": [], "total": [], "cpu": [],
-                                          "gc after": [], "assembled": []}
+                                          "gc after": []}
         pages, method = 0, ""
         gc.collect()
         for _ in range(args.repeats):
@@ -77,29 +72,21 @@ def main() -> int:
             t4 = time.perf_counter()
             gc.collect()
             t5 = time.perf_counter()
-            t6 = t5
-            if args.assembled:
-                with collector_paused():  # the two-process assembler (untagged, not PDF/A), for comparison
-                    render_pack_pdf(html, processes=processes)
-                    t6 = time.perf_counter()
             del html
             gc.collect()
-            for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu, t5 - t4, t6 - t5)):
+            for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu, t5 - t4)):
                 phases[name].append(seconds)
         load = os.getloadavg()
         print(f"demo pack, {edition} edition: {pages} pages ({method}), {args.repeats} renders, load average "
               f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
         print("phase      median s   first s")
         for name, values in phases.items():
-            if name == "assembled" and not args.assembled:
-                continue
             print(f"{name:<10} {statistics.median(values):8.2f}  {values[0]:8.2f}")
         target = targets[edition]
         total = statistics.median(phases["total"])
         print(f"target <= {target:.1f} s: {'met' if total <= target else 'not met'} ({total:.2f} s)\n")
     print("(context includes drawing the charts; pdf = layout and writing tagged PDF/A-3a as one WeasyPrint "
-          "document; cpu = the total's CPU time; assembled = the same HTML through the two-process assembler "
-          "(cxpipeline.report.assemble: untagged, not PDF/A), not in the total; first = the first render, as a "
+          "document; cpu = the total's CPU time; first = the first render, as a "
           "CLI run's or an Airflow task's one render: lazy imports, first reads, templates compiled if not "
           "cached on disk)")
     return 0

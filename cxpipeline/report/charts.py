@@ -59,9 +59,7 @@ class ChartBook:
 
     Deferred, :meth:`draw` returns a token (``cx-chart:N``) that the template writes where the
     ``data:`` URI goes, and :meth:`resolve` draws the charts whose tokens are in a text and puts
-    their URIs in. The board pack is laid out in two processes (cxpipeline.report.assemble):
-    each draws the charts of its own pages, a third of the context's time otherwise spent
-    before either starts. Drawing is the same either way, so is the pack.
+    their URIs in. Drawing is the same either way, so is the pack.
     """
 
     _TOKEN = re.compile(r"cx-chart:(\d+)")
