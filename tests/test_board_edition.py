@@ -209,3 +209,21 @@ def test_board_ids_are_known_sections():
 
     assert BOARD_IDS == ["summary", "trend", "bridge", "ledger", "migration", "at-risk"]
     assert set(BOARD_IDS) <= set(SECTION_IDS)
+
+
+def test_edition_is_checked(tmp_path):
+    from cxpipeline.errors import ConfigError
+    from cxpipeline.report import build_context
+    from cxpipeline.report.fixture import write_fixture_folder
+
+    with pytest.raises(ConfigError, match="edition"):
+        config_from_dict({"output": {"edition": "summary-only"}})
+    assert config_from_dict({}).output.edition == "full"
+    folder = write_fixture_folder(tmp_path / "f")
+    board_without_board_pages = config_from_dict({"output": {"edition": "board",
+                                                             "sections": ["data-quality", "definitions"]}})
+    with pytest.raises(ConfigError, match="names no board page"):
+        build_context(folder, board_without_board_pages)
+    # without any board page the full pack has no divider: its pages are numbered 01, 02...
+    context = build_context(folder, config_from_dict({"output": {"sections": ["data-quality", "definitions"]}}))
+    assert [s["number"] for s in context["board_sections"]] == ["01", "02"] and context["appendix_sections"] == []
