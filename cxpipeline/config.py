@@ -286,6 +286,9 @@ class OutputConfig(_Strict):
     orientation: Literal["landscape", "portrait"] = "landscape"
     # Page ids to include, in pack order (default: all). E.g. [summary, bridge, ledger, data-quality].
     sections: list[str] | None = None
+    # board: the board section only (summary, trend, bridge, ledger, migration, at-risk: one page
+    # each); full: the board section, then the appendix (every other page) behind its divider.
+    edition: Literal["board", "full"] = "full"
 
     @field_validator("sections")
     @classmethod

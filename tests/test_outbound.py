@@ -238,6 +238,10 @@ def _file_text(path) -> str:
         from pypdf import PdfReader
 
         return "".join((page.extract_text() or "") for page in PdfReader(path).pages)
+    if path.suffix in (".png", ".jpg"):
+        # the email's trend chart (periods and totals, drawn from the trend tables) and the logo
+        assert path.name in ("email_trend.png", "email_logo.png", "email_logo.jpg"), path.name
+        return ""
     return path.read_text(encoding="utf-8")
 
 

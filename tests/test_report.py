@@ -54,7 +54,7 @@ def find_page(texts: list[str], title: str) -> int:
     for index, text in enumerate(texts):
         lines = [line.strip() for line in text.splitlines()]
         for i, line in enumerate(lines[:-1]):
-            if re.fullmatch(r"\d\d", line) and lines[i + 1] == title:
+            if re.fullmatch(r"\d\d|A\d+", line) and lines[i + 1] == title:  # board 01.., appendix A1..
                 return index
     raise AssertionError(f"no page with heading {title!r}")
 
@@ -198,10 +198,15 @@ def test_toc_entries_point_to_their_pages(demo_pack):
     _, _, result = demo_pack
     texts = page_texts(Path(result["pdf"]))
     toc = texts[1]
-    entries = re.findall(r"^(\d\d) (.+?) (\d+)$", toc, flags=re.MULTILINE)
+    entries = re.findall(r"^(\d\d|A\d+) (.+?) (\d+)$", toc, flags=re.MULTILINE)
     titles = [title for _, title, _ in entries]
-    assert titles == ["Executive summary", "Revenue bridge", "Revenue bridge by segment",
-                      "Customer asset ledger", "Data quality", "Definitions"]
+    # the board section, then the appendix (behind its divider, listed in the contents too)
+    assert titles == ["Executive summary", "Revenue bridge", "Customer asset ledger",
+                      "Revenue bridge by segment", "Customer asset ledger by segment", "Data quality",
+                      "Definitions"]
+    assert [number for number, _, _ in entries] == ["01", "02", "03", "A1", "A2", "A3", "A4"]
+    appendix = re.search(r"^Appendix (\d+)$", toc, flags=re.MULTILINE)
+    assert appendix and "2024-Q4\nAppendix\n" in texts[int(appendix.group(1)) - 1]
     for number, title, page in entries:
         index = int(page) - 1
         assert find_page(texts, title) == index, title

@@ -62,7 +62,10 @@ def squeezed(text: str) -> str:
 def render_sections(folder: Path, config, out: Path, ids=MODEL_SECTIONS) -> tuple[str, list[str], str]:
     """Render only the given sections of the pack (same context, same templates) -> (html, page texts, pdf)."""
     context = build_context(folder, config)
-    context["sections"] = [s for s in context["sections"] if s["id"] in ids]
+    # one run of sections (a board page's detail right after it), no appendix divider
+    keep = [s for s in context["sections"] if s["id"] in ids or s["id"].removesuffix("-detail") in ids]
+    context["sections"] = context["board_sections"] = sorted(keep, key=lambda s: ids.index(s["id"].removesuffix("-detail")))
+    context["appendix_sections"] = []
     html = render_html(context)
     pdf = out / "sections.pdf"
     pdf.write_bytes(render_pdf(html))
@@ -344,7 +347,7 @@ def test_the_full_pack_passes_the_checks_and_a_broken_one_fails(demo_run, tmp_pa
     result = run_checks(broken, config)
     failed = {c["name"]: c["detail"] for c in result["checks"] if not c["is_passed"]}
     assert result["is_deliverable"] is False
-    assert "section 'at-risk': table 1 has no rows" in failed["no empty table or chart"]
+    assert "section 'at-risk': table 1 has no rows" in failed["no empty table or chart"]  # the board page
 
 
 def test_check_pack_fails_the_run_with_a_clear_message(demo_run, tmp_path):

@@ -83,7 +83,9 @@ def test_trend_page_reads_back_from_the_pdf(demo_pack):
         assert _row_text(fmt, period, wide.loc[period]) in page
     assert "Gained and lost, per quarter" in page and "Revenue movement by class, per quarter" in page
     # value at risk: this period's, from the scores, and said to be this period's only
-    text = " ".join(pages[index:index + 2])
+    # its revenue movements table and the value-at-risk note: the trend's detail in the appendix
+    detail = next(i for i, p in enumerate(pages) if "Customer asset trend: revenue movements" in p and i > index + 1)
+    text = " ".join(pages[detail:detail + 2])
     var = round(float(read_table(folder, "scores")["value_at_risk"].sum()), 2)
     assert f"Value at risk at the end of 2026-Q3: {fmt.money(var)}" in text
     assert "so there is no value at risk for the earlier quarters" in text

@@ -268,7 +268,8 @@ def send_pack(
         message_args = dict(pdf_bytes=pdf_bytes, sender=smtp.from_address, subject=subject,
                             attachment_name=attachment_name, summary=summary,
                             period_label=period_label, artifact_location=location,
-                            currency=currency, locale=locale, customers=customers)
+                            currency=currency, locale=locale, customers=customers,
+                            folder=folder)  # email.json and its images, written by the render
         # Every message is built before the first one leaves: a header that cannot be
         # written stops the whole delivery, not the second half of it.
         # (Stamped with a fixed date: these are checks; each real send is stamped when it leaves.)

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
-__all__ = ["ChartBook", "svg_data_uri", "waterfall_chart", "calibration_chart", "grouped_bar_chart",
+__all__ = ["ChartBook", "svg_data_uri", "png_bytes", "waterfall_chart", "calibration_chart", "grouped_bar_chart",
            "gain_loss_chart", "movement_chart"]
 
 _FONTS_REGISTERED: set[str] = set()
@@ -59,9 +59,7 @@ class ChartBook:
 
     Deferred, :meth:`draw` returns a token (``cx-chart:N``) that the template writes where the
     ``data:`` URI goes, and :meth:`resolve` draws the charts whose tokens are in a text and puts
-    their URIs in. The board pack is laid out in two processes (cxpipeline.report.assemble):
-    each draws the charts of its own pages, a third of the context's time otherwise spent
-    before either starts. Drawing is the same either way, so is the pack.
+    their URIs in. Drawing is the same either way, so is the pack.
     """
 
     _TOKEN = re.compile(r"cx-chart:(\d+)")
@@ -100,6 +98,15 @@ def svg_data_uri(fig) -> str:
     fig.savefig(buffer, format="svg", bbox_inches=bbox, metadata={"Date": None})
     plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def png_bytes(fig, dpi: int = 144) -> bytes:
+    """Serialise a figure as PNG bytes (and close it): for mail clients, which show no SVG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.04,
+                facecolor="white", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def waterfall_chart(
@@ -282,9 +289,13 @@ def gain_loss_chart(
     colors: dict[str, str],
     fonts_dir: Path,
     size_inches: tuple[float, float] = (4.9, 3.1),
-) -> str:
+    encode: Callable = svg_data_uri,
+):
     """Gained above the axis, lost below it, and the net line, per period; one panel per
     measure, stacked (e.g. counts above values) on the same periods.
+
+    Returns ``encode(figure)``: an SVG ``data:`` URI by default (the pack), or e.g. PNG bytes
+    with :func:`png_bytes` (the email).
 
     Parameters
     ----------
@@ -313,7 +324,7 @@ def gain_loss_chart(
         axes[0, 0].legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=6.5, ncol=3,
                           handlelength=1.2, columnspacing=1.0)
         fig.subplots_adjust(hspace=0.35)
-        return svg_data_uri(fig)
+        return encode(fig)
 
 
 def movement_chart(

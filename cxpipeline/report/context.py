@@ -102,6 +102,13 @@ class Page:
     builder: Callable[[ArtifactTables, Config, dict], dict | None]
     #: registry names of the metrics this page prints (its entries on the definitions page)
     metrics: tuple[str, ...] = ()
+    #: in the board section (one page each, read alone); the others go to the appendix
+    board: bool = False
+    #: a board page's detail (what does not fit its one page) in the appendix under this title;
+    #: the template is given ``part`` = ``"board"`` / ``"detail"`` (``"all"`` for other pages)
+    detail: str | None = None
+    #: the data key that must be non-empty for the detail to have anything to show
+    detail_needs: str | None = None
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -217,6 +224,15 @@ def _overall_waterfall(shared: dict) -> str:
     return shared["overall_waterfall"]
 
 
+def _waterfall_alt(shared: dict) -> str:
+    """The overall waterfall's description from its numbers (the PDF's alt text for the chart)."""
+    fmt: Formatter = shared["fmt"]
+    steps = _bridge_steps(shared["bridge"][("all", "All")], shared["labels"])
+    parts = [f"{s['label']} {fmt.money(s['value']) if s['kind'] == 'total' else fmt.signed_money(s['value'])}"
+             for s in steps]
+    return "Revenue bridge waterfall chart: " + "; ".join(parts) + "."
+
+
 def _three_things(bridge: dict, shared: dict) -> list[str]:
     """The three movements worth a sentence: the largest gain, the largest loss, the segment
     whose revenue changed most."""
@@ -272,6 +288,7 @@ def build_executive_summary(tables: ArtifactTables, config: Config, shared: dict
         "trend_count": len(shared.get("trend_rows") or []),
         "trend_kind": config.period.type,
         "chart": _overall_waterfall(shared),
+        "chart_alt": _waterfall_alt(shared),
         "tie_out_note": _tie_out_note(tables, fmt),
     }
 
@@ -305,7 +322,7 @@ def build_bridge(tables: ArtifactTables, config: Config, shared: dict) -> dict:
             "share": _ratio(entry["value"], previous) if line not in ("previous",) else None,
             "is_total": line in ("previous", "current"),
         })
-    return {"rows": rows, "chart": _overall_waterfall(shared)}
+    return {"rows": rows, "chart": _overall_waterfall(shared), "chart_alt": _waterfall_alt(shared)}
 
 
 def build_bridge_by_segment(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
@@ -418,17 +435,21 @@ PAGES: list[Page] = [
     Page("summary", "Executive summary", "pages/summary.html", build_executive_summary,
          ("revenue_previous", "revenue_current", "count_gained", "value_gained", "count_lost", "value_lost",
           "retention_rate", "ledger_closing", *_BRIDGE_METRICS[2:], "trend_gained", "trend_lost", "trend_net",
-          "trend_active_base")),
-    Page("trend", "{Customer} asset trend", "pages/trend.html", build_trend, TREND_METRICS),
-    Page("bridge", "Revenue bridge", "pages/bridge.html", build_bridge, _BRIDGE_METRICS),
+          "trend_active_base"), board=True),
+    Page("trend", "{Customer} asset trend", "pages/trend.html", build_trend, TREND_METRICS, board=True,
+         detail="{Customer} asset trend: revenue movements"),
+    Page("bridge", "Revenue bridge", "pages/bridge.html", build_bridge, _BRIDGE_METRICS, board=True),
     Page("bridge-segments", "Revenue bridge by segment", "pages/bridge_segments.html", build_bridge_by_segment,
          _BRIDGE_METRICS),
-    Page("ledger", "{Customer} asset ledger", "pages/ledger.html", build_ledger, _LEDGER_METRICS),
-    Page("migration", "Value tiers and migration", "pages/migration.html", build_migration, MIGRATION_METRICS),
+    Page("ledger", "{Customer} asset ledger", "pages/ledger.html", build_ledger, _LEDGER_METRICS, board=True,
+         detail="{Customer} asset ledger by segment", detail_needs="segments"),
+    Page("migration", "Value tiers and migration", "pages/migration.html", build_migration, MIGRATION_METRICS,
+         board=True, detail="Value tiers and migration: values, flagged paths, tier cuts"),
     Page("rfm", "{Customer} segments (RFM)", "pages/rfm.html", build_rfm, RFM_METRICS),
     Page("behaviour", "Behaviour patterns", "pages/behaviour.html", build_behaviour, BEHAVIOUR_METRICS),
     Page("lapse", "Lapse rule and retention", "pages/lapse.html", build_lapse, LAPSE_METRICS),
-    Page("at-risk", "At-risk {customers} and value at risk", "pages/at_risk.html", build_at_risk, AT_RISK_METRICS),
+    Page("at-risk", "At-risk {customers} and value at risk", "pages/at_risk.html", build_at_risk, AT_RISK_METRICS,
+         board=True, detail="At-risk {customers}: the full list and those not to lose"),
     Page("value", "Historical vs predicted value", "pages/value.html", build_value_comparison, VALUE_METRICS),
     Page("profitability", "Profitability", "pages/profitability.html", build_profitability, PROFIT_METRICS),
     Page("referrals", "Referrals", "pages/referrals.html", build_referrals, REFERRAL_METRICS),
@@ -455,6 +476,53 @@ def _selected_pages(config: Config) -> list[Page]:
             fix=f"Use page ids from: {', '.join(known)}.",
         )
     return [page for page in PAGES if page.id in wanted]
+
+
+def _board_and_appendix(tables: ArtifactTables, config: Config, shared: dict,
+                        terms: dict) -> tuple[list[dict], list[dict]]:
+    """The board section's and the appendix's sections (plain dicts), in pack order.
+
+    The board section holds the pages marked ``board`` (their one page: ``part`` "board"); the
+    appendix holds, in :data:`PAGES` order, each board page's detail and every other page. The
+    board edition (``output.edition: board``) has no appendix and builds none of its pages.
+    Sections are numbered 01, 02... on the board and A1, A2... in the appendix; without any
+    board page the appendix is the pack (numbered 01, 02...) and has no divider.
+    """
+    full = config.output.edition == "full"
+    board: list[dict] = []
+    appendix: list[dict] = []
+    shared["shown_metrics"] = set()
+    pages = _selected_pages(config)
+    if not full and not any(page.board for page in pages):
+        raise ConfigError("output.edition is 'board' but output.sections names no board page.",
+                          where="config key 'output.edition'",
+                          fix="Add a board page (" + ", ".join(p.id for p in PAGES if p.board)
+                              + ") to output.sections, or set output.edition: full.")
+    for page in pages:
+        if not (page.board or full):
+            continue  # not in this edition: not built
+        data = page.builder(tables, config, shared)
+        if data is None:
+            continue
+        shared["shown_metrics"].update(page.metrics)
+        section = {"id": page.id, "title": page.title.format(**terms), "template": page.template, "data": data,
+                   "part": "all"}
+        if not page.board:
+            appendix.append(section)
+            continue
+        board.append(section)
+        if page.detail and (page.detail_needs is None or data.get(page.detail_needs)):
+            section["part"] = "board"
+            if full:
+                appendix.append({**section, "id": f"{page.id}-detail", "title": page.detail.format(**terms),
+                                 "part": "detail"})
+    if not board:
+        board, appendix = appendix, []
+    for number, section in enumerate(board, start=1):
+        section["number"], section["group"] = f"{number:02d}", "board"
+    for number, section in enumerate(appendix, start=1):
+        section["number"], section["group"] = f"A{number}", "appendix"
+    return board, appendix
 
 
 def build_context(folder: str | Path, config: Config, *, templates_dir: str | Path | None = None,
@@ -504,14 +572,8 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
             raise InputError(f"The {name} table has no overall row (segment 'all').", where=str(folder),
                              fix="Rerun compute_metrics for this period.")
 
-    sections = []
-    shared["shown_metrics"] = set()
-    for page in _selected_pages(config):
-        data = page.builder(tables, config, shared)
-        if data is not None:
-            shared["shown_metrics"].update(page.metrics)
-            sections.append({"id": page.id, "title": page.title.format(**terms), "template": page.template,
-                             "data": data})
+    board, appendix = _board_and_appendix(tables, config, shared, terms)
+    sections = board + appendix
 
     period_kind = config.period.type
     basis = metrics["comparison_basis"]
@@ -540,5 +602,8 @@ def build_context(folder: str | Path, config: Config, *, templates_dir: str | Pa
         "page_setup": _page_setup(config.output.page_size, config.output.orientation),
         "terms": terms,
         "labels": shared["labels"],
-        "sections": sections,
+        "edition": config.output.edition,
+        "sections": sections,  # every section, board then appendix
+        "board_sections": board,
+        "appendix_sections": appendix,
     }

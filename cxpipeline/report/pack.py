@@ -9,11 +9,12 @@ from pathlib import Path
 from markupsafe import Markup
 from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
-from cxpipeline.report.assemble import render_pack_pdf
+from cxpipeline.report.briefing import write_briefing
 from cxpipeline.report.charts import ChartBook
 from cxpipeline.report.context import build_context
 from cxpipeline.report.formatting import Formatter
-from cxpipeline.report.render import TEMPLATES_DIR, collector_paused, make_environment, render_document
+from cxpipeline.report.render import (TEMPLATES_DIR, collector_paused, make_environment, render_archival_pdf,
+                                      render_document)
 
 __all__ = ["STYLESHEETS", "render_html", "render_document", "render_board_pack"]
 
@@ -47,16 +48,17 @@ def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str 
     -------
     dict
         ``{"pdf": path, "html": path, "pages": int, "render_seconds": float, "render_method": str,
-        "blocked_urls": list}``; the PDF is laid out in two processes where it can be
-        (:func:`cxpipeline.report.assemble.render_pack_pdf`).
+        "blocked_urls": list}``; the PDF is one WeasyPrint document written as tagged PDF/A-3a
+        (:func:`cxpipeline.report.render.render_archival_pdf`).
     """
     folder = Path(folder)
     started = time.perf_counter()
-    charts = ChartBook(deferred=True)  # each process draws the charts of the pages it lays out
-    context = build_context(folder, config, templates_dir=templates_dir, charts=charts)
+    context = build_context(folder, config, templates_dir=templates_dir, charts=ChartBook())
     html = render_html(context, templates_dir)
+    write_briefing(folder, context, config, templates_dir)  # the email's words, from the same context
     with collector_paused():  # the render's garbage is collected after it (see collector_paused)
-        rendered = render_pack_pdf(html, templates_dir, charts=charts)
+        rendered = render_archival_pdf(html, templates_dir, pack_id=config.pack_id,
+                                       period=context["meta"]["period"])
         html_path = write_text(folder / "board_pack.html", rendered.html)
         pdf_path = write_bytes(folder / "board_pack.pdf", rendered.pdf)
         seconds = round(time.perf_counter() - started, 3)

@@ -31,6 +31,7 @@ from weasyprint import _find_base_url
 from weasyprint.css.counters import CounterStyle
 from weasyprint.html import UA_STYLESHEET
 from weasyprint.urls import URLFetcher, URLFetcherResponse
+from xml.sax.saxutils import escape as xml_escape
 
 from cxpipeline.errors import ConfigError
 from cxpipeline.report.formatting import Formatter
@@ -47,6 +48,10 @@ __all__ = [
     "make_environment",
     "render_document",
     "render_pdf",
+    "PDF_VARIANT",
+    "ArchivalPDF",
+    "pack_xmp",
+    "render_archival_pdf",
 ]
 
 LOGGER = logging.getLogger(__name__)
@@ -345,3 +350,87 @@ def render_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR,
     """
     with collector_paused():
         return render_document(html, templates_dir, fetcher).write_pdf(uncompressed_pdf=False)
+
+
+#: The pack's PDF variant: PDF/A-3, level A (accessible): fonts embedded, an sRGB output intent,
+#: XMP metadata, and tagged (WeasyPrint's structure tree: headings, table headers, figures with
+#: their alt text). The XMP also names PDF/UA-1 (pdfuaid:part) and the pack (:func:`pack_xmp`).
+PDF_VARIANT = "pdf/a-3a"
+_CX_NS = "https://cxpipeline.dev/ns/pack/1.0/"
+
+
+def pack_xmp(pack_id: str, period: str, content_sha256: str) -> bytes:
+    """XMP ``rdf:Description`` elements naming the pack, its period and its content hash
+    (``cx:pack``, ``cx:period``, ``cx:contentSha256``), declaring PDF/UA-1 (``pdfuaid:part``),
+    and the PDF/A extension schemas that describe both namespaces (PDF/A requires every
+    property outside its predefined schemas to be described in the file)."""
+    def prop(name: str, description: str) -> str:
+        return (f"<rdf:li rdf:parseType=\"Resource\"><pdfaProperty:name>{name}</pdfaProperty:name>"
+                "<pdfaProperty:valueType>Text</pdfaProperty:valueType>"
+                "<pdfaProperty:category>external</pdfaProperty:category>"
+                f"<pdfaProperty:description>{description}</pdfaProperty:description></rdf:li>")
+
+    def schema(name: str, uri: str, prefix: str, props: str, value_type: str = "Text") -> str:
+        return (f"<rdf:li rdf:parseType=\"Resource\"><pdfaSchema:schema>{name}</pdfaSchema:schema>"
+                f"<pdfaSchema:namespaceURI>{uri}</pdfaSchema:namespaceURI>"
+                f"<pdfaSchema:prefix>{prefix}</pdfaSchema:prefix>"
+                f"<pdfaSchema:property><rdf:Seq>{props}</rdf:Seq></pdfaSchema:property></rdf:li>")
+
+    uaid = "http://www.aiim.org/pdfua/ns/id/"
+    extension = (
+        '<rdf:Description rdf:about="" xmlns:pdfaExtension="http://www.aiim.org/pdfa/ns/extension/" '
+        'xmlns:pdfaSchema="http://www.aiim.org/pdfa/ns/schema#" '
+        'xmlns:pdfaProperty="http://www.aiim.org/pdfa/ns/property#">'
+        "<pdfaExtension:schemas><rdf:Bag>"
+        + schema("PDF/UA identification schema", uaid, "pdfuaid",
+                 prop("part", "Part of ISO 14289 the file conforms to").replace(
+                     "<pdfaProperty:valueType>Text", "<pdfaProperty:valueType>Integer"))
+        + schema("cxpipeline board pack", _CX_NS, "cx",
+                 prop("pack", "Pack id of the board pack")
+                 + prop("period", "Reporting period of the board pack")
+                 + prop("contentSha256", "SHA-256 of board_pack.html, the document this PDF was rendered from"))
+        + "</rdf:Bag></pdfaExtension:schemas></rdf:Description>"
+    )
+    pack = (f'<rdf:Description rdf:about="" xmlns:pdfuaid="{uaid}" xmlns:cx="{_CX_NS}">'
+            "<pdfuaid:part>1</pdfuaid:part>"
+            f"<cx:pack>{xml_escape(pack_id)}</cx:pack><cx:period>{xml_escape(period)}</cx:period>"
+            f"<cx:contentSha256>{xml_escape(content_sha256)}</cx:contentSha256></rdf:Description>")
+    return (pack + extension).encode("utf-8")
+
+
+class ArchivalPDF:
+    """A rendered pack: ``pdf`` (bytes), ``count_pages``, ``method``, ``blocked_urls``, ``html``."""
+
+    def __init__(self, pdf: bytes, count_pages: int, method: str, blocked_urls: list[str], html: str):
+        self.pdf, self.count_pages, self.method = pdf, count_pages, method
+        self.blocked_urls, self.html = blocked_urls, html
+
+
+def render_archival_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR, *, pack_id: str,
+                        period: str) -> ArchivalPDF:
+    """The pack as one WeasyPrint document, written as tagged PDF/A-3a (:data:`PDF_VARIANT`)
+    with the pack, period and content hash (sha256 of ``html``) in its XMP metadata.
+
+    One document: PDF/A and the structure tree are written by WeasyPrint for a whole
+    document; pages laid out apart and stamped into one file would lose both.
+    """
+    import hashlib
+
+    templates_dir = Path(templates_dir).resolve()
+    fetcher = TemplateOnlyFetcher(templates_dir)
+    extra = pack_xmp(pack_id, period, hashlib.sha256(html.encode("utf-8")).hexdigest())
+    with collector_paused():
+        document = render_document(html, templates_dir, fetcher)
+        metadata = document.metadata
+        original = metadata.generate_rdf_metadata
+
+        def with_pack(*args, **kwargs) -> bytes:
+            # WeasyPrint writes one rdf:RDF; ours go inside it (XMP allows one rdf:RDF per packet).
+            rdf = original(*args, **kwargs)
+            closing = rdf.rindex(b"</rdf:RDF>")
+            return rdf[:closing] + extra + rdf[closing:]
+
+        metadata.generate_rdf_metadata = with_pack  # this document's metadata only
+        pdf = document.write_pdf(pdf_variant=PDF_VARIANT, pdf_tags=True, uncompressed_pdf=False)
+    return ArchivalPDF(pdf, len(document.pages), f"single document, {PDF_VARIANT}, tagged",
+                       list(fetcher.blocked), html)
