@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from cxpipeline.artifacts import write_json, write_table
-from cxpipeline.metrics.bridge import BRIDGE_ORDER
+from cxpipeline.metrics.bridge import revenue_bridge
+from cxpipeline.metrics.ledger import asset_ledger
+from cxpipeline.metrics.tables import headline
 
 __all__ = ["FIXTURE_SEGMENTS", "build_fixture_customers", "write_fixture_folder"]
 
@@ -69,36 +71,8 @@ def build_fixture_customers(seed: int = 11, n: int = 60, regions: list[str] | No
     return pd.DataFrame(rows)
 
 
-def _by_segment(customers: pd.DataFrame, summarise) -> pd.DataFrame:
-    parts = [summarise(customers).assign(segment="all", segment_value="All")]
-    for column in FIXTURE_SEGMENTS:
-        for value, rows in customers.groupby(column, sort=True):
-            parts.append(summarise(rows).assign(segment=column, segment_value=str(value)))
-    out = pd.concat(parts, ignore_index=True)
-    return out[["segment", "segment_value", *[c for c in out.columns if c not in ("segment", "segment_value")]]]
-
-
 def _cents_sum(values: pd.Series) -> float:
     return int(np.rint(values.to_numpy(dtype="float64") * 100).sum()) / 100
-
-
-def _bridge(rows: pd.DataFrame) -> pd.DataFrame:
-    out = [("previous", int((rows.revenue_previous > 0).sum()), _cents_sum(rows.revenue_previous))]
-    for kind in BRIDGE_ORDER[1:-1]:
-        members = rows[rows.bridge_class == kind]
-        out.append((kind, len(members), _cents_sum(members.change)))
-    out.append(("current", int((rows.revenue_current > 0).sum()), _cents_sum(rows.revenue_current)))
-    return pd.DataFrame(out, columns=["bridge_class", "count_customers", "value"]).astype(
-        {"count_customers": "int64", "value": "float64"})
-
-
-def _ledger(rows: pd.DataFrame) -> pd.DataFrame:
-    spec = [("opening", "is_opening", "value_opening"), ("new", "is_new", "value_closing"),
-            ("reactivated", "is_reactivated", "value_closing"), ("lapsed", "is_lapsed", "value_lapsed"),
-            ("closing", "is_closing", "value_closing")]
-    out = [(line, int(rows[flag].sum()), _cents_sum(rows.loc[rows[flag], value])) for line, flag, value in spec]
-    return pd.DataFrame(out, columns=["ledger_line", "count_customers", "value"]).astype(
-        {"count_customers": "int64", "value": "float64"})
 
 
 def write_fixture_folder(folder: str | Path, *, seed: int = 11, regions: list[str] | None = None) -> Path:
@@ -116,35 +90,21 @@ def write_fixture_folder(folder: str | Path, *, seed: int = 11, regions: list[st
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     customers = build_fixture_customers(seed=seed, regions=regions)
-    bridge = _by_segment(customers, _bridge)
-    ledger = _by_segment(customers, _ledger)
+    # The tables and the headline come from the metrics code itself: the fixture only makes up
+    # the per-customer rows (bridge classes and ledger flags) they are computed from.
+    segments = customers[["customer_id", *FIXTURE_SEGMENTS]]
+    rows = customers.drop(columns=FIXTURE_SEGMENTS)
+    bridge = revenue_bridge(rows, segments, FIXTURE_SEGMENTS)
+    ledger = asset_ledger(rows, segments, FIXTURE_SEGMENTS)
     write_table(folder, "bridge", bridge)
     write_table(folder, "ledger", ledger)
-
-    overall = ledger[ledger.segment == "all"].set_index("ledger_line")
-    bridge_all = bridge[bridge.segment == "all"].set_index("bridge_class")
-    opening = customers[customers.is_opening]
-    headline = {
-        "count_gained": int(overall.loc["new", "count_customers"] + overall.loc["reactivated", "count_customers"]),
-        "value_gained": round(float(overall.loc["new", "value"] + overall.loc["reactivated", "value"]), 2),
-        "count_lost": int(overall.loc["lapsed", "count_customers"]),
-        "value_lost": float(overall.loc["lapsed", "value"]),
-        "count_new": int(overall.loc["new", "count_customers"]),
-        "value_new": float(overall.loc["new", "value"]),
-        "count_reactivated": int(overall.loc["reactivated", "count_customers"]),
-        "value_reactivated": float(overall.loc["reactivated", "value"]),
-        "revenue_previous": float(bridge_all.loc["previous", "value"]),
-        "revenue_current": float(bridge_all.loc["current", "value"]),
-        "count_opening": int(overall.loc["opening", "count_customers"]),
-        "count_closing": int(overall.loc["closing", "count_customers"]),
-        "retention_rate": float(opening.is_closing.mean()),
-    }
+    summary = headline({"bridge": bridge, "ledger": ledger, "ledger_customers": customers})
     write_json(folder / "metrics.json", {
         "period": "2024-Q4",
         "period_title": "2024-Q4 (1 Oct 2024 - 31 Dec 2024)",
         "comparison": "2024-Q3",
         "comparison_basis": "previous",
-        "headline": headline,
+        "headline": summary,
         "segments": FIXTURE_SEGMENTS,
     })
     used = _cents_sum(customers.revenue_previous) + _cents_sum(customers.revenue_current)
