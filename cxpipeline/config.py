@@ -203,7 +203,8 @@ Source = Annotated[Union[DemoSource, FileSource, SqlSource], Field(discriminator
 
 
 class PeriodConfig(_Strict):
-    type: Literal["month", "quarter", "year"] = "quarter"
+    # week: ISO weeks (Monday start, labels 2026-W14); the lapse window and model horizon stay in days.
+    type: Literal["week", "month", "quarter", "year"] = "quarter"
     fiscal_year_start_month: int = Field(1, ge=1, le=12)
     comparison: Literal["previous", "year_ago"] = "previous"
     # The business's zone: periods start at its midnights (default: source.timezone for a

@@ -78,6 +78,19 @@ def test_months_fiscal_quarters_and_fiscal_years(timetable_cases):
     ]
 
 
+def test_iso_weeks_across_a_year_boundary(timetable_cases):
+    assert timetable_cases["week_year_boundary"] == [
+        ["2026-12-21T00:00:00+00:00", "2026-12-28T00:00:00+00:00", "2026-12-28T02:00:00+00:00"],  # 2026-W52
+        ["2026-12-28T00:00:00+00:00", "2027-01-04T00:00:00+00:00", "2027-01-04T02:00:00+00:00"],  # 2026-W53
+        ["2027-01-04T00:00:00+00:00", "2027-01-11T00:00:00+00:00", "2027-01-11T02:00:00+00:00"],  # 2027-W01
+    ]
+    # a start date on a Wednesday begins with the next Monday's week
+    assert [r[0][:10] for r in timetable_cases["week_unaligned_start"]] == ["2026-12-28"]
+    # triggered on Friday 1 Jan 2027, a manual run covers the last whole week, 2026-W52
+    assert timetable_cases["manual_week"] == ["2026-12-21T00:00:00+00:00", "2026-12-28T00:00:00+00:00"]
+    assert timetable_cases["week_description"].startswith("Weekly (ISO, Monday start) reporting periods")
+
+
 def test_manual_runs_catchup_and_registration(timetable_cases):
     q1_fy2025 = ["2024-04-01T00:00:00+00:00", "2024-07-01T00:00:00+00:00"]
     assert timetable_cases["manual_after_q"] == q1_fy2025

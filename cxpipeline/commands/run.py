@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     add_config_argument(parser)
     parser.add_argument(
         "--period", "-p",
-        help="2024-11 (month), 2024-Q4 (quarter), 2024 (year), FY2025-Q1 (fiscal); default: latest complete period",
+        help="2026-W14 (ISO week), 2024-11 (month), 2024-Q4 (quarter), 2024 (year), FY2025-Q1 (fiscal); default: latest complete period",
     )
     parser.add_argument("--out", metavar="DIR", help="output root (default: output.root in the config)")
     parser.set_defaults(func=run)

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     )
     add_config_argument(parser)
     parser.add_argument("--period", "-p", required=True,
-                        help="period of the pack to send, e.g. 2024-Q4, 2024-11, FY2025-Q1")
+                        help="period of the pack to send, e.g. 2026-W14, 2024-Q4, 2024-11, FY2025-Q1")
     parser.add_argument("--to", metavar="ADDRESSES",
                         help="comma-separated recipients (default: delivery.recipients in the config)")
     parser.add_argument("--out", metavar="DIR", help="output root (default: output.root in the config)")
