@@ -1,0 +1,106 @@
+"""Per-unit packs: each unit's pack is the company pack computed on its customers alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cxpipeline.checks as checks_module
+from cxpipeline.config import config_from_dict
+from cxpipeline.errors import ConfigError
+from cxpipeline.pipeline import run_pack
+from cxpipeline.units import find_units, run_units, unit_config
+
+SECTIONS = ["summary", "bridge", "ledger", "data-quality"]
+
+
+def _config(root, **units):
+    return config_from_dict({
+        "pack_id": "units", "source": {"kind": "demo", "customers": 400, "years": 2},
+        "output": {"root": str(root), "sections": SECTIONS},
+        "delivery": {"allowed_domains": ["example.com"]},
+        "units": {"by": "region", "recipients": {"West": ["west@example.com"]}, **units},
+    }, origin="test units")
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory):
+    root = tmp_path_factory.mktemp("units")
+    config = _config(root)
+    result = run_pack(config, "2026-Q2")
+    built, failed = run_units(config, result.period)
+    return config, result, built, failed
+
+
+def _bridge(folder):
+    table = pd.read_parquet(folder / "bridge.parquet")
+    return table.loc[table["segment"] == "all"].set_index("bridge_class")[["count_customers", "value"]]
+
+
+def test_each_unit_pack_reconciles_and_the_units_add_up_to_the_company(company):
+    config, result, built, failed = company
+    assert failed == {}
+    names = [b["unit"] for b in built]
+    assert names == ["East", "International", "North", "South", "West"]
+    for unit in built:
+        checks = json.loads((Path(unit["folder"]) / "checks.json").read_text())
+        assert checks["is_deliverable"] is True  # its own bridge and ledger reconcile
+    total = sum(_bridge(Path(b["folder"])) for b in built)
+    company_bridge = _bridge(result.folder)
+    assert (total["count_customers"] == company_bridge["count_customers"]).all()
+    assert (total["value"].round(2) == company_bridge["value"].round(2)).all()
+    assert sum(b["count_customers"] for b in built) == len(pd.read_parquet(result.folder / "customers.parquet"))
+
+
+def test_a_unit_pack_names_its_unit_and_keeps_only_its_customers(company):
+    config, result, built, _ = company
+    west = next(b for b in built if b["unit"] == "West")
+    assert west["pack_id"] == "units--west" and west["folder"].endswith("units--west/2026-Q2")
+    assert west["recipients"] == ["west@example.com"]
+    customers = pd.read_parquet(f"{west['folder']}/customers.parquet")
+    assert set(customers["region"]) == {"West"} and len(customers) == west["count_customers"]
+    scores = pd.read_parquet(f"{west['folder']}/scores.parquet")
+    assert set(scores["customer_id"]) <= set(customers["customer_id"])
+    assert list(scores["at_risk_rank"]) == list(range(1, len(scores) + 1))
+    uconfig = unit_config(config, "West")
+    assert uconfig.brand.company_name == "Demo Retail Ltd - West"
+    assert "region" not in uconfig.segments
+    import pypdf
+
+    first_page = pypdf.PdfReader(west["pdf"]).pages[0].extract_text()
+    assert "Demo Retail Ltd - West" in first_page
+
+
+def test_a_unit_failing_its_checks_stops_only_that_unit(company, monkeypatch):
+    config, result, _, _ = company
+    real = checks_module.run_checks
+
+    def failing_for_north(folder, cfg):
+        report = real(folder, cfg)
+        if cfg.pack_id == "units--north":
+            report["is_deliverable"] = False
+            report["checks"].append({"name": "forced", "is_passed": False, "detail": "test"})
+        return report
+
+    monkeypatch.setattr(checks_module, "run_checks", failing_for_north)
+    built, failed = run_units(config, result.period, only=["North", "south"])
+    assert [b["unit"] for b in built] == ["South"]
+    assert list(failed) == ["North"] and "failed 1 check(s)" in failed["North"]
+
+
+def test_two_level_units_and_unknown_unit_names_are_refused(company, tmp_path):
+    config, result, _, _ = company
+    two = config.model_copy(update={"units": config.units.model_copy(update={"by": ["region", "channel"],
+                                                                            "recipients": {}})})
+    units = find_units(two, result.folder)
+    assert "North / Online" in [u.name for u in units] and units[0].slug.count("-") >= 1
+    typo = config.model_copy(update={"units": config.units.model_copy(update={"recipients": {"Wset": []}})})
+    with pytest.raises(ConfigError, match="Wset"):
+        find_units(typo, result.folder)
+    with pytest.raises(ConfigError, match="No unit named 'Nowhere'"):
+        run_units(config, result.period, only=["Nowhere"])
+    with pytest.raises(ConfigError, match="outside the allowed domains"):
+        _config(tmp_path, recipients={"West": ["west@elsewhere.org"]})
