@@ -92,7 +92,7 @@ def _dag_args(pack_id: str, kind: str, fiscal: int, smtp_conn_id: str, doc: str)
     return dict(
         dag_id=f"cx_board_pack_{pack_id}", schedule=ReportingPeriodTimetable(kind, fiscal), start_date=START_DATE,
         catchup=False, max_active_runs=1, tags=["cxpipeline", kind], doc_md=doc,
-        default_args={"retries": int(os.environ.get("CXPIPELINE_TASK_RETRIES", "2")), "retry_delay": timedelta(seconds=30),
+        default_args={"retries": int(os.environ.get("CXPIPELINE_TASK_RETRIES", "2")), "retry_delay": timedelta(seconds=float(os.environ.get("CXPIPELINE_RETRY_DELAY_SECONDS", "30"))),
                       "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10),
                       "on_failure_callback": _alert(smtp_conn_id)},
         params={

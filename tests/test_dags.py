@@ -19,28 +19,59 @@ def test_example_packs_parse_fast_without_db_or_connections(tmp_path):
     env = airflow_env(tmp_path / "home", database=f"sqlite:///{tmp_path / 'absent' / 'none.db'}")
     result = run_script("parse_dags.py", env, str(REPO / "dags"))
     assert result["import_errors"] == {}
-    assert result["dag_ids"] == ["cx_board_pack_demo_airflow"]
+    assert result["dag_ids"] == ["cx_board_pack_demo_airflow", "cx_board_pack_regions_weekly"]
     assert result["tasks"]["cx_board_pack_demo_airflow"] == STAGES
+    assert result["tasks"]["cx_board_pack_regions_weekly"] == STAGES + ["units", "unit_pack", "deliver_unit"]
     assert result["queries"] == [] and result["connects"] == [] and result["lookups"] == []
     for stat in result["stats"]:
         assert stat["duration"] < 0.5, stat
     assert result["timetable"]["cx_board_pack_demo_airflow"] == "quarter +6h"
+    assert result["timetable"]["cx_board_pack_regions_weekly"] == "week +6h"
+    # the chain reads as it runs: one edge per step, the units branching off the model
+    assert sorted(result["edges"]["cx_board_pack_demo_airflow"]) == sorted(map(list, zip(STAGES, STAGES[1:])))
+    assert sorted(result["edges"]["cx_board_pack_regions_weekly"]) == sorted(
+        list(map(list, zip(STAGES, STAGES[1:]))) + [["model", "units"], ["model", "unit_pack"],
+                                                     ["units", "unit_pack"], ["unit_pack", "deliver_unit"]])
+    # operators read a Markdown page per pack, and every task has a doc
+    doc = result["doc_md"]["cx_board_pack_regions_weekly"]
+    assert "every ISO week" in doc and "north@example.com" in doc and "resend" in doc
+    assert result["undocumented_tasks"] == []
+    period = result["params"]["cx_board_pack_demo_airflow"]["period"]
+    assert period["schema"]["pattern"].startswith("^") and "empty" in period["description"].lower()
 
 
-def test_one_dag_per_pack_and_a_broken_pack_hides_nothing(tmp_path):
+def test_one_dag_per_pack_and_a_broken_pack_keeps_its_dag_id_and_schedule(tmp_path):
     packs = tmp_path / "packs"
     packs.mkdir()
     shutil.copy(PACK, packs / "demo.yaml")
     (packs / "retail_fy.yaml").write_text(
         "pack_id: retail_fy\nperiod:\n  type: year\n  fiscal_year_start_month: 7\n")
-    (packs / "broken.yaml").write_text("pack_id: [unclosed\n")
+    # a YAML typo in an existing pack: its DAG keeps its id and weekly schedule, and fails
+    (packs / "weekly.yaml").write_text("pack_id: weekly_trading\nperiod:\n  type: week\ndelivery: [unclosed\n")
     env = airflow_env(tmp_path / "home", CXPIPELINE_PACKS_DIR=str(packs))
     result = run_script("parse_dags.py", env, str(REPO / "dags"))
     assert result["import_errors"] == {}
-    assert result["dag_ids"] == ["cx_board_pack_demo_airflow", "cx_board_pack_invalid_broken",
-                                 "cx_board_pack_retail_fy"]
-    assert result["tasks"]["cx_board_pack_invalid_broken"] == ["config_error"]
+    assert result["dag_ids"] == ["cx_board_pack_demo_airflow", "cx_board_pack_retail_fy",
+                                 "cx_board_pack_weekly_trading"]
+    assert result["tasks"]["cx_board_pack_weekly_trading"] == ["config_error"]
+    assert result["timetable"]["cx_board_pack_weekly_trading"] == "week +6h"
+    assert "weekly.yaml, line 5" in result["doc_md"]["cx_board_pack_weekly_trading"]
     assert result["timetable"]["cx_board_pack_retail_fy"] == "year FY@7 +6h"
+
+
+@pytest.mark.parametrize("packs_dir", ["", "missing", "empty"])
+def test_no_pack_folder_is_an_import_error_not_zero_dags(tmp_path, packs_dir):
+    (tmp_path / "empty").mkdir()
+    folder = "" if packs_dir == "" else str(tmp_path / packs_dir)
+    dags = tmp_path / "dags"  # the DAG file copied to a deployment: no examples folder beside it
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "cx_board_pack.py", dags)
+    env = airflow_env(tmp_path / "home", CXPIPELINE_PACKS_DIR=folder)
+    result = run_script("parse_dags.py", env, str(dags))
+    assert result["dag_ids"] == []
+    [error] = result["import_errors"].values()
+    assert "CXPIPELINE_PACKS_DIR" in error
+    assert {"": "is not set", "missing": "does not exist", "empty": "holds no *.yaml"}[packs_dir] in error
 
 
 @pytest.fixture(scope="module")
