@@ -286,7 +286,7 @@ def build_unit(config_path: str | Path, period: str, unit: dict, output_root: st
 
 def deliver(config_path: str | Path, folder: str | Path, *, smtp, recipients: list[str] | str | None = None,
             resend: bool = False, dry_run: bool = False, published: dict | None = None,
-            unit: str | None = None, backoff_seconds: float = 2.0) -> dict:
+            unit: str | None = None, backoff_seconds: float | None = None) -> dict:
     """Email a checked pack: the one delivery of the DAG's ``deliver`` tasks and ``cxpipeline send``.
 
     Parameters
@@ -305,6 +305,8 @@ def deliver(config_path: str | Path, folder: str | Path, *, smtp, recipients: li
         one and the email links the published pointer.
     unit
         The unit of a per-unit pack (its recipients, subject and ledger key).
+    backoff_seconds
+        First wait between SMTP retries (default: ``CXPIPELINE_SMTP_BACKOFF_SECONDS``, else 2).
 
     Returns
     -------
@@ -324,6 +326,10 @@ def deliver(config_path: str | Path, folder: str | Path, *, smtp, recipients: li
     from cxpipeline.errors import CheckError
     from cxpipeline.units import unit_config
 
+    import os
+
+    if backoff_seconds is None:
+        backoff_seconds = float(os.environ.get("CXPIPELINE_SMTP_BACKOFF_SECONDS", "2"))
     config = load_config(config_path)
     if unit is not None:
         config = unit_config(config, unit)
