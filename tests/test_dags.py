@@ -252,3 +252,60 @@ def test_backfill_of_four_quarters_gives_four_consistent_packs(scenario):
     for run in packs[2:]:
         assert _recipients(run) == ["board@example.com"]
         assert run["emails"][0]["sha256"] == run["pdf_sha256"]
+
+
+# --- mapped unit packs, fail-fast and retried errors (dag.test, real SMTP) -------------------------
+
+
+@pytest.fixture(scope="module")
+def units_scenario(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dagunits")
+    packs = root / "packs"
+    packs.mkdir()
+    text = (REPO / "examples" / "airflow" / "packs" / "regions_weekly.yaml").read_text()
+    (packs / "regions_weekly.yaml").write_text(
+        text.replace("customers: 1200", "customers: 500").replace(
+            "sections: [summary, bridge, ledger, at-risk, data-quality]", "sections: [summary, bridge]"))
+    env = airflow_env(root / "home", CXPIPELINE_PACKS_DIR=str(packs), CXPIPELINE_OUTPUT_ROOT=str(root / "out"),
+                      CXPIPELINE_TASK_RETRIES="2", CXPIPELINE_RETRY_DELAY_SECONDS="1")
+    result = run_script("dag_test_units.py", env, str(root / "out"), timeout=900)
+    return {run["name"]: run for run in result["runs"]}
+
+
+def _tis(run, task):
+    return {ti[4] or ti[1]: (ti[2], ti[3]) for ti in run["tis"] if ti[0] == task}
+
+
+def test_weekly_run_builds_and_sends_each_unit_pack_and_one_failing_unit_fails_alone(units_scenario):
+    run = units_scenario["weekly"]
+    assert run["data_interval"] == ["2026-09-21 00:00:00+00:00", "2026-09-28 00:00:00+00:00"]  # 2026-W39
+    assert run["state"] == "failed"  # North failed its checks ...
+    packs = _tis(run, "unit_pack")
+    assert packs["North"] == ("failed", 1)  # ... at once, no retry
+    assert {name: state for name, (state, _) in packs.items() if name != "North"} == {
+        "East": "success", "International": "success", "South": "success", "West": "success"}
+    assert _tis(run, "deliver_unit")["North"][0] == "upstream_failed"
+    assert _tis(run, "deliver")[0] == ("success", 1)  # the company pack is unaffected
+    by_rcpt = {tuple(e["to"]): e for e in run["emails"]}
+    assert set(by_rcpt) == {("trading@example.com",), ("south@example.com",), ("east@example.com",),
+                            ("west@example.com",), ("intl@example.com",)}
+    assert by_rcpt[("south@example.com",)]["subject"] == "Demo Retail Ltd - South weekly pack 2026-W39"
+    assert by_rcpt[("south@example.com",)]["filename"] == "regions_weekly--south_2026-W39_board_pack.pdf"
+    assert by_rcpt[("trading@example.com",)]["subject"] == "Demo Retail Ltd weekly pack 2026-W39"
+
+
+def test_rerun_sends_nothing_twice_and_one_unit_can_be_rerun_by_name(units_scenario):
+    assert units_scenario["rerun"]["emails"] == []
+    one = units_scenario["one_unit"]
+    assert list(_tis(one, "unit_pack")) == ["South"]
+    assert [e["to"] for e in one["emails"]] == [["trading@example.com"], ["south@example.com"]]
+
+
+def test_permanent_errors_fail_at_once_and_smtp_outages_are_retried(units_scenario):
+    permanent = units_scenario["permanent"]
+    assert permanent["state"] == "failed"
+    assert _tis(permanent, "validate")[0] == ("failed", 1)  # 2027-W01 is not in the data: no retry
+    down = units_scenario["smtp_down"]
+    assert down["state"] == "failed"
+    assert _tis(down, "deliver")[0] == ("failed", 3)  # connection refused: tried 1 + 2 retries
+    assert _tis(down, "unit_pack")["East"] == ("success", 1)
