@@ -373,8 +373,8 @@ def operator_doc(header: PackHeader, *, artifact_url: str | None = None, output_
     units = ""
     if header.units_by:
         listed = "".join(f"\n  - {name}: {', '.join(to) or 'nobody'}" for name, to in header.unit_recipients.items())
-        units = (f"\n- **Unit packs**: one per `{' / '.join(header.units_by)}` found in the extract (mapped "
-                 f"tasks `unit_pack` and `deliver_unit`, one per unit; a failing unit fails only its own task), "
+        units = (f"\n- **Unit packs**: one per `{' / '.join(header.units_by)}` found in the extract (the mapped "
+                 f"task group `unit`: `unit.pack` and `unit.deliver` per unit; a failing unit fails only its own tasks), "
                  f"in `{root}/{header.pack_id}--<unit>/<period>/`. Recipients:{listed or ' none listed'}")
     example = {"week": "2026-W14", "month": "2026-03", "quarter": "2026-Q1", "year": "2026"}[header.kind]
     return f"""### {header.company_name} board pack `{header.pack_id}`

@@ -1,7 +1,7 @@
 """One board-pack DAG per pack file in ``$CXPIPELINE_PACKS_DIR`` (docs/airflow.md).
 
 ``extract -> validate -> metrics -> model -> render -> check -> publish -> deliver``, and per unit
-``model -> units -> unit_pack[unit] -> deliver_unit[unit]`` (mapped). Each task is one call of
+``model -> units -> unit.pack[unit] -> unit.deliver[unit]`` (a mapped task group). Each task is one call of
 :mod:`cxpipeline.runs`; only small dicts go through XCom. Errors the library knows to be
 permanent fail their task at once (no retry); connection errors retry with backoff. A pack file
 that cannot be read keeps its DAG id and schedule and fails every run loudly.
@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowFailException
 
 from cx_timetables import ReportingPeriodTimetable
@@ -144,13 +144,13 @@ def build_dag(path: Path, header: runs.PackHeader):
         def units(modelled: dict) -> list[dict]:
             return runs.run_units(config, modelled["period"], OUTPUT_ROOT, only=get_current_context()["params"]["unit"])
 
-        @task(doc_md="Build, render and check one unit's pack from the company extract.",
+        @task(task_id="pack", doc_md="Build, render and check one unit's pack from the company extract.",
               map_index_template="{{ task.op_kwargs['unit']['name'] }}")
         @fail_fast
         def unit_pack(modelled: dict, unit: dict) -> dict:
             return runs.build_unit(config, modelled["period"], unit, OUTPUT_ROOT)
 
-        @task(doc_md="Email one unit's checked pack to the unit's recipients.",
+        @task(task_id="deliver", doc_md="Email one unit's checked pack to the unit's recipients.",
               map_index_template="{{ task.op_kwargs['built']['unit'] }}")
         @fail_fast
         def deliver_unit(built: dict) -> dict:
@@ -158,13 +158,17 @@ def build_dag(path: Path, header: runs.PackHeader):
             return runs.deliver(config, built["folder"], smtp=_smtp(header.smtp_conn_id), unit=built["unit"],
                                 recipients=p["recipients"] or built["recipients"], resend=p["resend"], dry_run=p["dry_run"])
 
+        @task_group(group_id="unit")  # mapped: each unit's deliver waits for its own pack only
+        def unit_branch(modelled: dict, unit: dict):
+            deliver_unit(unit_pack(modelled, unit))
+
         validate = stage("validate", "Refuse an extract a pack must not be built from (coverage, exclusions).")
         modelled = stage("model", "Fit the at-risk model and score every customer.")(
             stage("metrics", "Compute every metric table and metrics.json.")(validate(extract())))
         deliver(publish(stage("check", "Check the pack; only a deliverable pack goes on.")(
             stage("render", "Render board_pack.pdf and .html.")(modelled))))
         if header.units_by:
-            deliver_unit.expand(built=unit_pack.partial(modelled=modelled).expand(unit=units(modelled)))
+            unit_branch.partial(modelled=modelled).expand(unit=units(modelled))
 
     return board_pack()
 

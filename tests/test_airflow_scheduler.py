@@ -10,7 +10,7 @@ One Airflow serves the whole module (two pack files, two DAGs):
    overlap in time, and each month still gets its own checked, published and emailed pack whose
    numbers match the source;
 3. a weekly pack with units by region is triggered for 2026-W39: the scheduler runs
-   ``unit_pack`` and ``deliver_unit`` mapped over the 5 regions the extract found, and each
+   the task group ``unit`` (``unit.pack`` -> ``unit.deliver``) mapped over the 5 regions the extract found, and each
    subscribed region gets its own pack.
 
 The Airflow processes run in their own process group and are stopped at the end, whatever
@@ -370,9 +370,9 @@ def test_weekly_run_maps_one_unit_pack_per_region(airflow_stack):
     state = _wait("the weekly run to finish", finished, 420, procs, logs)
     tis = _request("GET", f"{run_url}/taskInstances?limit=100", token=token)[1]["task_instances"]
     assert state == "success", sorted((t["task_id"], t["map_index"], t["state"]) for t in tis)
-    mapped = sorted((t["rendered_map_index"], t["state"]) for t in tis if t["task_id"] == "unit_pack")
+    mapped = sorted((t["rendered_map_index"], t["state"]) for t in tis if t["task_id"] == "unit.pack")
     assert mapped == [(region, "success") for region in ["East", "International", "North", "South", "West"]]
-    assert len([t for t in tis if t["task_id"] == "deliver_unit"]) == 5
+    assert len([t for t in tis if t["task_id"] == "unit.deliver" and t["state"] == "success"]) == 5
     north = _messages_of(airflow_stack["smtp"], "weekly_units--north")
     assert [rcpts for rcpts, _ in north] == [["north@example.com"]]
     assert north[0][1]["Subject"] == "Demo Retail Ltd - North weekly pack 2026-W39"

@@ -21,7 +21,7 @@ def test_example_packs_parse_fast_without_db_or_connections(tmp_path):
     assert result["import_errors"] == {}
     assert result["dag_ids"] == ["cx_board_pack_demo_airflow", "cx_board_pack_regions_weekly"]
     assert result["tasks"]["cx_board_pack_demo_airflow"] == STAGES
-    assert result["tasks"]["cx_board_pack_regions_weekly"] == STAGES + ["units", "unit_pack", "deliver_unit"]
+    assert result["tasks"]["cx_board_pack_regions_weekly"] == STAGES + ["units", "unit.pack", "unit.deliver"]
     assert result["queries"] == [] and result["connects"] == [] and result["lookups"] == []
     for stat in result["stats"]:
         assert stat["duration"] < 0.5, stat
@@ -30,8 +30,8 @@ def test_example_packs_parse_fast_without_db_or_connections(tmp_path):
     # the chain reads as it runs: one edge per step, the units branching off the model
     assert sorted(result["edges"]["cx_board_pack_demo_airflow"]) == sorted(map(list, zip(STAGES, STAGES[1:])))
     assert sorted(result["edges"]["cx_board_pack_regions_weekly"]) == sorted(
-        list(map(list, zip(STAGES, STAGES[1:]))) + [["model", "units"], ["model", "unit_pack"],
-                                                     ["units", "unit_pack"], ["unit_pack", "deliver_unit"]])
+        list(map(list, zip(STAGES, STAGES[1:]))) + [["model", "units"], ["model", "unit.pack"],
+                                                     ["units", "unit.pack"], ["unit.pack", "unit.deliver"]])
     # operators read a Markdown page per pack, and every task has a doc
     doc = result["doc_md"]["cx_board_pack_regions_weekly"]
     assert "every ISO week" in doc and "north@example.com" in doc and "resend" in doc
@@ -280,11 +280,14 @@ def test_weekly_run_builds_and_sends_each_unit_pack_and_one_failing_unit_fails_a
     run = units_scenario["weekly"]
     assert run["data_interval"] == ["2026-09-21 00:00:00+00:00", "2026-09-28 00:00:00+00:00"]  # 2026-W39
     assert run["state"] == "failed"  # North failed its checks ...
-    packs = _tis(run, "unit_pack")
+    packs = _tis(run, "unit.pack")
     assert packs["North"] == ("failed", 1)  # ... at once, no retry
     assert {name: state for name, (state, _) in packs.items() if name != "North"} == {
         "East": "success", "International": "success", "South": "success", "West": "success"}
-    assert _tis(run, "deliver_unit")["North"][0] == "upstream_failed"
+    delivered = _tis(run, "unit.deliver")  # each unit's delivery waits for its own pack only
+    assert delivered["North"][0] == "upstream_failed"
+    assert {name: state for name, (state, _) in delivered.items() if name != "North"} == {
+        "East": "success", "International": "success", "South": "success", "West": "success"}
     assert _tis(run, "deliver")[0] == ("success", 1)  # the company pack is unaffected
     by_rcpt = {tuple(e["to"]): e for e in run["emails"]}
     assert set(by_rcpt) == {("trading@example.com",), ("south@example.com",), ("east@example.com",),
@@ -297,8 +300,8 @@ def test_weekly_run_builds_and_sends_each_unit_pack_and_one_failing_unit_fails_a
 def test_rerun_sends_nothing_twice_and_one_unit_can_be_rerun_by_name(units_scenario):
     assert units_scenario["rerun"]["emails"] == []
     one = units_scenario["one_unit"]
-    assert list(_tis(one, "unit_pack")) == ["South"]
-    assert [e["to"] for e in one["emails"]] == [["trading@example.com"], ["south@example.com"]]
+    assert list(_tis(one, "unit.pack")) == ["South"]
+    assert sorted(e["to"][0] for e in one["emails"]) == ["south@example.com", "trading@example.com"]
 
 
 def test_permanent_errors_fail_at_once_and_smtp_outages_are_retried(units_scenario):
@@ -308,4 +311,5 @@ def test_permanent_errors_fail_at_once_and_smtp_outages_are_retried(units_scenar
     down = units_scenario["smtp_down"]
     assert down["state"] == "failed"
     assert _tis(down, "deliver")[0] == ("failed", 3)  # connection refused: tried 1 + 2 retries
-    assert _tis(down, "unit_pack")["East"] == ("success", 1)
+    assert _tis(down, "unit.pack")["East"] == ("success", 1)
+    assert _tis(down, "unit.deliver")["East"] == ("failed", 3)
