@@ -104,3 +104,37 @@ def test_two_level_units_and_unknown_unit_names_are_refused(company, tmp_path):
         run_units(config, result.period, only=["Nowhere"])
     with pytest.raises(ConfigError, match="outside the allowed domains"):
         _config(tmp_path, recipients={"West": ["west@elsewhere.org"]})
+
+
+def test_cli_builds_one_unit_and_sends_it_once(tmp_path, monkeypatch, capsys):
+    from cxpipeline.cli import main
+    from tests.smtp_fixtures import attachment_of, start_smtp_server
+
+    pack = tmp_path / "units.yaml"
+    pack.write_text("pack_id: cli_units\nsource: {kind: demo, customers: 300, years: 2}\n"
+                    "output: {root: out, sections: [summary, bridge]}\n"
+                    "delivery: {recipients: [board@example.com], subject: '{company} pack {period}'}\n"
+                    "units: {by: region, recipients: {West: [west@example.com]}}\n")
+    assert main(["run", "--config", str(pack), "--period", "2026-Q2", "--unit", "west"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].endswith("cli_units--west/2026-Q2/board_pack.pdf")  # the unit's, then the company's
+    assert lines[-1].endswith("cli_units/2026-Q2/board_pack.pdf")
+    server = start_smtp_server()
+    try:
+        for key, value in {"CXPIPELINE_SMTP_HOST": "127.0.0.1", "CXPIPELINE_SMTP_PORT": str(server.port),
+                           "CXPIPELINE_SMTP_FROM": "reports@example.com"}.items():
+            monkeypatch.setenv(key, value)
+        send = ["send", "--config", str(pack), "--period", "2026-Q2", "--unit", "West"]
+        assert main(send) == 0
+        assert main(send) == 0  # resend off: nothing twice
+        assert server.handler.recipients() == ["west@example.com"]
+        message = server.handler.messages[0][1]
+        assert message["Subject"] == "Demo Retail Ltd - West pack 2026-Q2"
+        assert attachment_of(message)[1] == "cli_units--west_2026-Q2_board_pack.pdf"
+        ledger = [json.loads(line) for line in
+                  (tmp_path / "out" / "cli_units--west" / "2026-Q2" / "delivery_ledger.jsonl").read_text().splitlines()]
+        assert [(r["unit"], r["recipient"], r["result"]) for r in ledger] == [("West", "west@example.com", "sent")]
+    finally:
+        server.stop()
+    assert main(["run", "--config", str(pack), "--period", "2026-Q2", "--unit", "Nowhere"]) == 2
+    assert "No unit named 'Nowhere'" in capsys.readouterr().err
