@@ -26,10 +26,11 @@ from typing import Any
 import yaml
 
 from cxpipeline.errors import ConfigError
-from cxpipeline.periods import PERIOD_TYPES, Period, parse_period, period_containing
+from cxpipeline.periods import PERIOD_LABEL_PATTERN, PERIOD_TYPES, Period, parse_period, period_containing
 
 __all__ = [
     "PackHeader",
+    "RUN_PARAMS",
     "read_pack_header",
     "fallback_pack_id",
     "pack_files",
@@ -42,6 +43,17 @@ __all__ = [
     "operator_doc",
 ]
 
+#: The params of a manual run as JSON schemas (the DAG turns each into an Airflow ``Param``).
+RUN_PARAMS: dict[str, dict[str, Any]] = {
+    "period": {"default": None, "type": ["null", "string"], "pattern": PERIOD_LABEL_PATTERN,
+               "description": "2026-W14, 2026-03, 2026-Q1, FY2026-Q1 or 2026. Empty: the period of the run's "
+                              "data interval (for a manual run: the latest period that has ended)."},
+    "recipients": {"default": [], "type": "array", "items": {"type": "string"},
+                   "description": "Send to these instead of the configured recipients."},
+    "dry_run": {"default": False, "type": "boolean", "description": "Build and check, send nothing."},
+    "resend": {"default": False, "type": "boolean", "description": "Send even to whoever already has this PDF."},
+    "unit": {"default": None, "type": ["null", "string"], "description": "Build and send only this unit (e.g. North)."},
+}
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PACK_ID = re.compile(r"^pack_id:\s*['\"]?([A-Za-z0-9_-]{1,64})['\"]?\s*(#.*)?$", re.MULTILINE)
 _PERIOD_TYPE = re.compile(r"^\s+type:\s*['\"]?(week|month|quarter|year)['\"]?\s*(#.*)?$", re.MULTILINE)

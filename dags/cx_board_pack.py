@@ -21,7 +21,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from cx_timetables import ReportingPeriodTimetable
 from cxpipeline import runs
 from cxpipeline.errors import is_transient
-from cxpipeline.periods import PERIOD_LABEL_PATTERN
 
 _DEFAULT_PACKS = Path(__file__).resolve().parents[1] / "examples" / "airflow" / "packs"
 PACKS_DIR = os.environ.get("CXPIPELINE_PACKS_DIR") or (str(_DEFAULT_PACKS) if _DEFAULT_PACKS.is_dir() else None)
@@ -92,19 +91,12 @@ def _dag_args(pack_id: str, kind: str, fiscal: int, smtp_conn_id: str, doc: str)
     return dict(
         dag_id=f"cx_board_pack_{pack_id}", schedule=ReportingPeriodTimetable(kind, fiscal), start_date=START_DATE,
         catchup=False, max_active_runs=1, tags=["cxpipeline", kind], doc_md=doc,
-        default_args={"retries": int(os.environ.get("CXPIPELINE_TASK_RETRIES", "2")), "retry_delay": timedelta(seconds=float(os.environ.get("CXPIPELINE_RETRY_DELAY_SECONDS", "30"))),
+        default_args={"retries": int(os.environ.get("CXPIPELINE_TASK_RETRIES", "2")),  # transient errors only
+                      "retry_delay": timedelta(seconds=float(os.environ.get("CXPIPELINE_RETRY_DELAY_SECONDS", "30"))),
                       "retry_exponential_backoff": 2.0, "max_retry_delay": timedelta(minutes=10),
                       "on_failure_callback": _alert(smtp_conn_id)},
-        params={
-            "period": Param(None, type=["null", "string"], pattern=PERIOD_LABEL_PATTERN,
-                            description="2026-W14, 2026-03, 2026-Q1, FY2026-Q1 or 2026. Empty: the period of the "
-                                        "run's data interval (for a manual run: the latest period that has ended)."),
-            "recipients": Param([], type="array", items={"type": "string"},
-                                description="Send to these instead of the configured recipients."),
-            "dry_run": Param(False, type="boolean", description="Build and check, send nothing."),
-            "resend": Param(False, type="boolean", description="Send even to whoever already has this PDF."),
-            "unit": Param(None, type=["null", "string"], description="Build and send only this unit (e.g. North)."),
-        },
+        params={name: Param(spec["default"], **{k: v for k, v in spec.items() if k != "default"})
+                for name, spec in runs.RUN_PARAMS.items()},
     )
 
 
