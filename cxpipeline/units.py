@@ -168,10 +168,12 @@ def _unit_extract(config: Config, unit: Unit, company: Path, folder: Path) -> di
     dq = read_json(company / "data_quality.json")
     panel = read_table(folder, "panel", columns=["customer_id"])
     note = (f"Unit {unit.name}: {len(keep)} of {len(customers)} customers "
-            f"({', '.join(f'{k} = {v}' for k, v in unit.values.items())}). Rows in, excluded and the tie-out "
-            "above are the company extract's, from which every unit pack is cut.")
+            f"({', '.join(f'{k} = {v}' for k, v in unit.values.items())}). Rows in and excluded "
+            "are the company extract's, from which every unit pack is cut.")
+    # The source's period totals are the company's: they are kept for the record, not printed as
+    # this unit's tie-out (the unit's revenue is a part of them).
     dq.update({"count_customers": int(len(keep)), "count_panel_rows": int(len(panel)), "unit": unit.name,
-               "notes": [*dq.get("notes", []), note]})
+               "notes": [*dq.get("notes", []), note], "company_tie_out": dq.get("tie_out", []), "tie_out": []})
     write_json(folder / "data_quality.json", dq)
     for name in ("manifest.json",):
         if (company / name).exists():

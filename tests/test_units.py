@@ -65,6 +65,8 @@ def test_a_unit_pack_names_its_unit_and_keeps_only_its_customers(company):
     scores = pd.read_parquet(f"{west['folder']}/scores.parquet")
     assert set(scores["customer_id"]) <= set(customers["customer_id"])
     assert list(scores["at_risk_rank"]) == list(range(1, len(scores) + 1))
+    dq = json.loads((Path(west["folder"]) / "data_quality.json").read_text())
+    assert dq["unit"] == "West" and dq["tie_out"] == [] and dq["company_tie_out"]  # no company total as the unit's
     uconfig = unit_config(config, "West")
     assert uconfig.brand.company_name == "Demo Retail Ltd - West"
     assert "region" not in uconfig.segments
