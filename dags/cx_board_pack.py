@@ -137,16 +137,18 @@ def build_dag(path: Path, header: runs.PackHeader):
             return runs.run_units(config, modelled["period"], OUTPUT_ROOT, only=get_current_context()["params"]["unit"])
 
         @task(task_id="pack", doc_md="Build, render and check one unit's pack from the company extract.",
-              map_index_template="{{ task.op_kwargs['unit']['name'] }}")
+              map_index_template="{{ unit_name }}")
         @fail_fast
         def unit_pack(modelled: dict, unit: dict) -> dict:
+            get_current_context()["unit_name"] = unit["name"]  # names the mapped instance in the UI
             return runs.build_unit(config, modelled["period"], unit, OUTPUT_ROOT)
 
         @task(task_id="deliver", doc_md="Email one unit's checked pack to the unit's recipients.",
-              map_index_template="{{ task.op_kwargs['built']['unit'] }}")
+              map_index_template="{{ unit_name }}")
         @fail_fast
         def deliver_unit(built: dict) -> dict:
-            p = get_current_context()["params"]
+            context = get_current_context()
+            context["unit_name"], p = built["unit"], context["params"]
             return runs.deliver(config, built["folder"], smtp=_smtp(header.smtp_conn_id), unit=built["unit"],
                                 recipients=p["recipients"] or built["recipients"], resend=p["resend"], dry_run=p["dry_run"])
 
