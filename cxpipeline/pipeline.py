@@ -70,7 +70,8 @@ class PackResult:
 
 def pack_folder(config: Config, period: Period, output_root: str | Path | None = None) -> Path:
     root = Path(output_root) if output_root is not None else config.resolve(config.output.root)
-    return artifact_dir(root, config.pack_id, period.label)
+    # Resolved: logs, XCom and emails name /srv/out/..., not packs/../../../out/...
+    return artifact_dir(root.resolve(), config.pack_id, period.label)
 
 
 def resolve_period(config: Config, period_label: str | None, last_day_of_data: date | None = None,

@@ -140,3 +140,13 @@ def test_cli_builds_one_unit_and_sends_it_once(tmp_path, monkeypatch, capsys):
         server.stop()
     assert main(["run", "--config", str(pack), "--period", "2026-Q2", "--unit", "Nowhere"]) == 2
     assert "No unit named 'Nowhere'" in capsys.readouterr().err
+
+
+def test_pack_folders_are_resolved_paths(tmp_path):
+    from cxpipeline.pipeline import pack_folder
+    from cxpipeline.periods import parse_period
+
+    (tmp_path / "packs").mkdir()
+    config = config_from_dict({"pack_id": "p", "output": {"root": "../out"}}, base_dir=tmp_path / "packs")
+    folder = pack_folder(config, parse_period("2026-W14"))
+    assert ".." not in folder.parts and folder == (tmp_path / "out" / "p" / "2026-W14").resolve()
