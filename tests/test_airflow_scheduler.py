@@ -376,6 +376,6 @@ def test_weekly_run_maps_one_unit_pack_per_region(airflow_stack):
     north = _messages_of(airflow_stack["smtp"], "weekly_units--north")
     assert [rcpts for rcpts, _ in north] == [["north@example.com"]]
     assert north[0][1]["Subject"] == "Demo Retail Ltd - North weekly pack 2026-W39"
-    assert [rcpts for rcpts, _ in _messages_of(airflow_stack["smtp"], "weekly_units_")] == [["trading@example.com"]]
+    assert [rcpts for rcpts, _ in _messages_of(airflow_stack["smtp"], "weekly_units")] == [["trading@example.com"]]
     folder = airflow_stack["out"] / "weekly_units--north" / "2026-W39"
     assert json.loads((folder / "checks.json").read_text())["is_deliverable"] is True
