@@ -43,7 +43,7 @@ export CXPIPELINE_ALERT_TO="${CXPIPELINE_ALERT_TO:-ops@example.com}"
 export PYTHONPATH="$REPO:$REPO/plugins${PYTHONPATH:+:$PYTHONPATH}"
 
 airflow db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { tail -20 "$AIRFLOW_HOME/migrate.log"; exit 1; }
-trap 'kill -TERM -- -$$ 2>/dev/null || true' INT TERM EXIT
+trap 'kill -TERM $(jobs -p) 2>/dev/null || true' INT TERM EXIT
 python -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" >"$AIRFLOW_HOME/smtp.log" 2>&1 &
 airflow api-server --host 127.0.0.1 --port "$PORT" --workers 1 >"$AIRFLOW_HOME/api-server.log" 2>&1 &
 airflow scheduler >"$AIRFLOW_HOME/scheduler.log" 2>&1 &
