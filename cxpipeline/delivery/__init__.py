@@ -22,9 +22,10 @@ Rules:
   the recipients that failed.
 - Transient failures (4xx replies, dropped or refused connections, timeouts) are retried with
   exponential backoff; permanent ones (5xx, e.g. a rejected recipient) are recorded as failed
-  at once. A server that cannot be reached at all (refused connection, timeout) is tried
-  ``retries`` times for the first recipient only; the others are recorded as failed with the
-  same error (which names the host, port and connection) instead of waiting again each.
+  at once. A server that cannot be reached at all (refused connection, timeout) is tried twice
+  (at most) for the first recipient only; the others are recorded as failed with the same error
+  (which names the host, port and connection) instead of waiting again each: waiting out an
+  outage is the caller's retry (Airflow retries the task with backoff).
 - A delivery whose failures were all transient raises a ``DeliveryError`` marked transient
   (:func:`cxpipeline.errors.is_transient`): Airflow retries it; a permanent one fails at once.
 - A dry run checks all of that, needs complete SMTP settings, builds every message it would
@@ -311,7 +312,10 @@ def send_pack(
                     except Exception as exc:  # noqa: BLE001 - classified right below
                         kind = classify(exc, address, smtp)
                         error, is_transient = str(kind), not isinstance(kind, Permanent)
-                        if isinstance(kind, Permanent) or attempts > retries:
+                        # An unreachable server is tried twice at most here: the caller (Airflow's
+                        # task retry, with its own backoff) waits out an outage, not each email.
+                        limit = min(retries, 1) if isinstance(kind, Unreachable) else retries
+                        if isinstance(kind, Permanent) or attempts > limit:
                             if isinstance(kind, Unreachable):
                                 unreachable = error
                             break
