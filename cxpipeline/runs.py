@@ -113,29 +113,35 @@ def read_pack_header(path: str | Path) -> PackHeader:
     delivery = _mapping(data.get("delivery"), "delivery", where)
     units = _mapping(data.get("units"), "units", where)
     output = _mapping(data.get("output"), "output", where)
-    pack_id = str(data.get("pack_id", "demo"))
+    from cxpipeline.config import BrandConfig, Config, DeliveryConfig, OutputConfig, PeriodConfig
+
+    def default(model, name: str):  # one set of defaults: the config's own
+        return model.model_fields[name].default
+
+    pack_id = str(data.get("pack_id", default(Config, "pack_id")))
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", pack_id):
         raise ConfigError(f"pack_id {pack_id!r} may hold only letters, digits, _ and - (1-64).", where=where,
                           fix="e.g. pack_id: retail_uk")
-    kind = str(period.get("type", "quarter"))
+    kind = str(period.get("type", default(PeriodConfig, "type")))
     if kind not in PERIOD_TYPES:
         raise ConfigError(f"period.type {kind!r} is not one of {', '.join(PERIOD_TYPES)}.", where=where,
                           fix="e.g. period: {type: week}")
     by = units.get("by") or []
     try:
-        fiscal = int(period.get("fiscal_year_start_month", 1))
+        fiscal = int(period.get("fiscal_year_start_month", default(PeriodConfig, "fiscal_year_start_month")))
     except (TypeError, ValueError):
         raise ConfigError("period.fiscal_year_start_month must be a month number 1-12.", where=where,
                           fix="e.g. fiscal_year_start_month: 4") from None
     return PackHeader(
         path=where, pack_id=pack_id, kind=kind, fiscal_year_start_month=fiscal,
-        comparison=str(period.get("comparison", "previous")),
-        company_name=str(_mapping(data.get("brand"), "brand", where).get("company_name", "Demo Retail Ltd")),
+        comparison=str(period.get("comparison", default(PeriodConfig, "comparison"))),
+        company_name=str(_mapping(data.get("brand"), "brand", where).get(
+            "company_name", default(BrandConfig, "company_name"))),
         recipients=[str(r) for r in delivery.get("recipients") or []],
-        smtp_conn_id=str(delivery.get("smtp_conn_id", "smtp_default")),
+        smtp_conn_id=str(delivery.get("smtp_conn_id", default(DeliveryConfig, "smtp_conn_id"))),
         units_by=[by] if isinstance(by, str) else [str(b) for b in by],
         unit_recipients={str(k): [str(a) for a in v or []] for k, v in _mapping(units.get("recipients"), "units.recipients", where).items()},
-        output_root=str(output.get("root", "out")),
+        output_root=str(output.get("root", default(OutputConfig, "root"))),
     )
 
 

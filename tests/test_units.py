@@ -150,3 +150,20 @@ def test_pack_folders_are_resolved_paths(tmp_path):
     config = config_from_dict({"pack_id": "p", "output": {"root": "../out"}}, base_dir=tmp_path / "packs")
     folder = pack_folder(config, parse_period("2026-W14"))
     assert ".." not in folder.parts and folder == (tmp_path / "out" / "p" / "2026-W14").resolve()
+
+
+def test_pack_header_defaults_are_the_configs(tmp_path):
+    from cxpipeline.config import config_from_dict
+    from cxpipeline.runs import fallback_pack_id, read_pack_header
+
+    pack = tmp_path / "minimal.yaml"
+    pack.write_text("source: {kind: demo}\n")
+    header, config = read_pack_header(pack), config_from_dict({"source": {"kind": "demo"}})
+    assert (header.pack_id, header.kind, header.fiscal_year_start_month, header.smtp_conn_id,
+            header.company_name) == (config.pack_id, config.period.type, config.period.fiscal_year_start_month,
+                                     config.delivery.smtp_conn_id, config.brand.company_name)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("pack_id: weekly_uk  # the UK\nperiod:\n  type: week\nbrand: [oops\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_pack_header(broken)
+    assert fallback_pack_id(broken) == ("weekly_uk", "week")
