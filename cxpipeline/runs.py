@@ -57,6 +57,7 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PACK_ID = re.compile(r"^pack_id:\s*['\"]?([A-Za-z0-9_-]{1,64})['\"]?\s*(#.*)?$", re.MULTILINE)
 _PERIOD_TYPE = re.compile(r"^\s+type:\s*['\"]?(week|month|quarter|year)['\"]?\s*(#.*)?$", re.MULTILINE)
+_FISCAL = re.compile(r"^\s+fiscal_year_start_month:\s*([1-9]|1[0-2])\s*(#.*)?$", re.MULTILINE)
 _STAGES = {"extract": "extract", "metrics": "compute_metrics", "model": "score_customers",
            "render": "render_pack", "check": "check_pack"}
 
@@ -145,18 +146,18 @@ def read_pack_header(path: str | Path) -> PackHeader:
     )
 
 
-def fallback_pack_id(path: str | Path) -> tuple[str, str]:
-    """The pack id and period type of a file :func:`read_pack_header` refused, read line by
-    line (``pack_id: x`` at the top level), else the file's name and ``quarter``: a broken file
-    keeps its DAG id and schedule, so its runs fail loudly instead of the DAG disappearing."""
+def fallback_pack_id(path: str | Path) -> tuple[str, str, int]:
+    """The pack id, period type and fiscal start of a file :func:`read_pack_header` refused,
+    read line by line (``pack_id: x`` at the top level), else the file's name, ``quarter`` and
+    1: a broken file keeps its DAG id and schedule, so its runs fail loudly instead of the DAG
+    disappearing."""
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
-    found = _PACK_ID.search(text)
-    kind = _PERIOD_TYPE.search(text)
+    found, kind, fiscal = _PACK_ID.search(text), _PERIOD_TYPE.search(text), _FISCAL.search(text)
     return (found.group(1) if found else re.sub(r"[^A-Za-z0-9_-]", "_", Path(path).stem)[:64],
-            kind.group(1) if kind else "quarter")
+            kind.group(1) if kind else "quarter", int(fiscal.group(1)) if fiscal else 1)
 
 
 def pack_files(folder: str | Path | None, variable: str = "CXPIPELINE_PACKS_DIR") -> list[Path]:

@@ -169,9 +169,9 @@ def build_dag(path: Path, header: runs.PackHeader):
 
 def broken_dag(path: Path, error: Exception):
     """A pack file that cannot be read keeps its DAG id and schedule; every run fails loudly."""
-    pack_id, kind = runs.fallback_pack_id(path)
+    pack_id, kind, fiscal = runs.fallback_pack_id(path)
 
-    @dag(**{**_dag_args(pack_id, kind, 1, "smtp_default", f"### Broken pack file\n\n`{path}`\n\n```\n{error}\n```"),
+    @dag(**{**_dag_args(pack_id, kind, fiscal, "smtp_default", f"### Broken pack file\n\n`{path}`\n\n```\n{error}\n```"),
             "tags": ["cxpipeline", "config-error"]})
     def board_pack():
         @task(doc_md="Fails: the pack file cannot be read (see the DAG's docs).")

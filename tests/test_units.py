@@ -163,7 +163,8 @@ def test_pack_header_defaults_are_the_configs(tmp_path):
             header.company_name) == (config.pack_id, config.period.type, config.period.fiscal_year_start_month,
                                      config.delivery.smtp_conn_id, config.brand.company_name)
     broken = tmp_path / "broken.yaml"
-    broken.write_text("pack_id: weekly_uk  # the UK\nperiod:\n  type: week\nbrand: [oops\n")
+    broken.write_text("pack_id: retail_uk  # the UK\nperiod:\n  type: year\n  fiscal_year_start_month: 4\n"
+                      "brand: [oops\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_pack_header(broken)
-    assert fallback_pack_id(broken) == ("weekly_uk", "week")
+    assert fallback_pack_id(broken) == ("retail_uk", "year", 4)
