@@ -27,6 +27,11 @@ PACKS_DIR = os.environ.get("CXPIPELINE_PACKS_DIR") or (str(_DEFAULT_PACKS) if _D
 START_DATE = pendulum.parse(os.environ.get("CXPIPELINE_START_DATE") or "2020-01-01", tz="UTC")
 OUTPUT_ROOT = os.environ.get("CXPIPELINE_OUTPUT_ROOT") or None  # None: output.root of the config
 ARTIFACT_URL = os.environ.get("CXPIPELINE_ARTIFACT_URL", "").strip() or None
+STAGE_DOCS = {"validate": "Refuse an extract a pack must not be built from (coverage, exclusions).",
+              "metrics": "Compute every metric table and metrics.json.",
+              "model": "Fit the at-risk model and score every customer.",
+              "render": "Render board_pack.pdf and .html.",
+              "check": "Check the pack; only a deliverable pack goes on."}
 
 
 def fail_fast(function):
@@ -112,8 +117,8 @@ def build_dag(path: Path, header: runs.PackHeader):
             context = get_current_context()
             return runs.start_run(config, period=context["params"]["period"], output_root=OUTPUT_ROOT, **_interval(context))
 
-        def stage(name: str, doc: str):
-            @task(task_id=name, doc_md=doc)
+        def stage(name: str):
+            @task(task_id=name, doc_md=STAGE_DOCS[name])
             @fail_fast
             def run_stage(previous: dict) -> dict:
                 return runs.run_stage(name, config, previous, OUTPUT_ROOT)
@@ -156,11 +161,13 @@ def build_dag(path: Path, header: runs.PackHeader):
         def unit_branch(modelled: dict, unit: dict):
             deliver_unit(unit_pack(modelled, unit))
 
-        validate = stage("validate", "Refuse an extract a pack must not be built from (coverage, exclusions).")
-        modelled = stage("model", "Fit the at-risk model and score every customer.")(
-            stage("metrics", "Compute every metric table and metrics.json.")(validate(extract())))
-        deliver(publish(stage("check", "Check the pack; only a deliverable pack goes on.")(
-            stage("render", "Render board_pack.pdf and .html.")(modelled))))
+        run = extract()
+        for name in ("validate", "metrics", "model"):
+            run = stage(name)(run)
+        modelled = run
+        for name in ("render", "check"):
+            run = stage(name)(run)
+        deliver(publish(run))
         if header.units_by:
             unit_branch.partial(modelled=modelled).expand(unit=units(modelled))
 
