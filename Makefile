@@ -12,7 +12,7 @@ PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3)
 SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils
 export PYTHONWARNINGS := ignore
 
-.PHONY: demo test test-fast setup system services lock clean FORCE
+.PHONY: demo test test-fast airflow setup system services lock clean FORCE
 
 demo: setup
 	@$(VENV)/bin/cxpipeline demo
@@ -23,6 +23,11 @@ test: setup services
 # The unit lane: metrics, reading rules, model and architecture tests (no services, no renders).
 test-fast: setup
 	@$(PY) -m pytest -q -p no:cacheprovider -n 2 -m "not integration and not slow"
+
+# A local Airflow (no Docker): api-server, scheduler, dag-processor on 127.0.0.1, the local
+# PostgreSQL (else SQLite), an SMTP sink; prints the UI address and password (docs/airflow.md).
+airflow: setup
+	@scripts/airflow_local.sh
 
 # The project's own modules are compiled too (only those changed since: ~0.3 s a process).
 setup: system $(VENV)/.installed

@@ -25,6 +25,7 @@ __all__ = [
     "DemoSource",
     "FileSource",
     "SqlSource",
+    "UnitsConfig",
     "load_config",
     "config_from_dict",
     "config_hash",
@@ -203,7 +204,8 @@ Source = Annotated[Union[DemoSource, FileSource, SqlSource], Field(discriminator
 
 
 class PeriodConfig(_Strict):
-    type: Literal["month", "quarter", "year"] = "quarter"
+    # week: ISO weeks (Monday start, labels 2026-W14); the lapse window and model horizon stay in days.
+    type: Literal["week", "month", "quarter", "year"] = "quarter"
     fiscal_year_start_month: int = Field(1, ge=1, le=12)
     comparison: Literal["previous", "year_ago"] = "previous"
     # The business's zone: periods start at its midnights (default: source.timezone for a
@@ -375,6 +377,32 @@ class TrendConfig(_Strict):
     periods: int = Field(8, ge=2, le=36)
 
 
+class UnitsConfig(_Strict):
+    """Per-unit packs beside the company pack (see :mod:`cxpipeline.units`).
+
+    ``by``: a customer column (``region``) or two (``[region, channel]``: one pack per pair);
+    ``recipients``: unit name -> addresses (a two-level unit is named ``North / Online``);
+    ``recipients_column``: a column of the customers table holding each unit's addresses.
+    """
+
+    by: str | list[str]
+    recipients: dict[str, list[str]] = {}
+    recipients_column: str | None = None
+
+    @field_validator("by")
+    @classmethod
+    def _one_or_two_columns(cls, value: str | list[str]) -> str | list[str]:
+        columns = [value] if isinstance(value, str) else value
+        if not 1 <= len(columns) <= 2 or any(not c.strip() for c in columns) or len(set(columns)) != len(columns):
+            raise ValueError("by must name one customer column (region) or two different ones ([region, channel])")
+        return value
+
+    @property
+    def columns(self) -> list[str]:
+        """The ``by`` columns as a list."""
+        return [self.by] if isinstance(self.by, str) else list(self.by)
+
+
 class ModelConfig(_Strict):
     horizon_days: int = Field(90, ge=7, le=730)
     random_state: int = Field(0, ge=0, le=2**32 - 1)  # numpy / scikit-learn seeds are 32-bit unsigned
@@ -398,6 +426,7 @@ class Config(_Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     model: ModelConfig = ModelConfig()
     trend: TrendConfig = TrendConfig()
+    units: UnitsConfig | None = None  # per-unit packs (cxpipeline.units); none: the company pack only
     base_dir: str = "."  # folder relative paths are resolved against (set by load_config)
     # Where it came from: the YAML file (resolved, set by load_config) or the origin given to
     # config_from_dict (e.g. "cxpipeline demo"); not part of config_hash.
@@ -439,6 +468,22 @@ class Config(_Strict):
         except (ValueError, UnknownLocaleError) as exc:
             raise ValueError(f"unknown locale {value!r} (use e.g. en_GB, en_US, de_DE)") from exc
         return value
+
+    @model_validator(mode="after")
+    def _unit_recipients_valid(self) -> "Config":
+        if self.units is None:
+            return self
+        problems = []
+        allowed = self.delivery.allowed_domains
+        for unit, addresses in self.units.recipients.items():
+            for address in addresses:
+                if not _EMAIL.match(address.strip()):
+                    problems.append(f"{unit}: {address!r} is not a plain email address (write name@example.com)")
+                elif not _domain_allowed(address.strip().rsplit("@", 1)[1].lower(), allowed):
+                    problems.append(f"{unit}: {address!r} is outside the allowed domains ({', '.join(allowed)})")
+        if problems:
+            raise ValueError("units.recipients: " + "; ".join(problems))
+        return self
 
     @property
     def cadence_trend_periods(self) -> int:

@@ -37,7 +37,7 @@ __all__ = [
     "customer_cadence",
 ]
 
-_TRUNC_UNIT = {"month": "month", "quarter": "quarter", "year": "year"}
+_TRUNC_UNIT = {"week": "week", "month": "month", "quarter": "quarter", "year": "year"}  # week: ISO, Monday
 
 # Results are ordered by customer id in binary ("C") order, then time, in every engine. An
 # engine that has replaced ids by integer keys assigned in that order passes its own clause.
@@ -184,7 +184,7 @@ def panel_from_orders_sql(orders: str, kind: str, fiscal_start_month: int, order
     """The panel query over an order-level table built with :data:`ORDERS_SQL`."""
     if kind not in _TRUNC_UNIT:
         raise ValueError(f"period kind must be one of {sorted(_TRUNC_UNIT)}, got {kind!r}")
-    shift = 0 if kind == "month" else fiscal_start_month - 1
+    shift = 0 if kind in ("month", "week") else fiscal_start_month - 1
     return PANEL_FROM_ORDERS_SQL.format(orders=orders, unit=_TRUNC_UNIT[kind], shift=shift, order_by=order_by)
 
 
@@ -192,7 +192,7 @@ def panel_sql(source: str, kind: str, fiscal_start_month: int, end: datetime, or
     """The panel query for a relation named ``source`` (a table, view or ``read_parquet(...)``)."""
     if kind not in _TRUNC_UNIT:
         raise ValueError(f"period kind must be one of {sorted(_TRUNC_UNIT)}, got {kind!r}")
-    shift = 0 if kind == "month" else fiscal_start_month - 1
+    shift = 0 if kind in ("month", "week") else fiscal_start_month - 1
     return PANEL_SQL.format(source=source, unit=_TRUNC_UNIT[kind], shift=shift, end=_ts(end), order_by=order_by)
 
 
@@ -226,7 +226,7 @@ def build_panel(
     transactions
         Canonical transactions (DataFrame) or the path of a Parquet file/glob holding them.
     kind
-        ``month``, ``quarter`` or ``year``.
+        ``week`` (ISO, starting Monday), ``month``, ``quarter`` or ``year``.
     fiscal_start_month
         First month of the fiscal year (quarters and years are aligned to it).
     end

@@ -70,7 +70,8 @@ class PackResult:
 
 def pack_folder(config: Config, period: Period, output_root: str | Path | None = None) -> Path:
     root = Path(output_root) if output_root is not None else config.resolve(config.output.root)
-    return artifact_dir(root, config.pack_id, period.label)
+    # Resolved: logs, XCom and emails name /srv/out/..., not packs/../../../out/...
+    return artifact_dir(root.resolve(), config.pack_id, period.label)
 
 
 def resolve_period(config: Config, period_label: str | None, last_day_of_data: date | None = None,
@@ -340,6 +341,10 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     # checked against the purchases made since.
     previous = period.previous()
     previous_end = pd.Timestamp(previous.end)
+    if period.kind == "week" and period.start.day != 1:
+        # The monthly panel shows a customer as of a month start only: a weekly pack reviews
+        # the list scored at the start of the week's month (docs/airflow.md, "Weekly packs").
+        previous_end = pd.Timestamp(period.start.replace(day=1))
     # For a quarter and a 90-day horizon the backtest already fitted at last period's end, on
     # the same rows with the same options: the same list, so it is not fitted twice.
     previous_scores = result.fits.get(previous_end)
@@ -347,7 +352,8 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
         previous_scores, _, _ = fit_and_score(monthly, customers, previous_end, with_drivers=False,
                                               method=report["method"], value_method=report["value_model"]["method"],
                                               **options)
-    report["previous_list_review"] = review_previous_list(previous_scores, monthly, previous.last_day, period.last_day)
+    review_from = (previous_end - pd.Timedelta(days=1)).date()
+    report["previous_list_review"] = review_previous_list(previous_scores, monthly, review_from, period.last_day)
     write_table(folder, "scores", result.scores)
     write_json(folder / "model_report.json", report)
     summary = {"method": report.get("method"), "count_scored": len(result.scores),

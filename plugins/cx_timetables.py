@@ -3,8 +3,8 @@
 ``ReportingPeriodTimetable(kind="quarter", fiscal_year_start_month=4)`` schedules one run per
 fiscal quarter (April-June, July-September, ...). The run's data interval is the period
 ``[first day, first day of the next period)`` and the run starts ``delay_hours`` after the
-period ends (so late-arriving sales land first). Months, quarters and years, calendar or
-fiscal, use the same period arithmetic as the library (:mod:`cxpipeline.periods`), so the DAG's
+period ends (so late-arriving sales land first). ISO weeks (Monday to Monday), months,
+quarters and years, calendar or fiscal, use the same period arithmetic as the library (:mod:`cxpipeline.periods`), so the DAG's
 data interval and the pack's period label can never disagree.
 
 - ``catchup=False``: the first run is the latest period that has ended.
@@ -33,7 +33,7 @@ __all__ = ["ReportingPeriodTimetable", "CxTimetablesPlugin"]
 
 _MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August",
                 "September", "October", "November", "December"]
-_ADJECTIVE = {"month": "Monthly", "quarter": "Quarterly", "year": "Yearly"}
+_ADJECTIVE = {"week": "Weekly (ISO, Monday start)", "month": "Monthly", "quarter": "Quarterly", "year": "Yearly"}
 
 
 class ReportingPeriodTimetable(Timetable):
@@ -42,7 +42,7 @@ class ReportingPeriodTimetable(Timetable):
     Parameters
     ----------
     kind
-        ``month``, ``quarter`` or ``year``.
+        ``week``, ``month``, ``quarter`` or ``year``.
     fiscal_year_start_month
         First month of the (fiscal) year, 1-12; anchors quarters and years.
     delay_hours
@@ -59,7 +59,7 @@ class ReportingPeriodTimetable(Timetable):
         self.timezone_name = timezone
         fiscal = (f", fiscal year from {_MONTH_NAMES[self.fiscal_year_start_month - 1]}"
                   if 1 <= self.fiscal_year_start_month <= 12 and self.fiscal_year_start_month != 1
-                  and kind != "month" else "")
+                  and kind not in ("month", "week") else "")
         self.description = (f"{_ADJECTIVE.get(kind, kind)} reporting periods{fiscal}; runs "
                             f"{self.delay_hours} h after each period ends ({timezone})")
 

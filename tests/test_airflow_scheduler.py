@@ -8,7 +8,10 @@ One Airflow serves the whole module (two pack files, two DAGs):
 2. a backfill of 8 past months of a small monthly pack (``tests/airflow_packs/``) is created
    through ``POST /api/v2/backfills`` with ``max_active_runs=8``: task runs of different months
    overlap in time, and each month still gets its own checked, published and emailed pack whose
-   numbers match the source.
+   numbers match the source;
+3. a weekly pack with units by region is triggered for 2026-W39: the scheduler runs
+   the task group ``unit`` (``unit.pack`` -> ``unit.deliver``) mapped over the 5 regions the extract found, and each
+   subscribed region gets its own pack.
 
 The Airflow processes run in their own process group and are stopped at the end, whatever
 happens.
@@ -51,6 +54,9 @@ BACKFILL_PACK = REPO / "tests" / "airflow_packs" / "monthly_backfill.yaml"
 BACKFILL_DAG_ID = "cx_board_pack_monthly_backfill"
 BACKFILL_MONTHS = [f"2025-{month:02d}" for month in range(1, 9)]
 TASKS = ["extract", "validate", "metrics", "model", "render", "check", "publish", "deliver"]
+# The mapped run's pack: weekly, units by region (5 regions in the demo), two pages.
+UNITS_PACK = REPO / "tests" / "airflow_packs" / "weekly_units.yaml"
+UNITS_DAG_ID = "cx_board_pack_weekly_units"
 
 
 def _fresh_database() -> str:
@@ -106,6 +112,7 @@ def airflow_stack(tmp_path_factory):
     packs.mkdir()
     shutil.copy(REPO / "examples" / "airflow" / "packs" / "demo.yaml", packs / "demo.yaml")
     shutil.copy(BACKFILL_PACK, packs / BACKFILL_PACK.name)
+    shutil.copy(UNITS_PACK, packs / UNITS_PACK.name)
     port = free_port()
     home = tmp_path / "home"
     home.mkdir()
@@ -340,3 +347,35 @@ def test_backfill_of_eight_months_runs_periods_in_parallel_into_eight_correct_pa
         assert [(row["recipient"], row["period"], row["result"]) for row in ledger] == [
             ("board@example.com", month, "sent")]
     assert len({hashlib.sha256((out / m / "board_pack.pdf").read_bytes()).digest() for m in BACKFILL_MONTHS}) == 8
+
+
+def test_weekly_run_maps_one_unit_pack_per_region(airflow_stack):
+    url, logs, procs = airflow_stack["url"], airflow_stack["logs"], airflow_stack["processes"]
+    token = _login(airflow_stack)
+    dag_url = f"{url}/api/v2/dags/{UNITS_DAG_ID}"
+    _wait("the weekly DAG to be parsed", lambda: _request("GET", dag_url, token=token)[0] == 200, 90, procs, logs)
+    assert _request("GET", dag_url, token=token)[1]["timetable_summary"] == "week +6h"
+    assert _request("PATCH", dag_url, {"is_paused": False}, token)[0] == 200
+    # the trigger refuses a period that does not match the param's pattern
+    status, _ = _request("POST", f"{dag_url}/dagRuns", {"logical_date": None, "conf": {"period": "2026-W99"}}, token)
+    assert status >= 400
+    status, run = _request("POST", f"{dag_url}/dagRuns", {"logical_date": None, "conf": {"period": "2026-W39"}}, token)
+    assert status == 200, run
+    run_url = f"{dag_url}/dagRuns/{run['dag_run_id']}"
+
+    def finished():
+        state = _request("GET", run_url, token=token)[1]["state"]
+        return state if state in ("success", "failed") else None
+
+    state = _wait("the weekly run to finish", finished, 420, procs, logs)
+    tis = _request("GET", f"{run_url}/taskInstances?limit=100", token=token)[1]["task_instances"]
+    assert state == "success", sorted((t["task_id"], t["map_index"], t["state"]) for t in tis)
+    mapped = sorted((t["rendered_map_index"], t["state"]) for t in tis if t["task_id"] == "unit.pack")
+    assert mapped == [(region, "success") for region in ["East", "International", "North", "South", "West"]]
+    assert len([t for t in tis if t["task_id"] == "unit.deliver" and t["state"] == "success"]) == 5
+    north = _messages_of(airflow_stack["smtp"], "weekly_units--north")
+    assert [rcpts for rcpts, _ in north] == [["north@example.com"]]
+    assert north[0][1]["Subject"] == "Demo Retail Ltd - North weekly pack 2026-W39"
+    assert [rcpts for rcpts, _ in _messages_of(airflow_stack["smtp"], "weekly_units")] == [["trading@example.com"]]
+    folder = airflow_stack["out"] / "weekly_units--north" / "2026-W39"
+    assert json.loads((folder / "checks.json").read_text())["is_deliverable"] is True

@@ -19,28 +19,59 @@ def test_example_packs_parse_fast_without_db_or_connections(tmp_path):
     env = airflow_env(tmp_path / "home", database=f"sqlite:///{tmp_path / 'absent' / 'none.db'}")
     result = run_script("parse_dags.py", env, str(REPO / "dags"))
     assert result["import_errors"] == {}
-    assert result["dag_ids"] == ["cx_board_pack_demo_airflow"]
+    assert result["dag_ids"] == ["cx_board_pack_demo_airflow", "cx_board_pack_regions_weekly"]
     assert result["tasks"]["cx_board_pack_demo_airflow"] == STAGES
+    assert result["tasks"]["cx_board_pack_regions_weekly"] == STAGES + ["units", "unit.pack", "unit.deliver"]
     assert result["queries"] == [] and result["connects"] == [] and result["lookups"] == []
     for stat in result["stats"]:
         assert stat["duration"] < 0.5, stat
     assert result["timetable"]["cx_board_pack_demo_airflow"] == "quarter +6h"
+    assert result["timetable"]["cx_board_pack_regions_weekly"] == "week +6h"
+    # the chain reads as it runs: one edge per step, the units branching off the model
+    assert sorted(result["edges"]["cx_board_pack_demo_airflow"]) == sorted(map(list, zip(STAGES, STAGES[1:])))
+    assert sorted(result["edges"]["cx_board_pack_regions_weekly"]) == sorted(
+        list(map(list, zip(STAGES, STAGES[1:]))) + [["model", "units"], ["model", "unit.pack"],
+                                                     ["units", "unit.pack"], ["unit.pack", "unit.deliver"]])
+    # operators read a Markdown page per pack, and every task has a doc
+    doc = result["doc_md"]["cx_board_pack_regions_weekly"]
+    assert "every ISO week" in doc and "north@example.com" in doc and "resend" in doc
+    assert result["undocumented_tasks"] == []
+    period = result["params"]["cx_board_pack_demo_airflow"]["period"]
+    assert period["schema"]["pattern"].startswith("^") and "empty" in period["description"].lower()
 
 
-def test_one_dag_per_pack_and_a_broken_pack_hides_nothing(tmp_path):
+def test_one_dag_per_pack_and_a_broken_pack_keeps_its_dag_id_and_schedule(tmp_path):
     packs = tmp_path / "packs"
     packs.mkdir()
     shutil.copy(PACK, packs / "demo.yaml")
     (packs / "retail_fy.yaml").write_text(
         "pack_id: retail_fy\nperiod:\n  type: year\n  fiscal_year_start_month: 7\n")
-    (packs / "broken.yaml").write_text("pack_id: [unclosed\n")
+    # a YAML typo in an existing pack: its DAG keeps its id and weekly schedule, and fails
+    (packs / "weekly.yaml").write_text("pack_id: weekly_trading\nperiod:\n  type: week\ndelivery: [unclosed\n")
     env = airflow_env(tmp_path / "home", CXPIPELINE_PACKS_DIR=str(packs))
     result = run_script("parse_dags.py", env, str(REPO / "dags"))
     assert result["import_errors"] == {}
-    assert result["dag_ids"] == ["cx_board_pack_demo_airflow", "cx_board_pack_invalid_broken",
-                                 "cx_board_pack_retail_fy"]
-    assert result["tasks"]["cx_board_pack_invalid_broken"] == ["config_error"]
+    assert result["dag_ids"] == ["cx_board_pack_demo_airflow", "cx_board_pack_retail_fy",
+                                 "cx_board_pack_weekly_trading"]
+    assert result["tasks"]["cx_board_pack_weekly_trading"] == ["config_error"]
+    assert result["timetable"]["cx_board_pack_weekly_trading"] == "week +6h"
+    assert "weekly.yaml, line 5" in result["doc_md"]["cx_board_pack_weekly_trading"]
     assert result["timetable"]["cx_board_pack_retail_fy"] == "year FY@7 +6h"
+
+
+@pytest.mark.parametrize("packs_dir", ["", "missing", "empty"])
+def test_no_pack_folder_is_an_import_error_not_zero_dags(tmp_path, packs_dir):
+    (tmp_path / "empty").mkdir()
+    folder = "" if packs_dir == "" else str(tmp_path / packs_dir)
+    dags = tmp_path / "dags"  # the DAG file copied to a deployment: no examples folder beside it
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "cx_board_pack.py", dags)
+    env = airflow_env(tmp_path / "home", CXPIPELINE_PACKS_DIR=folder)
+    result = run_script("parse_dags.py", env, str(dags))
+    assert result["dag_ids"] == []
+    [error] = result["import_errors"].values()
+    assert "CXPIPELINE_PACKS_DIR" in error
+    assert {"": "is not set", "missing": "does not exist", "empty": "holds no *.yaml"}[packs_dir] in error
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +107,19 @@ def test_months_fiscal_quarters_and_fiscal_years(timetable_cases):
         ["2024-03-01T00:00:00+01:00", "2024-04-01T00:00:00+02:00"],
         ["2024-04-01T00:00:00+02:00", "2024-05-01T00:00:00+02:00"],
     ]
+
+
+def test_iso_weeks_across_a_year_boundary(timetable_cases):
+    assert timetable_cases["week_year_boundary"] == [
+        ["2026-12-21T00:00:00+00:00", "2026-12-28T00:00:00+00:00", "2026-12-28T02:00:00+00:00"],  # 2026-W52
+        ["2026-12-28T00:00:00+00:00", "2027-01-04T00:00:00+00:00", "2027-01-04T02:00:00+00:00"],  # 2026-W53
+        ["2027-01-04T00:00:00+00:00", "2027-01-11T00:00:00+00:00", "2027-01-11T02:00:00+00:00"],  # 2027-W01
+    ]
+    # a start date on a Wednesday begins with the next Monday's week
+    assert [r[0][:10] for r in timetable_cases["week_unaligned_start"]] == ["2026-12-28"]
+    # triggered on Friday 1 Jan 2027, a manual run covers the last whole week, 2026-W52
+    assert timetable_cases["manual_week"] == ["2026-12-21T00:00:00+00:00", "2026-12-28T00:00:00+00:00"]
+    assert timetable_cases["week_description"].startswith("Weekly (ISO, Monday start) reporting periods")
 
 
 def test_manual_runs_catchup_and_registration(timetable_cases):
@@ -208,3 +252,66 @@ def test_backfill_of_four_quarters_gives_four_consistent_packs(scenario):
     for run in packs[2:]:
         assert _recipients(run) == ["board@example.com"]
         assert run["emails"][0]["sha256"] == run["pdf_sha256"]
+
+
+# --- mapped unit packs, fail-fast and retried errors (dag.test, real SMTP) -------------------------
+
+
+@pytest.fixture(scope="module")
+def units_scenario(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dagunits")
+    packs = root / "packs"
+    packs.mkdir()
+    text = (REPO / "examples" / "airflow" / "packs" / "regions_weekly.yaml").read_text()
+    (packs / "regions_weekly.yaml").write_text(
+        text.replace("customers: 1200", "customers: 500").replace(
+            "sections: [summary, bridge, ledger, at-risk, data-quality]", "sections: [summary, bridge]"))
+    env = airflow_env(root / "home", CXPIPELINE_PACKS_DIR=str(packs), CXPIPELINE_OUTPUT_ROOT=str(root / "out"),
+                      CXPIPELINE_TASK_RETRIES="2", CXPIPELINE_RETRY_DELAY_SECONDS="1")
+    result = run_script("dag_test_units.py", env, str(root / "out"), timeout=900)
+    return {run["name"]: run for run in result["runs"]}
+
+
+def _tis(run, task):
+    """{unit name (the mapped instance's name in the UI) or map index: (state, tries)}."""
+    names = {ti[1]: ti[4] for ti in run["tis"] if ti[0] == "unit.pack"}  # a skipped task renders no name
+    return {names.get(ti[1]) or ti[1]: (ti[2], ti[3]) for ti in run["tis"] if ti[0] == task}
+
+
+def test_weekly_run_builds_and_sends_each_unit_pack_and_one_failing_unit_fails_alone(units_scenario):
+    run = units_scenario["weekly"]
+    assert run["data_interval"] == ["2026-09-21 00:00:00+00:00", "2026-09-28 00:00:00+00:00"]  # 2026-W39
+    assert run["state"] == "failed"  # North failed its checks ...
+    packs = _tis(run, "unit.pack")
+    assert packs["North"] == ("failed", 1)  # ... at once, no retry
+    assert {name: state for name, (state, _) in packs.items() if name != "North"} == {
+        "East": "success", "International": "success", "South": "success", "West": "success"}
+    delivered = _tis(run, "unit.deliver")  # each unit's delivery waits for its own pack only
+    assert delivered["North"][0] == "upstream_failed"
+    assert {name: state for name, (state, _) in delivered.items() if name != "North"} == {
+        "East": "success", "International": "success", "South": "success", "West": "success"}
+    assert _tis(run, "deliver")[-1] == ("success", 1)  # the company pack is unaffected
+    by_rcpt = {tuple(e["to"]): e for e in run["emails"]}
+    assert set(by_rcpt) == {("trading@example.com",), ("south@example.com",), ("east@example.com",),
+                            ("west@example.com",), ("intl@example.com",)}
+    assert by_rcpt[("south@example.com",)]["subject"] == "Demo Retail Ltd - South weekly pack 2026-W39"
+    assert by_rcpt[("south@example.com",)]["filename"] == "regions_weekly--south_2026-W39_board_pack.pdf"
+    assert by_rcpt[("trading@example.com",)]["subject"] == "Demo Retail Ltd weekly pack 2026-W39"
+
+
+def test_rerun_sends_nothing_twice_and_one_unit_can_be_rerun_by_name(units_scenario):
+    assert units_scenario["rerun"]["emails"] == []
+    one = units_scenario["one_unit"]
+    assert list(_tis(one, "unit.pack")) == ["South"]
+    assert sorted(e["to"][0] for e in one["emails"]) == ["south@example.com", "trading@example.com"]
+
+
+def test_permanent_errors_fail_at_once_and_smtp_outages_are_retried(units_scenario):
+    permanent = units_scenario["permanent"]
+    assert permanent["state"] == "failed"
+    assert _tis(permanent, "validate")[-1] == ("failed", 1)  # 2027-W01 is not in the data: no retry
+    down = units_scenario["smtp_down"]
+    assert down["state"] == "failed"
+    assert _tis(down, "deliver")[-1] == ("failed", 3)  # connection refused: tried 1 + 2 retries
+    assert _tis(down, "unit.pack")["East"] == ("success", 1)
+    assert _tis(down, "unit.deliver")["East"] == ("failed", 3)

@@ -18,7 +18,7 @@ from cxpipeline.delivery import (
     summary_lines,
     validate_recipients,
 )
-from cxpipeline.errors import CheckError, ConfigError, DeliveryError
+from cxpipeline.errors import CheckError, ConfigError, DeliveryError, is_transient
 from tests.smtp_fixtures import attachment_of, free_port, start_smtp_server
 
 SUMMARY = {
@@ -153,16 +153,33 @@ def test_transient_failure_is_retried_with_backoff(pack, server):
     assert len(server.handler.messages) == 1
 
 
-def test_server_down_retries_then_fails_with_nothing_marked_sent(pack):
+def test_server_down_retries_once_names_the_server_and_is_a_transient_failure(pack):
     port = free_port()  # nothing listens here
     waits = []
     report = _send(pack, port, recipients=["ceo@example.com", "cfo@example.com"], retries=2,
                    backoff_seconds=0.01, sleep=waits.append)
     assert report.sent == [] and set(report.failed) == {"ceo@example.com", "cfo@example.com"}
-    assert "ConnectionRefusedError" in report.failed["ceo@example.com"]
-    assert waits == [0.01, 0.02, 0.01, 0.02]
+    error = report.failed["ceo@example.com"]
+    assert "ConnectionRefusedError" in error
+    assert f"127.0.0.1:{port}" in error and "CXPIPELINE_SMTP_" in error  # where to look
+    assert report.failed["cfo@example.com"] == error
+    # one short retry, for the first recipient only: the task's own retry waits out an outage
+    assert waits == [0.01]
     rows = read_ledger(pack / LEDGER_NAME)
-    assert [(r["result"], r["attempts"]) for r in rows] == [("failed", 3), ("failed", 3)]
+    assert [(r["result"], r["attempts"]) for r in rows] == [("failed", 2), ("failed", 0)]
+    with pytest.raises(DeliveryError) as raised:
+        report.raise_for_failures()
+    assert raised.value.transient and is_transient(raised.value)
+
+
+def test_rejected_recipient_is_a_permanent_failure(pack, server):
+    server.handler.reject = {"cfo@example.com"}
+    report = _send(pack, server.port, recipients=["ceo@example.com", "cfo@example.com"], retries=2,
+                   backoff_seconds=0.01, sleep=lambda s: None)
+    assert report.sent == ["ceo@example.com"] and report.transient == []
+    with pytest.raises(DeliveryError) as raised:
+        report.raise_for_failures()
+    assert not raised.value.transient and not is_transient(raised.value)
 
 
 def test_undeliverable_or_unchecked_pack_is_never_sent(pack, server):
@@ -261,3 +278,21 @@ def test_cli_send_uses_env_smtp_and_the_ledger(tmp_path, server, monkeypatch, ca
     assert "never-printed" not in out.out + out.err
     assert main(["send", "--config", str(config), "--period", "2023-Q1"]) == 2
     assert "No built pack for 2023-Q1" in capsys.readouterr().err
+
+
+def test_connection_retry_limit_and_permanent_vs_transient_errors():
+    settings = SmtpSettings.from_connection(host="mail.example.com", port=2525, login=None, password=None,
+                                            extra={"from_email": "r@example.com", "retry_limit": "1",
+                                                   "disable_ssl": "true", "disable_tls": "true"},
+                                            conn_id="smtp_reports")
+    assert settings.retries == 1
+    assert settings.server == "mail.example.com:2525 (Airflow connection 'smtp_reports')"
+    # permanent: the library knows running again gives the same answer
+    assert not is_transient(ConfigError("bad period"))
+    assert not is_transient(CheckError("failed checks"))
+    assert not is_transient(FileNotFoundError("no such file"))
+    assert not is_transient(KeyError("a bug"))
+    # transient: reaching something failed
+    assert is_transient(ConnectionRefusedError(111, "refused"))
+    assert is_transient(TimeoutError("timed out"))
+    assert is_transient(type("OperationalError", (Exception,), {})("database is starting up"))

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     parser.add_argument("--years", type=int, default=4, help="years of history (default 4)")
     parser.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives the same data")
     parser.add_argument("--period", help="period to report, e.g. 2026-Q2, 2026-05 or 2025 (default: latest complete)")
-    parser.add_argument("--period-type", choices=["month", "quarter", "year"], default="quarter",
+    parser.add_argument("--period-type", choices=["week", "month", "quarter", "year"], default="quarter",
                         help="reporting period type when --period is not given (default quarter)")
     parser.add_argument("--out", default="out", metavar="DIR", help="output root (default ./out)")
     parser.set_defaults(func=run)

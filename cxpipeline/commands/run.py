@@ -15,9 +15,14 @@ def register(subparsers) -> None:
     add_config_argument(parser)
     parser.add_argument(
         "--period", "-p",
-        help="2024-11 (month), 2024-Q4 (quarter), 2024 (year), FY2025-Q1 (fiscal); default: latest complete period",
+        help="2026-W14 (ISO week), 2024-11 (month), 2024-Q4 (quarter), 2024 (year), FY2025-Q1 (fiscal); default: latest complete period",
     )
     parser.add_argument("--out", metavar="DIR", help="output root (default: output.root in the config)")
+    parser.add_argument("--units", action="store_true",
+                        help="also build one pack per unit (units.by in the config) from the same extract; "
+                        "prints each unit's PDF path before the company's")
+    parser.add_argument("--unit", metavar="NAME", action="append",
+                        help="build only this unit's pack besides the company's (repeatable; implies --units)")
     parser.set_defaults(func=run)
 
 
@@ -34,6 +39,23 @@ def run(args) -> int:
     if args.period:
         resolve_period(config, args.period)
     check_pack_root(config, pack_root(config, args.out))
+    if (args.units or args.unit) and config.units is None:
+        from cxpipeline.errors import ConfigError
+
+        raise ConfigError("--units needs units in the config.", where=args.config,
+                          fix="Add e.g. units: {by: region, recipients: {North: [a@example.com]}}.")
     result = run_pack(config, args.period, args.out, progress=progress)
+    if args.units or args.unit:
+        from cxpipeline.errors import CheckError
+        from cxpipeline.units import run_units
+
+        built, failed = run_units(config, result.period, args.out, only=args.unit, progress=progress)
+        for unit in built:
+            print(unit["pdf"])
+        if failed:
+            raise CheckError(f"{len(failed)} unit pack(s) failed: " + "; ".join(f"{k}: {v.splitlines()[0]}"
+                                                                              for k, v in failed.items()),
+                             where=str(result.folder.parent.parent),
+                             fix="Fix what each unit's error names; the other units' packs were built.")
     print(result.pdf_path)
     return 0

@@ -18,10 +18,12 @@ def register(subparsers) -> None:
     )
     add_config_argument(parser)
     parser.add_argument("--period", "-p", required=True,
-                        help="period of the pack to send, e.g. 2024-Q4, 2024-11, FY2025-Q1")
+                        help="period of the pack to send, e.g. 2026-W14, 2024-Q4, 2024-11, FY2025-Q1")
     parser.add_argument("--to", metavar="ADDRESSES",
                         help="comma-separated recipients (default: delivery.recipients in the config)")
     parser.add_argument("--out", metavar="DIR", help="output root (default: output.root in the config)")
+    parser.add_argument("--unit", metavar="NAME",
+                        help="send one unit's pack (units in the config), e.g. North or 'North / Online'")
     parser.add_argument("--resend", action="store_true",
                         help="send even to recipients who already received this exact pack")
     parser.add_argument("--dry-run", action="store_true",
@@ -31,34 +33,30 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from cxpipeline.artifacts import read_json
-    from cxpipeline.config import config_hash, load_config
-    from cxpipeline.delivery import SmtpSettings, send_pack
-    from cxpipeline.errors import CheckError
+    from cxpipeline.config import load_config
+    from cxpipeline.delivery import SmtpSettings
+    from cxpipeline.errors import CheckError, DeliveryError
     from cxpipeline.pipeline import pack_folder, resolve_period
+    from cxpipeline.runs import deliver
+    from cxpipeline.units import unit_config
 
     config = load_config(args.config)
     period = resolve_period(config, args.period)
-    folder = pack_folder(config, period, args.out)
-    metrics_path = folder / "metrics.json"
-    if not metrics_path.exists():
-        raise CheckError(f"No built pack for {period.label}.", where=str(folder),
-                         fix=f"Build it first: cxpipeline run --config {args.config} --period {period.label}")
-    recipients = args.to if args.to else config.delivery.recipients
-    report = send_pack(
-        folder / "board_pack.pdf", recipients,
-        period_label=period.label, pack_id=config.pack_id, summary=read_json(metrics_path),
-        smtp=SmtpSettings.from_env(),  # a dry run checks the settings too
-        resend=args.resend, dry_run=args.dry_run,
-        allowed_domains=config.delivery.allowed_domains, config_hash=config_hash(config),
-        subject=config.delivery.subject.format(company=config.brand.company_name,
-                                               period=period.label, pack_id=config.pack_id),
-        artifact_location=str(folder.resolve()), currency=config.currency, locale=config.locale,
-        customers=config.terminology.customers,
-    )
-    verb, who = ("would send", report.would_send) if args.dry_run else ("sent", report.sent)
+    target = unit_config(config, args.unit) if args.unit else config
+    folder = pack_folder(target, period, args.out)
+    if not (folder / "metrics.json").exists():
+        raise CheckError(f"No built pack for {period.label}" + (f", unit {args.unit}" if args.unit else "") + ".",
+                         where=str(folder),
+                         fix=f"Build it first: cxpipeline run --config {args.config} --period {period.label}"
+                             + (" --units" if args.unit else ""))
+    try:
+        report = deliver(args.config, folder, smtp=SmtpSettings.from_env(),  # a dry run checks them too
+                         recipients=args.to or None, resend=args.resend, dry_run=args.dry_run, unit=args.unit)
+    except DeliveryError as exc:
+        progress(f"failed: {exc.what}")
+        raise
+    verb, who = ("would send", report.get("would_send", [])) if args.dry_run else ("sent", report["sent"])
     progress(f"{verb}: {', '.join(who) or 'nobody'}; already had it: "
-             f"{', '.join(report.skipped) or 'nobody'}; failed: {', '.join(report.failed) or 'nobody'}")
-    print(json.dumps(report.to_dict(), indent=2))
-    report.raise_for_failures()
+             f"{', '.join(report['skipped']) or 'nobody'}")
+    print(json.dumps(report, indent=2))
     return 0

@@ -5,10 +5,10 @@
 ``metrics.json``). Every outcome is recorded in a delivery ledger (JSON lines, rewritten
 atomically) in the pack's artifact folder::
 
-    {"recipient", "period", "pack_id", "content_sha256", "sent_at", "result", "error",
+    {"recipient", "unit", "period", "pack_id", "content_sha256", "sent_at", "result", "error",
      "attempts", "message_id", "location"}
 
-(``location``: the artifact location named in the email, e.g. the published pointer's URL.)
+(``unit``: the unit of a per-unit pack, ``null`` for the company pack; ``location``: the artifact location named in the email, e.g. the published pointer's URL.)
 
 Rules:
 
@@ -17,12 +17,17 @@ Rules:
   the caller gives a config hash, the pack's ``manifest.json`` names that config.
 - All addresses are validated (and checked against the allowed domains) before the first
   email goes out, so a typo never leaves a half-sent pack.
-- A recipient who already received this exact PDF (same sha256) for this pack and period is
-  skipped, unless ``resend=True``; after a partial failure a rerun therefore sends only to
+- A recipient who already received this exact PDF (same sha256) for this pack, unit and
+  period is skipped, unless ``resend=True``; after a partial failure a rerun therefore sends only to
   the recipients that failed.
 - Transient failures (4xx replies, dropped or refused connections, timeouts) are retried with
   exponential backoff; permanent ones (5xx, e.g. a rejected recipient) are recorded as failed
-  at once.
+  at once. A server that cannot be reached at all (refused connection, timeout) is tried twice
+  (at most) for the first recipient only; the others are recorded as failed with the same error
+  (which names the host, port and connection) instead of waiting again each: waiting out an
+  outage is the caller's retry (Airflow retries the task with backoff).
+- A delivery whose failures were all transient raises a ``DeliveryError`` marked transient
+  (:func:`cxpipeline.errors.is_transient`): Airflow retries it; a permanent one fails at once.
 - A dry run checks all of that, needs complete SMTP settings, builds every message it would
   send (headers, attachment, size) and reports ``would_send``; it sends and writes nothing.
 - The SMTP password is never logged, printed or written.
@@ -52,7 +57,7 @@ from cxpipeline.delivery.message import (
     summary_lines,
     validate_recipients,
 )
-from cxpipeline.delivery.transport import Permanent, Session, SmtpSettings, classify
+from cxpipeline.delivery.transport import Permanent, Session, SmtpSettings, Unreachable, classify
 from cxpipeline.errors import CheckError, ConfigError, DeliveryError
 
 __all__ = [
@@ -79,6 +84,8 @@ class DeliveryReport:
     sent: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already had this exact pack
     failed: dict[str, str] = field(default_factory=dict)  # recipient -> error
+    transient: list[str] = field(default_factory=list)  # failed recipients worth a later retry
+    unit: str | None = None
     dry_run: bool = False
     would_send: list[str] = field(default_factory=list)  # dry run: who would be sent the pack
     messages: list[dict[str, Any]] = field(default_factory=list)  # dry run: the built messages
@@ -91,14 +98,15 @@ class DeliveryReport:
         out = {"pack_id": self.pack_id, "period": self.period,
                "content_sha256": self.content_sha256, "ledger_path": self.ledger_path,
                "sent": list(self.sent), "skipped": list(self.skipped),
-               "failed": dict(self.failed), "dry_run": self.dry_run}
+               "failed": dict(self.failed), "dry_run": self.dry_run, "unit": self.unit}
         if self.dry_run:
             out["would_send"] = list(self.would_send)
             out["messages"] = [dict(m) for m in self.messages]
         return out
 
     def raise_for_failures(self) -> None:
-        """Raise :class:`DeliveryError` if any recipient failed."""
+        """Raise :class:`DeliveryError` if any recipient failed (marked transient when every
+        failure was transient: a later attempt may succeed)."""
         if self.failed:
             detail = "; ".join(f"{r}: {e}" for r, e in self.failed.items())
             raise DeliveryError(
@@ -106,7 +114,8 @@ class DeliveryReport:
                 f"recipient(s) did not receive pack {self.pack_id} {self.period}: {detail}",
                 where=self.ledger_path,
                 fix="Fix the addresses or the SMTP server and rerun: only the failed "
-                    "recipients are sent to again.")
+                    "recipients are sent to again.",
+                transient=set(self.failed) <= set(self.transient))
 
 
 _CHECK_STAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -179,8 +188,9 @@ def send_pack(
     currency: str | None = None,
     locale: str = "en_GB",
     customers: str = "customers",
-    retries: int = 3,
+    retries: int | None = None,
     backoff_seconds: float = 2.0,
+    unit: str | None = None,
     clock: Callable[[], datetime] = _utc_now,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeliveryReport:
@@ -214,7 +224,11 @@ def send_pack(
     allowed_domains
         If given, every recipient's domain must be one of these (or a subdomain).
     retries, backoff_seconds
-        Retries of a transient failure, waiting ``backoff_seconds * 2**n`` before retry n.
+        Retries of a transient failure (default: ``smtp.retries``), waiting
+        ``backoff_seconds * 2**n`` before retry n.
+    unit
+        The unit of a per-unit pack (recorded in the ledger; reruns skip per unit, recipient,
+        period and sha256).
     clock, sleep
         Injected for tests; ``clock`` stamps ``sent_at`` (the moment an email left).
 
@@ -251,7 +265,8 @@ def send_pack(
     content_sha256 = hashlib.sha256(pdf_bytes).hexdigest()
     _check_is_checked_pdf(checks, pdf_path, content_sha256)
     report = DeliveryReport(pack_id=pack_id, period=period_label, content_sha256=content_sha256,
-                            ledger_path=str(ledger), dry_run=dry_run)
+                            ledger_path=str(ledger), dry_run=dry_run, unit=unit)
+    retries = smtp.retries if retries is None else int(retries)
     subject = subject or f"Board pack {period_label}"
     location = artifact_location or str(folder.resolve())
     attachment_name = f"{pack_id}_{period_label}_board_pack.pdf"
@@ -260,7 +275,7 @@ def send_pack(
         rows = read_ledger(ledger)
         delivered = {row["recipient"].lower() for row in rows
                      if row.get("result") == "sent" and row.get("pack_id") == pack_id
-                     and row.get("period") == period_label
+                     and row.get("unit") == unit and row.get("period") == period_label
                      and row.get("content_sha256") == content_sha256}
         todo = []
         for address in addresses:
@@ -282,10 +297,12 @@ def send_pack(
             return report
 
         session = Session(smtp)
+        unreachable: str | None = None  # the server could not be reached after every retry
         try:
             for address in todo:
                 attempts, error, message_id, sent_at = 0, None, None, None
-                while True:
+                is_transient = False
+                while unreachable is None:
                     attempts += 1
                     sent_at = clock()
                     message = _build(recipient=address, sent_at=sent_at, **message_args)
@@ -294,15 +311,22 @@ def send_pack(
                         message_id, error = message["Message-ID"], None
                         break
                     except Exception as exc:  # noqa: BLE001 - classified right below
-                        kind = classify(exc, address)
-                        error = str(kind)
-                        if isinstance(kind, Permanent) or attempts > retries:
+                        kind = classify(exc, address, smtp)
+                        error, is_transient = str(kind), not isinstance(kind, Permanent)
+                        # An unreachable server is tried twice at most here: the caller (Airflow's
+                        # task retry, with its own backoff) waits out an outage, not each email.
+                        limit = min(retries, 1) if isinstance(kind, Unreachable) else retries
+                        if isinstance(kind, Permanent) or attempts > limit:
+                            if isinstance(kind, Unreachable):
+                                unreachable = error
                             break
                         wait = backoff_seconds * 2 ** (attempts - 1)
                         log.warning("transient SMTP failure for %s (attempt %d of %d): %s; "
                                     "retrying in %.1f s", address, attempts, retries + 1, error, wait)
                         sleep(wait)
-                row = {"recipient": address, "period": period_label, "pack_id": pack_id,
+                if unreachable is not None and error is None:  # not tried: the server is down
+                    error, is_transient, sent_at = unreachable, True, clock()
+                row = {"recipient": address, "unit": unit, "period": period_label, "pack_id": pack_id,
                        "content_sha256": content_sha256,
                        "sent_at": sent_at.astimezone(timezone.utc).isoformat(),
                        "result": "sent" if error is None else "failed", "error": error,
@@ -314,6 +338,8 @@ def send_pack(
                     log.info("sent %s %s to %s", pack_id, period_label, address)
                 else:
                     report.failed[address] = error
+                    if is_transient:
+                        report.transient.append(address)
                     log.error("could not send %s %s to %s: %s", pack_id, period_label, address, error)
         finally:
             session.close()

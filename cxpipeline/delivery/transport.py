@@ -16,7 +16,7 @@ from typing import Any
 from cxpipeline.delivery.message import validate_recipients
 from cxpipeline.errors import ConfigError
 
-__all__ = ["SmtpSettings", "Session", "Permanent", "Transient", "classify"]
+__all__ = ["SmtpSettings", "Session", "Permanent", "Transient", "Unreachable", "classify"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ class SmtpSettings:
         Connect with implicit TLS (SMTPS, usually port 465).
     timeout
         Socket timeout in seconds.
+    retries
+        Retries of a transient failure per recipient (an Airflow connection's ``retry_limit``
+        extra; ``CXPIPELINE_SMTP_RETRIES``).
+    origin
+        Where the settings came from (``Airflow connection 'smtp_default'``, the environment),
+        named in every error.
     """
 
     host: str
@@ -66,6 +72,13 @@ class SmtpSettings:
     starttls: bool = False
     use_ssl: bool = False
     timeout: float = 30.0
+    retries: int = 3
+    origin: str = "CXPIPELINE_SMTP_* environment variables"
+
+    @property
+    def server(self) -> str:
+        """``host:port (origin)``, as errors name it."""
+        return f"{self.host}:{self.port} ({self.origin})"
 
     def __post_init__(self) -> None:
         if self.starttls and self.use_ssl:
@@ -97,22 +110,24 @@ class SmtpSettings:
         try:
             port = int(port_text) if port_text else (465 if use_ssl else 587 if starttls else 25)
             timeout = float(env.get("CXPIPELINE_SMTP_TIMEOUT", "30"))
+            retries = int(env.get("CXPIPELINE_SMTP_RETRIES", "3"))
         except ValueError:
-            raise ConfigError("CXPIPELINE_SMTP_PORT / CXPIPELINE_SMTP_TIMEOUT must be numbers.",
+            raise ConfigError("CXPIPELINE_SMTP_PORT / _TIMEOUT / _RETRIES must be numbers.",
                               where="environment", fix="e.g. CXPIPELINE_SMTP_PORT=587") from None
         return cls(host=host, port=port, from_address=sender,
                    user=env.get("CXPIPELINE_SMTP_USER") or None,
                    password=env.get("CXPIPELINE_SMTP_PASSWORD") or None,
-                   starttls=starttls, use_ssl=use_ssl, timeout=timeout)
+                   starttls=starttls, use_ssl=use_ssl, timeout=timeout, retries=retries)
 
     @classmethod
     def from_connection(cls, *, host: str | None, port: int | None, login: str | None,
                         password: str | None, extra: Mapping[str, Any] | None,
-                        default_from: str | None = None) -> "SmtpSettings":
+                        default_from: str | None = None, conn_id: str | None = None) -> "SmtpSettings":
         """Build settings from the fields of an Airflow SMTP connection.
 
         Mirrors the SMTP provider's extras: ``from_email``, ``disable_ssl``, ``disable_tls``
-        (both default to false, i.e. SSL on) and ``timeout``.
+        (both default to false, i.e. SSL on), ``timeout`` (default 30 s) and ``retry_limit``
+        (default 5, as the provider's hook).
         """
         extra = dict(extra or {})
 
@@ -123,14 +138,16 @@ class SmtpSettings:
         use_ssl = not flag("disable_ssl")
         starttls = not flag("disable_tls") and not use_ssl
         sender = extra.get("from_email") or default_from
+        origin = f"Airflow connection {conn_id!r}" if conn_id else "Airflow connection"
         if not host or not sender:
             raise ConfigError("The SMTP connection needs a host and a from_email extra.",
-                              where="Airflow connection",
+                              where=origin,
                               fix="e.g. smtp://mail:1025?from_email=reports%40example.com"
                                   "&disable_ssl=true&disable_tls=true")
         return cls(host=host, port=int(port or (465 if use_ssl else 587 if starttls else 25)),
                    from_address=str(sender), user=login or None, password=password or None,
-                   starttls=starttls, use_ssl=use_ssl, timeout=float(extra.get("timeout", 30)))
+                   starttls=starttls, use_ssl=use_ssl, timeout=float(extra.get("timeout", 30)),
+                   retries=int(extra.get("retry_limit", 5)), origin=origin)
 
 
 class Permanent(Exception):
@@ -141,7 +158,13 @@ class Transient(Exception):
     """A failure worth retrying (4xx, connection trouble)."""
 
 
-def classify(exc: BaseException, recipient: str) -> Exception:
+class Unreachable(Transient):
+    """The server could not be reached at all: no point trying the next recipient now."""
+
+
+def classify(exc: BaseException, recipient: str, settings: SmtpSettings | None = None) -> Exception:
+    """:class:`Permanent`, :class:`Transient` or :class:`Unreachable`, with a message that names
+    the server (host, port and where its settings came from) when it could not be reached."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(exc.recipients.values()), (550, b""))
         reason = f"{code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
@@ -153,7 +176,10 @@ def classify(exc: BaseException, recipient: str) -> Exception:
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return Permanent(f"server does not support this: {exc}")
     if isinstance(exc, (smtplib.SMTPServerDisconnected, OSError)):
-        return Transient(f"{type(exc).__name__}: {exc}")
+        where = f" at {settings.server}" if settings is not None else ""
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return Transient(f"the SMTP server{where} closed the connection: {exc}")
+        return Unreachable(f"cannot reach the SMTP server{where}: {type(exc).__name__}: {exc}")
     return Permanent(f"{type(exc).__name__}: {exc}")
 
 

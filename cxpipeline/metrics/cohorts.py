@@ -24,8 +24,21 @@ from cxpipeline.periods import Period
 __all__ = ["cohort_table"]
 
 
-def _month_index(values: pd.Series) -> np.ndarray:
+_MONDAY = pd.Timestamp("1970-01-05")  # weeks are counted from a Monday
+
+
+def _month_index(values: pd.Series, kind: str = "month") -> np.ndarray:
+    """Months since year 0, or for weekly periods weeks since 1970-01-05 (a Monday)."""
+    if kind == "week":
+        return ((values - _MONDAY).dt.days // 7).to_numpy(dtype="int64")
     return (values.dt.year * 12 + values.dt.month - 1).to_numpy(dtype="int64")
+
+
+def _starts(index: np.ndarray, kind: str) -> pd.Series:
+    """The period starts of :func:`_month_index` values."""
+    if kind == "week":
+        return pd.Series(_MONDAY + pd.to_timedelta(index * 7, unit="D")).astype("datetime64[us]")
+    return pd.to_datetime(pd.DataFrame({"year": index // 12, "month": index % 12 + 1, "day": 1})).astype("datetime64[us]")
 
 
 def cohort_table(panel: pd.DataFrame, period: Period) -> pd.DataFrame:
@@ -39,16 +52,17 @@ def cohort_table(panel: pd.DataFrame, period: Period) -> pd.DataFrame:
     """
     end = pd.Timestamp(period.end)
     rows = panel.loc[panel["period_start"] < end, ["customer_id", "period_start", "revenue", "count_orders"]]
-    step = period.months
+    kind = period.kind
+    step = 1 if kind == "week" else period.months
     first = rows.groupby("customer_id", observed=True)["period_start"].min().rename("cohort_start")
     rows = rows.join(first, on="customer_id")
-    rows["periods_since"] = (_month_index(rows["period_start"]) - _month_index(rows["cohort_start"])) // step
+    rows["periods_since"] = (_month_index(rows["period_start"], kind) - _month_index(rows["cohort_start"], kind)) // step
     rows["is_active"] = rows["count_orders"] > 0
     cells = rows.groupby(["cohort_start", "periods_since"]).agg(count_active=("is_active", "sum"), revenue=("revenue", "sum"))
     sizes = first.value_counts().sort_index()
 
-    last_index = (pd.Timestamp(period.start).year * 12 + pd.Timestamp(period.start).month - 1)
-    cohort_idx = _month_index(pd.Series(sizes.index))
+    last_index = int(_month_index(pd.Series([pd.Timestamp(period.start)]), kind)[0])
+    cohort_idx = _month_index(pd.Series(sizes.index), kind)
     lengths = (last_index - cohort_idx) // step + 1
     grid = pd.DataFrame({
         "cohort_start": np.repeat(sizes.index.to_numpy(), lengths),
@@ -56,8 +70,8 @@ def cohort_table(panel: pd.DataFrame, period: Period) -> pd.DataFrame:
     })
     grid = grid.join(cells, on=["cohort_start", "periods_since"]).fillna({"count_active": 0, "revenue": 0.0})
     grid["count_cohort"] = grid["cohort_start"].map(sizes).astype("int64")
-    month = _month_index(grid["cohort_start"]) + grid["periods_since"].to_numpy(dtype="int64") * step
-    grid["period_start"] = pd.to_datetime(pd.DataFrame({"year": month // 12, "month": month % 12 + 1, "day": 1})).astype("datetime64[us]")
+    index = _month_index(grid["cohort_start"], kind) + grid["periods_since"].to_numpy(dtype="int64") * step
+    grid["period_start"] = _starts(index, kind).to_numpy()
     grid["cohort_start"] = grid["cohort_start"].astype("datetime64[us]")
     grid["count_active"] = grid["count_active"].astype("int64")
     grid["revenue"] = grid["revenue"].round(2)

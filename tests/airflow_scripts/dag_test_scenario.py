@@ -65,7 +65,7 @@ def folder_state(period: str) -> dict:
 
 # dag.test() runs every task in this process and keeps a run's conf in the DAG's params, so
 # each run passes the whole form (as a trigger from the UI does), not just what differs.
-DEFAULT_CONF = {"period": None, "recipients": [], "dry_run": False, "resend": False}
+DEFAULT_CONF = {"period": None, "recipients": [], "dry_run": False, "resend": False, "unit": None}
 
 
 def run(name: str, logical_date: datetime, conf: dict, period: str, reject=()) -> dict:

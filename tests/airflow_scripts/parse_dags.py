@@ -24,4 +24,8 @@ print(json.dumps({"import_errors": {k: str(v) for k, v in bag.import_errors.item
   "stats": [{"file": s.file, "duration": s.duration.total_seconds() if hasattr(s.duration, "total_seconds") else s.duration, "dags": s.dag_num, "tasks": s.task_num} for s in bag.dagbag_stats],
   "queries": queries, "connects": connects, "lookups": lookups,
   "tasks": {d: [t.task_id for t in bag.dags[d].topological_sort()] if hasattr(bag.dags[d], 'topological_sort') else sorted(bag.dags[d].task_ids) for d in bag.dag_ids},
+  "edges": {d: sorted([u, t.task_id] for t in bag.dags[d].tasks for u in t.upstream_task_ids) for d in bag.dag_ids},
+  "doc_md": {d: bag.dags[d].doc_md for d in bag.dag_ids},
+  "undocumented_tasks": sorted(f"{d}.{t.task_id}" for d in bag.dag_ids for t in bag.dags[d].tasks if not t.doc_md),
+  "params": {d: {k: {"schema": v.schema, "description": v.description} for k, v in bag.dags[d].params.items()} for d in bag.dag_ids},
   "timetable": {d: getattr(bag.dags[d].timetable, "summary", type(bag.dags[d].timetable).__name__) for d in bag.dag_ids}}))
