@@ -223,6 +223,8 @@ def _published_found(folder: Path, needles: list[str]) -> list[str]:
             text = " ".join(frame.columns) + frame.astype("string").fillna("").to_csv(index=False)
         elif path.suffix == ".pdf":
             text = "".join("".join((p.extract_text() or "").split()) for p in PdfReader(path).pages)
+        elif path.suffix in (".png", ".jpg", ".jpeg"):
+            continue  # the email's trend chart and logo: pixels of periods and numbers, no ids or names
         else:
             text = path.read_text(encoding="utf-8")
         found += [f"{name}: {needle}" for needle in needles if needle in text]

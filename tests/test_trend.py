@@ -194,10 +194,11 @@ def test_trend_reconciles_on_generated_data(tmp_path):
 
 
 @pytest.mark.parametrize("kind,fiscal,basis,mode", [
-    ("month", 1, "year_ago", "fixed"), ("quarter", 4, "previous", "personal"), ("year", 1, "previous", "fixed")])
+    ("month", 1, "year_ago", "fixed"), ("quarter", 4, "previous", "personal"), ("year", 1, "previous", "fixed"),
+    ("week", 1, "year_ago", "fixed")])
 def test_trend_equals_the_per_period_functions_for_every_period_kind(kind, fiscal, basis, mode):
-    """Months, fiscal quarters and years: each trend period's rows equal the ledger and bridge
-    functions run for that period alone (generated data, to the cent)."""
+    """Weeks, months, fiscal quarters and years: each trend period's rows equal the ledger and
+    bridge functions run for that period alone (generated data, to the cent)."""
     from cxpipeline.metrics.bridge import classify_customers, revenue_bridge
     from cxpipeline.metrics.ledger import asset_ledger, customer_flows
     from cxpipeline.periods import latest_complete_period

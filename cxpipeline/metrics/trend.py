@@ -174,6 +174,12 @@ def trend_tables(
     n = len(periods)
     if periods != trend_periods(last_p, n):
         raise ValueError("the trend periods must be consecutive, oldest first")
+    if first_p.kind == "week":
+        # Twelve months are not a whole number of weeks, and a week a year ago is matched by its
+        # ISO number: the one-pass matrices below assume month-aligned periods, so weeks take the
+        # per-period functions themselves (a trend of weeks is small: ~8 x the panel's weeks).
+        return _trend_by_period(panel, periods, basis, rule, cadence, customer_col=customer_col,
+                                period_col=period_col)
     per_year = 12 // first_p.months  # periods in the 12 months of a trailing value
     lag = 1 if basis == "previous" else per_year
     comparison_period(last_p, basis)  # validates the basis
@@ -343,3 +349,31 @@ def _bridge_block(each: Period, basis: str, cur: np.ndarray, prev: np.ndarray, p
             for i, name in enumerate(BRIDGE_CLASSES)]
     out.append((each.label, start, comparison, "current", int((cur > 0).sum()), int(cur.sum()) / 100))
     return out
+
+
+def _trend_by_period(panel: pd.DataFrame, periods: list[Period], basis: str, rule: LapseRule,
+                     cadence: pd.DataFrame | None, *, customer_col: str, period_col: str
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trend rows computed period by period with the ledger and bridge functions that each
+    period's own pack uses (for weeks, see :func:`trend_tables`)."""
+    from cxpipeline.metrics.bridge import classify_customers, revenue_bridge
+    from cxpipeline.metrics.ledger import asset_ledger, customer_flows
+
+    ledger_rows, bridge_rows = [], []
+    for each in periods:
+        start, end = pd.Timestamp(each.start), pd.Timestamp(each.end)
+        comparison = comparison_period(each, basis)
+        flows = customer_flows(panel.loc[panel[period_col] < end], start, end, rule, cadence)
+        own_ledger = asset_ledger(flows, flows[[customer_col]], [])
+        for row in own_ledger.itertuples(index=False):
+            ledger_rows.append((each.label, start, row.ledger_line, int(row.count_customers), float(row.value)))
+        classified = classify_customers(panel, start, pd.Timestamp(comparison.start), period_end=end)
+        own_bridge = revenue_bridge(classified, classified[[customer_col]], [])
+        for row in own_bridge.itertuples(index=False):
+            bridge_rows.append((each.label, start, comparison.label, row.bridge_class, int(row.count_customers),
+                                float(row.value)))
+    ledger = pd.DataFrame(ledger_rows, columns=TREND_LEDGER_COLUMNS).astype(
+        {"count_customers": "int64", "value": "float64", "period_start": "datetime64[us]"})
+    bridge = pd.DataFrame(bridge_rows, columns=TREND_BRIDGE_COLUMNS).astype(
+        {"count_customers": "int64", "value": "float64", "period_start": "datetime64[us]"})
+    return ledger, bridge
