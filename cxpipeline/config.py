@@ -1,5 +1,8 @@
 """The pack configuration: one YAML file, validated with errors that say how to fix them.
 
+One module of ~590 lines on purpose: every key of a pack definition is declared here, once, so
+the whole YAML schema (and its error messages) reads in one place.
+
 See ``examples/*.yaml`` for annotated configs. Unknown keys are errors (a typo must not be
 silently ignored). Relative paths are resolved against the config file's folder.
 """

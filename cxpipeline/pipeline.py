@@ -1,5 +1,8 @@
 """The pipeline as stages: extract -> metrics -> model -> render -> check.
 
+One module of ~480 lines on purpose: the stages share the artifact folder's lock, staging and
+invalidation rules, which are read together with the stages they guard.
+
 Each stage takes ``(config, period, output_root)``, reads what earlier stages wrote in the
 artifact folder ``<output_root>/<pack_id>/<period>/``, writes its own files atomically and
 returns a small JSON-able dict (always with ``"folder"``). Airflow tasks call the stages one by

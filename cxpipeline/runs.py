@@ -1,5 +1,8 @@
 """One library call per orchestration step: what the Airflow DAG and the CLI both call.
 
+One module of ~410 lines on purpose: every step the DAG and the CLI share is here, so neither
+repeats the other.
+
 - :func:`read_pack_header` - the few keys a DAG's shape depends on (parse time: YAML only);
   :func:`fallback_pack_id` - the pack id of a file that cannot be read, so its DAG keeps its id;
 - :func:`period_of_run` - the period a run reports: a label, else the run's data interval,

@@ -1,5 +1,9 @@
 """Report context: the artifact folder's metric tables turned into plain dicts for the templates.
 
+One module of ~610 lines on purpose: the page list (PAGES), the shared context and the board
+section's own pages (summary, bridge, ledger, data quality, definitions) are built together;
+the other pages' builders live in ``pages_*.py``.
+
 Every number printed in the pack is read here from the tables of the same run (``bridge``,
 ``ledger``, ``metrics.json``, ``data_quality.json``, ...). Nothing is recomputed from raw data;
 the only arithmetic is presentation (a change between two printed numbers, a share of a

@@ -4,6 +4,9 @@ The pack's HTML may carry text from the source data (segment values, customer na
 Jinja autoescapes it, and WeasyPrint gets a fetcher that serves only files inside the
 templates folder and ``data:`` URIs: no ``file://`` elsewhere on disk, no network. A blocked
 URL is logged and recorded; the resource is simply missing from the page.
+
+One module of ~440 lines on purpose: the Jinja environment, the fetcher and the PDF writer
+(PDF/A-3a, tagged, with its XMP) are the one path from HTML to the archived PDF.
 """
 
 from __future__ import annotations
