@@ -76,9 +76,12 @@ def test_smtp_server_down_retries_then_fails_and_marks_nothing_sent(built_pack):
     smtp = SmtpSettings(host="127.0.0.1", port=port, from_address="pack@example.com", timeout=2)
     report = _send(built_pack, smtp, ["ceo@example.com", "cfo@example.com"], sleeps)
     assert report.sent == [] and sorted(report.failed) == ["ceo@example.com", "cfo@example.com"]
-    assert len(sleeps) >= 2, "it retried before giving up"
-    with pytest.raises(DeliveryError):
+    # One short retry for the first recipient, then the outage is left to the task's own retry
+    # (docs/airflow.md): the error is transient, so Airflow tries the delivery again later.
+    assert len(sleeps) == 1, "it retried once before giving up"
+    with pytest.raises(DeliveryError) as raised:
         report.raise_for_failures()
+    assert raised.value.transient
     ledger = read_ledger(report.ledger_path)
     assert all(row["result"] != "sent" for row in ledger), ledger
 
