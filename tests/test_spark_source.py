@@ -26,23 +26,35 @@ CUSTOMER_COLUMNS = ("customer_id", "customer_name", "region", "channel", "custom
 MASTER = "local[2]"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def spark():
-    """One local Spark for the module (JVM start-up is paid once)."""
+    """One local Spark for the module (JVM start-up is paid once): a Spark Connect server on a
+    free port, reached as ``sc://localhost:<port>`` like a managed cluster, whose driver also
+    serves the classic ``master: local[2]`` route. Yields the Connect URL."""
     if shutil.which("java") is None:
         require_service("Java (for a local Spark)", "no java on PATH")
-    pyspark = pytest.importorskip("pyspark") if False else __import__("pyspark")
-    from cxpipeline.sources.spark import spark_session
+    from pyspark import SparkConf
+    from pyspark.sql import SparkSession
 
-    source = config_from_dict({"source": {"kind": "spark", "master": MASTER, "path": "x"}}).source
-    session = spark_session(source)
-    session.sparkContext.setLogLevel("FATAL")
-    yield session
+    port = _free_port()
+    conf = (SparkConf().setMaster(MASTER).set("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
+            .set("spark.connect.grpc.binding.port", str(port)).set("spark.ui.enabled", "false")
+            .set("spark.sql.shuffle.partitions", "8"))
+    server = SparkSession.builder.config(conf=conf).getOrCreate()
+    server.sparkContext.setLogLevel("FATAL")
+    yield f"sc://localhost:{port}"
     try:
-        session.stop()
+        server.stop()
     except Exception:  # the last test kills the driver JVM
         pass
-    assert pyspark
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +66,10 @@ def demo_files(tmp_path_factory):
     return folder
 
 
-def _spark_config(folder, pack_id: str = "spark", **source):
+def _spark_config(folder, pack_id: str = "spark", **engine):
     return config_from_dict({"pack_id": pack_id, "source": {
-        "kind": "spark", "master": MASTER, "path": str(folder / "transactions.parquet"),
-        "customers_path": str(folder / "customers.parquet"), **source}})
+        "kind": "spark", **(engine or {"master": MASTER}), "path": str(folder / "transactions.parquet"),
+        "customers_path": str(folder / "customers.parquet")}})
 
 
 def _duckdb_config(folder, pack_id: str = "duckdb"):
@@ -67,8 +79,10 @@ def _duckdb_config(folder, pack_id: str = "duckdb"):
         "customer_columns": {c: c for c in CUSTOMER_COLUMNS}}})
 
 
-def test_spark_source_equals_the_duckdb_path_table_by_table(spark, demo_files, tmp_path):
-    spark_config, duck_config = _spark_config(demo_files), _duckdb_config(demo_files)
+@pytest.mark.parametrize("route", ["spark connect", "local master"])
+def test_spark_source_equals_the_duckdb_path_table_by_table(route, spark, demo_files, tmp_path):
+    engine = {"remote": spark} if route == "spark connect" else {"master": MASTER}
+    spark_config, duck_config = _spark_config(demo_files, **engine), _duckdb_config(demo_files)
     assert pushdown_kind(spark_config) == "spark" and pushdown_kind(duck_config) == "parquet"
     for config in (spark_config, duck_config):
         pipeline.extract(config, PERIOD, tmp_path)
@@ -84,7 +98,7 @@ def test_spark_source_equals_the_duckdb_path_table_by_table(spark, demo_files, t
                 "excluded_by_reason", "first_ordered_at", "last_ordered_at", "count_customers", "count_panel_rows",
                 "tie_out"):
         assert dq_spark[key] == dq_duck[key], key
-    assert dq_spark["source"].startswith("Spark master local[2]")
+    assert dq_spark["source"].startswith("Spark Connect sc://" if route == "spark connect" else "Spark master")
     assert not list(a.glob(".extract-*")), "the staging folder is removed"
 
 
@@ -114,6 +128,8 @@ def test_killed_session_mid_extract_is_a_clear_error_and_leaves_no_artifacts(spa
                                                                             monkeypatch):
     """The driver JVM is killed after the accounting, while the panels are read (runs last: it
     ends the module's Spark)."""
+    from pyspark import SparkContext
+
     from cxpipeline.sources import spark as spark_source
 
     calls = []
@@ -122,12 +138,14 @@ def test_killed_session_mid_extract_is_a_clear_error_and_leaves_no_artifacts(spa
     def dying(session, sql):
         calls.append(sql)
         if len(calls) == 3:  # customers, accounting, then the panel: the driver JVM is killed
-            process = session.sparkContext._gateway.proc  # the JVM this module started
+            process = SparkContext._gateway.proc  # the JVM this module started
             process.kill()
             process.wait(timeout=30)
         return real(session, sql)
 
     monkeypatch.setattr(spark_source, "_to_arrow", dying)
+    # The local-master route: a Connect client instead retries a lost server per its retry policy
+    # (minutes) before it gives up with the same error.
     config = _spark_config(demo_files, pack_id="killed")
     with pytest.raises(InputError, match="The Spark session failed while reading the transactions for 2026-Q2") as info:
         pipeline.extract(config, PERIOD, tmp_path)

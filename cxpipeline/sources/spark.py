@@ -110,7 +110,10 @@ def spark_session(source: SparkSource, remote: str | None = None):
                           fix="pip install 'pyspark[connect]'") from None
     url = resolve_remote(source, remote)
     if url is not None:
-        session = SparkSession.builder.remote(url).getOrCreate()
+        # The Connect client class itself: it also works beside a classic session in this process.
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+        session = ConnectSession.builder.remote(url).getOrCreate()
     else:
         builder = SparkSession.builder.master(source.master).appName("cxpipeline")
         for key, value in LOCAL_SETTINGS.items():
@@ -288,9 +291,12 @@ def extract_spark(
                     out[name] = (target, _write(_to_arrow(session, sql), target, dtypes))
                 return out
 
-        return extract_aggregates(query, view, period=period, comparison=comparison, segment_columns=present,
-                                  customers=customers, description=where, stream=stream,
-                                  rules=RowRules.of(source))
+        result = extract_aggregates(query, view, period=period, comparison=comparison, segment_columns=present,
+                                    customers=customers, description=where, stream=stream,
+                                    rules=RowRules.of(source))
+        if resolve_remote(source, remote) is not None:
+            session.stop()  # release the Connect session on the server (a classic one is the process's)
+        return result
     except (InputError, ConfigError):
         raise
     except Exception as exc:
