@@ -67,3 +67,17 @@ def test_engine_rules_are_applied():
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="unknown engine 'oracle'"):
         render("SELECT 1", "oracle")
+
+
+def test_engine_config_examples_validate_and_hold_no_secret():
+    from pathlib import Path
+
+    from cxpipeline.config import load_config
+
+    folder = Path(__file__).resolve().parent.parent / "examples" / "engines"
+    for path in sorted(folder.glob("*.yaml")):
+        config = load_config(path)
+        text = path.read_text()
+        assert config.source.kind in ("spark", "sql"), path.name
+        assert "token=${" in text or "token" not in text.lower(), path.name  # tokens only from the env
+        assert "PASSWORD@" not in text or "USER:PASSWORD@ACCOUNT" in text, path.name

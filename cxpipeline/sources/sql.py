@@ -38,9 +38,11 @@ from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggrega
 from cxpipeline.quality import Exclusions
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers, validate_transactions
 from cxpipeline.sources.base import SourceData
+from cxpipeline.sources.dialects import ENGINES, render
 
 __all__ = [
     "CHUNK_ROWS",
+    "SQLALCHEMY_ENGINES",
     "WORK_MEM",
     "RESULT_SETTINGS",
     "resolve_url",
@@ -315,6 +317,21 @@ def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tu
     return relation, present
 
 
+#: SQLAlchemy dialect name -> the engine the statements are rendered for (dialects.render).
+SQLALCHEMY_ENGINES = {"postgresql": "postgres", "snowflake": "snowflake", "bigquery": "bigquery",
+                      "trino": "trino", "databricks": "databricks", "duckdb": "duckdb"}
+
+
+def _engine_of(conn, url: str) -> str:
+    """The dialect the extract statements are rendered in for this connection."""
+    engine = SQLALCHEMY_ENGINES.get(conn.dialect.name)
+    if engine not in ENGINES:
+        raise InputError(f"The warehouse dialect {conn.dialect.name!r} has no rendering of the extract SQL.",
+                         where=redact(url),
+                         fix=f"Use one of: {', '.join(sorted(SQLALCHEMY_ENGINES))} (docs/warehouse.md, engines).")
+    return engine
+
+
 def _is_psycopg(conn) -> bool:
     """psycopg 3 underneath: COPY and exported snapshots are available."""
     return type(conn.connection.driver_connection).__module__.split(".")[0] == "psycopg"
@@ -470,6 +487,7 @@ def extract_sql(
     target = resolve_url(source, url)
     what = f"reading {source.transactions_table} for {period.label}"
     with snapshot(target, what, time_zone=time_zone) as conn:
+        engine = _engine_of(conn, target)
         relation, present = _base_relation(conn, source, target, segments)
         customers = _customers(conn, source, target)
         stream = None
@@ -478,15 +496,17 @@ def extract_sql(
                 snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
 
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
-                    return _copy_in_shared_snapshot(target, snapshot_id, jobs, Path(stage_dir), what, time_zone)
+                    rendered = [(render(sql, engine), name, dtypes) for sql, name, dtypes in jobs]
+                    return _copy_in_shared_snapshot(target, snapshot_id, rendered, Path(stage_dir), what, time_zone)
             else:
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
                     paths = {name: Path(stage_dir) / f"{name}.parquet" for _, name, _ in jobs}
-                    return {name: (paths[name], _stream_chunks_to_parquet(conn, sql, paths[name], dtypes))
+                    return {name: (paths[name], _stream_chunks_to_parquet(conn, render(sql, engine), paths[name],
+                                                                          dtypes))
                             for sql, name, dtypes in jobs}
 
         result = extract_aggregates(
-            lambda sql: _read(conn, sql), relation, period=period, comparison=comparison,
+            lambda sql: _read(conn, render(sql, engine)), relation, period=period, comparison=comparison,
             segment_columns=present, customers=customers, description=_describe(source, target),
             stream=stream, rules=RowRules.of(source),
         )
