@@ -79,7 +79,7 @@ INTEGRATION_MODULES = {
     "test_airflow_scheduler", "test_bad_inputs", "test_bench_quick", "test_compose", "test_concurrency",
     "test_dags", "test_delivery", "test_demo_command", "test_faults", "test_metrics_pack",
     "test_object_storage", "test_outbound", "test_pushdown", "test_report", "test_report_assemble",
-    "test_report_model_pages", "test_report_security", "test_security", "test_sql_source",
+    "test_report_model_pages", "test_report_security", "test_security", "test_spark_source", "test_sql_source",
 }
 
 
