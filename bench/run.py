@@ -340,8 +340,11 @@ def _plain_queries(config: dict, period_label: str) -> None:
     con.execute("SET preserve_insertion_order = false")
     con.sql(panel_sql(source, "quarter", 1, end)).fetch_arrow_table()
     con.sql(panel_sql(source, "month", 1, end)).fetch_arrow_table()
-    gaps = "(" + GAPS_SQL.format(source=source, end=pd.Timestamp(instants[-1]).strftime("%Y-%m-%d %H:%M:%S")) + ")"
-    con.sql(cadence_sql(gaps, instants)).fetch_arrow_table()
+    # The gaps materialised first, as customer_cadence does (fused with the join and median, the
+    # window runs for minutes at 10M: 158 s and 9.8 GB in the first measurement of this stage).
+    con.execute("CREATE TEMP TABLE gaps AS "
+                + GAPS_SQL.format(source=source, end=pd.Timestamp(instants[-1]).strftime("%Y-%m-%d %H:%M:%S")))
+    con.sql(cadence_sql("gaps", instants)).fetch_arrow_table()
     con.close()
 
 
