@@ -29,6 +29,7 @@ __all__ = [
     "FileSource",
     "SqlSource",
     "UnitsConfig",
+    "SparkSource",
     "load_config",
     "config_from_dict",
     "config_hash",
@@ -203,7 +204,39 @@ class SqlSource(_Strict):
         return self
 
 
-Source = Annotated[Union[DemoSource, FileSource, SqlSource], Field(discriminator="kind")]
+class SparkSource(_Strict):
+    """A table or a Parquet / Delta path aggregated in Spark (docs/warehouse.md, "Spark").
+
+    Reached through Spark Connect (``remote``: ``sc://host:15002``, how Databricks and managed
+    Spark expose it; ``${ENV}`` references are expanded, or ``remote_env`` names a variable
+    holding the whole URL with its token) or a classic ``master`` (``local[2]``, ``yarn``).
+    """
+
+    kind: Literal["spark"] = "spark"
+    remote: str | None = None  # sc://host:15002[/;token=${DATABRICKS_TOKEN};...]
+    remote_env: str | None = None  # name of an env var holding the sc:// URL
+    master: str | None = None  # e.g. local[2] (a Spark started in this process)
+    table: str | None = None  # a catalog table or view with the canonical columns; or
+    path: str | None = None  # a Parquet / Delta folder or file (relative to the config file)
+    format: Literal["parquet", "delta"] = "parquet"
+    customers_table: str | None = None
+    customers_path: str | None = None  # Parquet customer table
+    exclude_zero_amounts: bool = False  # zero-amount rows are purchases worth 0 unless true
+    earliest_date: date = date(1990, 1, 1)  # rows dated before it are excluded and counted
+    data_through: date | None = None  # the last day the data covers (later rows: excluded)
+
+    @model_validator(mode="after")
+    def _one_engine_one_input(self) -> "SparkSource":
+        if sum(x is not None for x in (self.remote, self.remote_env, self.master)) != 1:
+            raise ValueError("give exactly one of 'remote' (sc://host:15002), 'remote_env' or 'master'")
+        if (self.table is None) == (self.path is None):
+            raise ValueError("give exactly one of 'table' and 'path'")
+        if self.customers_table is not None and self.customers_path is not None:
+            raise ValueError("give at most one of 'customers_table' and 'customers_path'")
+        return self
+
+
+Source = Annotated[Union[DemoSource, FileSource, SqlSource, SparkSource], Field(discriminator="kind")]
 
 
 class PeriodConfig(_Strict):

@@ -31,6 +31,7 @@ __all__ = [
     "panel_sql",
     "panel_from_orders_sql",
     "cadence_sql",
+    "instants_sql",
     "PANEL_ORDER",
     "CADENCE_ORDER",
     "build_panel",
@@ -110,8 +111,8 @@ FROM orders
 """
 
 CADENCE_FROM_GAPS_SQL = """
-WITH instants (as_of) AS (
-    VALUES {instants}
+WITH instants AS (
+    {instants}
 )
 SELECT customer_id, as_of,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY gap_seconds)
@@ -198,8 +199,16 @@ def panel_sql(source: str, kind: str, fiscal_start_month: int, end: datetime, or
 
 def cadence_sql(gaps: str, instants: Sequence[date | datetime | pd.Timestamp], order_by: str = CADENCE_ORDER) -> str:
     """The cadence query over a gaps relation (:data:`GAPS_SQL` / :data:`GAPS_FROM_ORDERS_SQL`)."""
-    values = ", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants)
-    return CADENCE_FROM_GAPS_SQL.format(gaps=gaps, instants=values, order_by=order_by)
+    return CADENCE_FROM_GAPS_SQL.format(gaps=gaps, instants=instants_sql(instants), order_by=order_by)
+
+
+def instants_sql(instants: Sequence[date | datetime | pd.Timestamp]) -> str:
+    """The cadence instants as a relation with one column ``as_of``.
+
+    A ``UNION ALL`` of one-row selects: every engine runs it (a ``VALUES`` list with named
+    columns is not accepted by BigQuery, nor bare in a CTE by Spark).
+    """
+    return "\n    UNION ALL ".join(f"SELECT TIMESTAMP '{_ts(t)}' AS as_of" for t in instants)
 
 
 def _ts(value: date | datetime | pd.Timestamp) -> str:

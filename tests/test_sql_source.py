@@ -277,6 +277,7 @@ def test_streamed_results_run_at_once_in_the_reading_snapshot(database, tmp_path
         return original(conn, sql, target, dtypes)
 
     monkeypatch.setattr(sql_source, "_copy_to_parquet", spy)
+    monkeypatch.setattr(sql_source, "_has_adbc", lambda: False)  # the COPY path (ADBC: the test below)
     config = _sql_config(database)
     try:
         pipeline.extract(config, PERIOD, tmp_path)
@@ -317,6 +318,7 @@ def test_killed_connection_gives_a_clear_error_and_no_partial_artifacts(database
         return original(conn, sql, target, dtypes)
 
     monkeypatch.setattr(sql_source, "_copy_to_parquet", killer)
+    monkeypatch.setattr(sql_source, "_has_adbc", lambda: False)  # the COPY (CSV) fallback
     with pytest.raises(InputError) as caught:
         pipeline.extract(config, PERIOD, tmp_path)
     assert state["killed"] == 1
@@ -326,6 +328,50 @@ def test_killed_connection_gives_a_clear_error_and_no_partial_artifacts(database
     assert "Nothing was written" in message
     assert not any((folder / name).exists() for name in ARTIFACTS)
     assert not list(folder.glob("*.tmp")) and not list(folder.glob(".extract-*"))
+
+
+def test_results_stream_as_arrow_through_adbc_in_the_shared_snapshot(database, tmp_path, monkeypatch):
+    """The panels come back as Arrow batches (ADBC), equal to the COPY (CSV) path's, and a result
+    connection killed mid-read is a clear error with no artifacts."""
+    import threading
+
+    assert sql_source._has_adbc()
+    calls = []
+    lock = threading.Lock()
+    original = sql_source._adbc_to_parquet
+
+    def spy(*args, **kwargs):
+        with lock:
+            if not calls:  # committed by another session before any result stream starts
+                _execute("INSERT INTO transactions VALUES "
+                         "('LATE', 'C0000001', '2026-05-05 12:00', 1000, 600, 5, 1, false)")
+            calls.append(args[3].name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sql_source, "_adbc_to_parquet", spy)
+    config = _sql_config(database)
+    try:
+        pipeline.extract(config, PERIOD, tmp_path / "adbc")
+    finally:
+        _execute("DELETE FROM transactions WHERE order_id = 'LATE'")
+    assert sorted(calls) == ["cadence.parquet", "panel.parquet", "panel_monthly.parquet"]
+    # The late row is in none of the results (the exported snapshot), so they equal a plain run.
+    monkeypatch.setattr(sql_source, "_has_adbc", lambda: False)
+    pipeline.extract(config, PERIOD, tmp_path / "copy")
+    for name in ("panel", "panel_monthly", "cadence", "customers"):
+        pd.testing.assert_frame_equal(read_table(pipeline.pack_folder(config, PERIOD, tmp_path / "adbc"), name),
+                                      read_table(pipeline.pack_folder(config, PERIOD, tmp_path / "copy"), name),
+                                      obj=name)
+    monkeypatch.setattr(sql_source, "_has_adbc", lambda: True)
+    # Each result connection's backend terminates itself inside the snapshot transaction.
+    monkeypatch.setattr(sql_source, "RESULT_SETTINGS",
+                        sql_source.RESULT_SETTINGS + ("SELECT pg_terminate_backend(pg_backend_pid())",))
+    folder = pipeline.pack_folder(config, PERIOD, tmp_path / "killed")
+    with pytest.raises(InputError, match="connection to the warehouse failed") as caught:
+        pipeline.extract(config, PERIOD, tmp_path / "killed")
+    assert "Nothing was written" in str(caught.value)
+    assert not any((folder / name).exists() for name in ARTIFACTS)
+    assert not list(folder.glob(".extract-*"))
 
 
 def test_missing_table_and_unreachable_server_are_input_errors(database, tmp_path):

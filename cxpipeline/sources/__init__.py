@@ -5,7 +5,7 @@ Two ways in, chosen per config:
 * :func:`load_source` loads transactions into pandas (the demo, CSV / Excel / mapped Parquet
   files; a SQL table for inspection);
 * :func:`extract_pushdown` aggregates where the rows are (a SQL source in its database, a
-  canonical Parquet file in embedded DuckDB) and returns only panel-level results
+  Spark table or path in Spark, a canonical Parquet file in embedded DuckDB) and returns only panel-level results
   (:mod:`cxpipeline.sources.aggregate`). :func:`pushdown_kind` says which applies.
 """
 
@@ -31,17 +31,20 @@ def load_source(config: Config) -> SourceData:
         from cxpipeline.sources.files import load_file_source
 
         return load_file_source(config.source, base_dir=config.base_dir, report_timezone=config.report_timezone)
+    if kind == "spark":
+        raise ValueError("a Spark source is aggregated in Spark (extract_pushdown), never loaded into pandas")
     from cxpipeline.sources.sql import load_sql_source
 
     return load_sql_source(config.source)
 
 
 def pushdown_kind(config: Config) -> str | None:
-    """``"sql"`` for a warehouse, ``"parquet"`` for a canonical Parquet file, else None (pandas)."""
+    """``"sql"`` for a warehouse, ``"spark"`` for Spark, ``"parquet"`` for a canonical Parquet file,
+    else None (pandas)."""
     from cxpipeline.sources.parquet import parquet_fast_path
 
-    if config.source.kind == "sql":
-        return "sql"
+    if config.source.kind in ("sql", "spark"):
+        return config.source.kind
     if config.source.kind == "file" and parquet_fast_path(config.source, config.base_dir) is not None:
         return "parquet"
     return None
@@ -64,6 +67,11 @@ def extract_pushdown(config: Config, period: Period, comparison: Period, *, url:
 
         return extract_sql(config.source, period, comparison, list(config.segments), url=url, stage_dir=stage_dir,
                            time_zone=config.report_timezone, instants=instants)
+    if kind == "spark":
+        from cxpipeline.sources.spark import extract_spark
+
+        return extract_spark(config.source, period, comparison, list(config.segments), base_dir=config.base_dir,
+                             stage_dir=stage_dir, remote=url, instants=instants)
     if kind == "parquet":
         from cxpipeline.sources.files import read_customers
         from cxpipeline.sources.parquet import extract_parquet, parquet_fast_path
@@ -83,6 +91,10 @@ def pushdown_last_day(config: Config, *, url: str | None = None):
         from cxpipeline.sources.sql import sql_last_day
 
         return sql_last_day(config.source, url=url)
+    if pushdown_kind(config) == "spark":
+        from cxpipeline.sources.spark import spark_last_day
+
+        return spark_last_day(config.source, base_dir=config.base_dir, remote=url)
     from cxpipeline.sources.parquet import parquet_fast_path, parquet_last_day
 
     return parquet_last_day(parquet_fast_path(config.source, config.base_dir))

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxpipeline.errors import InputError
-from cxpipeline.panel import CADENCE_ORDER, CADENCE_SQL, panel_sql
+from cxpipeline.panel import CADENCE_ORDER, CADENCE_SQL, instants_sql, panel_sql
 from cxpipeline.periods import Period, cadence_instants
 from cxpipeline.quality import Exclusions, tie_out_row
 from cxpipeline.schema import PANEL_COLUMNS
@@ -46,6 +46,7 @@ __all__ = [
     "StreamFn",
     "RowRules",
     "extract_aggregates",
+    "extract_statements",
     "tie_out",
     "customer_table",
     "segment_modes",
@@ -138,9 +139,7 @@ def tie_out(query: QueryFn, rules: RowRules, relation: str, periods: list[Period
     """For each period: the rows and revenue dated in it in the source against those used."""
     out = []
     for period in periods:
-        bounded = (f"(SELECT * FROM {relation} WHERE ordered_at >= TIMESTAMP '{_ts(period.start)}' "
-                   f"AND ordered_at < TIMESTAMP '{_ts(period.end)}') AS tie_rows")
-        rows = query(rules.quality_sql(bounded, _ts(period.end)))
+        rows = query(rules.quality_sql(_bounded(relation, period), _ts(period.end)))
         used = rows.loc[rows["reason"] == ""]
         excluded = rows.loc[rows["reason"] != "", ["reason", "count_rows", "revenue_cents"]]
         out.append(tie_out_row(period.label, period.title, int(used["count_rows"].sum()),
@@ -262,6 +261,37 @@ def read_accounting(rows: pd.DataFrame, base: Exclusions | None,
 StreamFn = Callable[[list[tuple[str, str, dict]]], dict[str, tuple[Path, int]]]
 
 
+def extract_statements(source: str, period: Period, comparison: Period, rules: RowRules | None = None,
+                       segment_columns: tuple[str, ...] = (), instants: list | None = None) -> dict[str, str]:
+    """Every statement :func:`extract_aggregates` sends for ``source``, by name (in the source dialect).
+
+    What :func:`cxpipeline.sources.dialects.render` turns into each engine's dialect; the tests
+    render and parse them for every engine.
+    """
+    rules = rules or RowRules()
+    end = _ts(period.end)
+    used = rules.used_sql(source)
+    end_ts = pd.Timestamp(period.end)
+    instants = instants or cadence_instants(period, comparison)
+    statements = {
+        "accounting": rules.quality_sql(source, end),
+        "panel": panel_sql(used, period.kind, period.fiscal_start_month, end_ts),
+        "panel_monthly": panel_sql(used, "month", 1, end_ts),
+        "cadence": CADENCE_SQL.format(source=used, end=_ts(instants[-1]), order_by=CADENCE_ORDER,
+                                      instants=instants_sql(instants)),
+    }
+    for column in segment_columns:
+        statements[f"segment {column}"] = SEGMENT_COUNTS_SQL.format(source=used, column=column, end=end)
+    for tied in (period, comparison):
+        statements[f"tie-out {tied.label}"] = rules.quality_sql(_bounded(source, tied), _ts(tied.end))
+    return statements
+
+
+def _bounded(relation: str, period: Period) -> str:
+    return (f"(SELECT * FROM {relation} WHERE ordered_at >= TIMESTAMP '{_ts(period.start)}' "
+            f"AND ordered_at < TIMESTAMP '{_ts(period.end)}') AS tie_rows")
+
+
 def extract_aggregates(
     query: QueryFn,
     source: str,
@@ -312,16 +342,12 @@ def extract_aggregates(
     """
     end = _ts(period.end)
     rules = rules or RowRules()
-    quality, used_rows, first, last = read_accounting(query(rules.quality_sql(source, end)), None, rules)
+    statements = extract_statements(source, period, comparison, rules, instants=instants)
+    quality, used_rows, first, last = read_accounting(query(statements["accounting"]), None, rules)
     if used_rows == 0:
         raise no_usable_rows(period, description, quality, first)
     used = rules.used_sql(source)
-    end_ts = pd.Timestamp(period.end)
-    instants = instants or cadence_instants(period, comparison)
-    panel_query = panel_sql(used, period.kind, period.fiscal_start_month, end_ts)
-    monthly_query = panel_sql(used, "month", 1, end_ts)
-    cadence_query = CADENCE_SQL.format(source=used, end=_ts(instants[-1]), order_by=CADENCE_ORDER,
-                                       instants=", ".join(f"(TIMESTAMP '{_ts(t)}')" for t in instants))
+    panel_query, monthly_query, cadence_query = (statements[k] for k in ("panel", "panel_monthly", "cadence"))
     files: dict[str, Path] = {}
     if stream is not None:
         jobs = [(panel_query, "panel", PANEL_COLUMNS), (cadence_query, "cadence", CADENCE_DTYPES)]

@@ -42,9 +42,11 @@ from cxpipeline.schema import (
 )
 from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates
 from cxpipeline.sources.base import SourceData
+from cxpipeline.sources.dialects import ENGINES, render
 
 __all__ = [
     "CHUNK_ROWS",
+    "SQLALCHEMY_ENGINES",
     "WORK_MEM",
     "RESULT_SETTINGS",
     "resolve_url",
@@ -231,10 +233,13 @@ def _copy_in_shared_snapshot(url: str, snapshot_id: str, jobs: list[tuple[str, s
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     connections: list = []
+    arrow_native = _has_adbc()
 
     def run(job: tuple[str, str, dict]) -> tuple[str, tuple[Path, int]]:
         sql, name, dtypes = job
         path = Path(stage_dir) / f"{name}.parquet"
+        if arrow_native:
+            return name, (path, _adbc_to_parquet(url, snapshot_id, sql, path, dtypes, what, time_zone, connections))
         with snapshot(url, what, snapshot_id=snapshot_id, settings=RESULT_SETTINGS, time_zone=time_zone) as conn:
             connections.append(conn.connection.driver_connection)
             return name, (path, _copy_to_parquet(conn, sql, path, dtypes))
@@ -246,13 +251,78 @@ def _copy_in_shared_snapshot(url: str, snapshot_id: str, jobs: list[tuple[str, s
         if failed and pending:
             for driver_connection in list(connections):
                 try:
-                    driver_connection.cancel_safe()
+                    cancel = getattr(driver_connection, "cancel_safe", None) or driver_connection.cancel
+                    cancel()
                 except Exception:  # already closed or finished: nothing to cancel
                     pass
         wait(pending)
     if failed:
         raise failed[0].exception()
     return dict(f.result() for f in futures)
+
+
+def _has_adbc() -> bool:
+    try:
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _libpq_url(url: str) -> str:
+    """The SQLAlchemy URL as libpq takes it (no ``+driver``)."""
+    return re.sub(r"^postgresql\+[a-z0-9_]+://", "postgresql://", url)
+
+
+def _adbc_to_parquet(url: str, snapshot_id: str, sql: str, target: Path, dtypes: dict[str, str], what: str,
+                     time_zone: str, connections: list) -> int:
+    """Stream one result into Parquet as Arrow batches (ADBC: PostgreSQL's binary COPY under the hood).
+
+    The transaction is the same as :func:`snapshot`'s: ``REPEATABLE READ``, read only, joined to the
+    exported snapshot as its first statement, with :data:`RESULT_SETTINGS`, the zone and
+    :data:`WORK_MEM`. No row becomes a Python object: batches go from the driver to the file.
+    """
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cxpipeline.sources.aggregate import pandas_arrow_schema as _pandas_schema
+
+    schema = _pandas_schema(dtypes)
+    types = {f.name: pa.string() if pa.types.is_large_string(f.type) else f.type for f in schema}
+    rows = 0
+    try:
+        with adbc.connect(_libpq_url(url), autocommit=True) as conn:
+            connections.append(conn.adbc_connection)
+            with conn.cursor() as cursor:
+                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{_snapshot_token(snapshot_id)}'")
+                for statement in (*RESULT_SETTINGS, f"SET LOCAL TIME ZONE '{time_zone.replace(chr(39), '')}'",
+                                  f"SET LOCAL work_mem = '{WORK_MEM}'"):
+                    cursor.execute(statement)
+                cursor.execute(sql)
+                reader = cursor.fetch_record_batch()
+                with pq.ParquetWriter(target, schema) as writer:
+                    for batch in reader:
+                        batch = pa.RecordBatch.from_arrays(
+                            [batch.column(n).cast(types[n]) for n in schema.names], names=schema.names)
+                        writer.write_batch(batch.cast(schema))
+                        rows += batch.num_rows
+                cursor.execute("COMMIT")
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("adbc_driver_manager", "adbc_driver_postgresql"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lost = any(word in message.lower() for word in ("connection", "terminat", "server closed", "canceling",
+                                                        "could not"))
+        raise InputError(
+            f"The {'connection to the warehouse failed' if lost else 'warehouse query failed'} while {what}: "
+            f"{message}",
+            where=redact(url),
+            fix="Check that the database is running and reachable, then rerun the extract. Nothing was written: "
+                "artifacts are only written after the whole read succeeds.",
+        ) from None
+    return rows
 
 
 def iter_query_chunks(conn, sql: str, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
@@ -317,6 +387,21 @@ def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tu
     FROM {table}{bound}
 ) AS source_rows"""
     return relation, present
+
+
+#: SQLAlchemy dialect name -> the engine the statements are rendered for (dialects.render).
+SQLALCHEMY_ENGINES = {"postgresql": "postgres", "snowflake": "snowflake", "bigquery": "bigquery",
+                      "trino": "trino", "databricks": "databricks", "duckdb": "duckdb"}
+
+
+def _engine_of(conn, url: str) -> str:
+    """The dialect the extract statements are rendered in for this connection."""
+    engine = SQLALCHEMY_ENGINES.get(conn.dialect.name)
+    if engine not in ENGINES:
+        raise InputError(f"The warehouse dialect {conn.dialect.name!r} has no rendering of the extract SQL.",
+                         where=redact(url),
+                         fix=f"Use one of: {', '.join(sorted(SQLALCHEMY_ENGINES))} (docs/warehouse.md, engines).")
+    return engine
 
 
 def _is_psycopg(conn) -> bool:
@@ -477,6 +562,7 @@ def extract_sql(
     target = resolve_url(source, url)
     what = f"reading {source.transactions_table} for {period.label}"
     with snapshot(target, what, time_zone=time_zone) as conn:
+        engine = _engine_of(conn, target)
         relation, present = _base_relation(conn, source, target, segments)
         customers = _customers(conn, source, target)
         stream = None
@@ -485,15 +571,17 @@ def extract_sql(
                 snapshot_id = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
 
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
-                    return _copy_in_shared_snapshot(target, snapshot_id, jobs, Path(stage_dir), what, time_zone)
+                    rendered = [(render(sql, engine), name, dtypes) for sql, name, dtypes in jobs]
+                    return _copy_in_shared_snapshot(target, snapshot_id, rendered, Path(stage_dir), what, time_zone)
             else:
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
                     paths = {name: Path(stage_dir) / f"{name}.parquet" for _, name, _ in jobs}
-                    return {name: (paths[name], _stream_chunks_to_parquet(conn, sql, paths[name], dtypes))
+                    return {name: (paths[name], _stream_chunks_to_parquet(conn, render(sql, engine), paths[name],
+                                                                          dtypes))
                             for sql, name, dtypes in jobs}
 
         result = extract_aggregates(
-            lambda sql: _read(conn, sql), relation, period=period, comparison=comparison,
+            lambda sql: _read(conn, render(sql, engine)), relation, period=period, comparison=comparison,
             segment_columns=present, customers=customers, description=_describe(source, target),
             stream=stream, rules=RowRules.of(source), instants=instants,
         )
