@@ -23,6 +23,7 @@ from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
 from cxpipeline.metrics.registry import label
 from cxpipeline.report.formatting import Formatter
+from cxpipeline.report.pages_trend import gain_loss_panels
 
 __all__ = ["BRIEFING_NAME", "TREND_IMAGE_NAME", "BRIEFING_FIGURES", "key_figures", "trend_alt_text",
            "write_briefing"]
@@ -89,13 +90,7 @@ def _trend_png(rows: list[dict], fmt: Formatter, config: Config, terms: dict, te
     from cxpipeline.report.charts import gain_loss_chart, png_bytes
 
     brand = config.brand
-    panels = [
-        {"title": f"{terms['Customers']} gained and lost", "gained": [r["count_gained"] for r in rows],
-         "lost": [r["count_lost"] for r in rows], "net": [r["net_count"] for r in rows], "label_value": fmt.count},
-        {"title": "Value gained and lost (12 months)", "gained": [r["value_gained"] for r in rows],
-         "lost": [r["value_lost"] for r in rows], "net": [r["net_value"] for r in rows],
-         "label_value": fmt.money_compact},
-    ]
+    panels = gain_loss_panels(rows, fmt, terms)
     return gain_loss_chart(
         [r["period"] for r in rows], panels,
         colors={"grid": "#D5DAE1", "text": "#1B2230", "net": brand.primary_color,

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from cxpipeline.config import Config
     from cxpipeline.report.context import ArtifactTables
 
-__all__ = ["TREND_METRICS", "MOVEMENT_CLASSES", "trend_rows", "trend_sentences", "build_trend", "ordinal"]
+__all__ = ["TREND_METRICS", "MOVEMENT_CLASSES", "trend_rows", "trend_sentences", "build_trend", "ordinal",
+           "gain_loss_panels"]
 
 TREND_METRICS = ("trend_gained", "trend_lost", "trend_net", "trend_active_base", "trend_revenue",
                  "trend_revenue_movement", "trend_value_at_risk", "count_gained", "value_gained",
@@ -151,13 +152,7 @@ def _charts(rows: list[dict], shared: dict) -> tuple[str, str]:
     fmt, brand, terms = shared["fmt"], shared["config"].brand, shared["terms"]
     labels = [r["period"] for r in rows]
     base = {"grid": "#D5DAE1", "text": "#1B2230", "net": brand.primary_color}
-    panels = [
-        {"title": f"{terms['Customers']} gained and lost", "gained": [r["count_gained"] for r in rows],
-         "lost": [r["count_lost"] for r in rows], "net": [r["net_count"] for r in rows], "label_value": fmt.count},
-        {"title": "Value gained and lost (12 months)", "gained": [r["value_gained"] for r in rows],
-         "lost": [r["value_lost"] for r in rows], "net": [r["net_value"] for r in rows],
-         "label_value": fmt.money_compact},
-    ]
+    panels = gain_loss_panels(rows, fmt, terms)
     gain_loss = shared["charts"].draw(
         gain_loss_chart, labels, panels,
         colors={**base, "gained": brand.positive_color, "lost": brand.negative_color},
@@ -213,3 +208,15 @@ def build_trend(tables: ArtifactTables, config: Config, shared: dict) -> dict | 
         "movement_rows": [{"key": c, "label": shared["labels"][c],
                            "cells": [r["movements"][c] for r in rows]} for c in MOVEMENT_CLASSES],
     }
+
+
+def gain_loss_panels(rows: list[dict], fmt, terms: dict) -> list[dict]:
+    """The two panels of the gained-vs-lost chart (count, then value), for the trend page and
+    the executive email alike."""
+    return [
+        {"title": f"{terms['Customers']} gained and lost", "gained": [r["count_gained"] for r in rows],
+         "lost": [r["count_lost"] for r in rows], "net": [r["net_count"] for r in rows], "label_value": fmt.count},
+        {"title": "Value gained and lost (12 months)", "gained": [r["value_gained"] for r in rows],
+         "lost": [r["value_lost"] for r in rows], "net": [r["net_value"] for r in rows],
+         "label_value": fmt.money_compact},
+    ]

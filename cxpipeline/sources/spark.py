@@ -31,7 +31,13 @@ from cxpipeline.config import SparkSource
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers
-from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, pandas_arrow_schema
+from cxpipeline.sources.aggregate import (
+    PanelExtract,
+    RowRules,
+    extract_aggregates,
+    pandas_arrow_schema,
+)
+from cxpipeline.sources.base import expand_env
 from cxpipeline.sources.dialects import render
 
 __all__ = [
@@ -57,7 +63,6 @@ LOCAL_SETTINGS = {
     "spark.driver.memory": "2g",
 }
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def resolve_remote(source: SparkSource, remote: str | None = None) -> str | None:
@@ -78,14 +83,7 @@ def resolve_remote(source: SparkSource, remote: str | None = None) -> str | None
     if value is None:
         return None
 
-    def expand(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"source.remote uses ${{{name}}}, which is not set.", where="source.remote",
-                              fix=f"Export {name} in the environment that runs the pipeline.")
-        return os.environ[name]
-
-    value = _ENV_REFERENCE.sub(expand, value)
+    value = expand_env(value, "source.remote")
     if not value.startswith("sc://"):
         raise ConfigError(f"source.remote must be a Spark Connect URL, got {redact_remote(value)!r}.",
                           where="source.remote", fix="Write sc://HOST:15002 (Databricks: sc://WORKSPACE:443/;"

@@ -41,7 +41,7 @@ from cxpipeline.schema import (
     validate_transactions,
 )
 from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates
-from cxpipeline.sources.base import SourceData
+from cxpipeline.sources.base import SourceData, expand_env
 from cxpipeline.sources.dialects import ENGINES, render
 
 __all__ = [
@@ -76,7 +76,6 @@ WORK_MEM = "256MB"
 #: them). On a warehouse with many more cores than three, drop the second setting.
 RESULT_SETTINGS = ("SET LOCAL enable_hashagg = off", "SET LOCAL max_parallel_workers_per_gather = 0")
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def resolve_url(source: SqlSource, url: str | None = None) -> str:
@@ -90,14 +89,7 @@ def resolve_url(source: SqlSource, url: str | None = None) -> str:
     if url:
         return sqlalchemy_url(url)
     if source.url:
-        def expand(match: re.Match) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"source.url uses ${{{name}}}, which is not set.", where="source.url",
-                                  fix=f"Export {name} in the environment that runs the pipeline.")
-            return os.environ[name]
-
-        return sqlalchemy_url(_ENV_REFERENCE.sub(expand, source.url))
+        return sqlalchemy_url(expand_env(source.url, "source.url"))
     if source.url_env:
         value = os.environ.get(source.url_env)
         if not value:
