@@ -1,5 +1,8 @@
 """Canonical Parquet files aggregated in embedded DuckDB (the file source's fast path).
 
+One module of ~500 lines on purpose: the keyed relation, the partitions and the streaming sinks
+are the steps of one extract (:class:`ParquetExtract`).
+
 A Parquet file with the canonical columns under their own names and types (as written by
 ``cxpipeline generate-demo`` or an upstream job) is never loaded into pandas: DuckDB reads it,
 applies the file source's clean-up and exclusion rules in SQL (:class:`~cxpipeline.sources.

@@ -1,5 +1,8 @@
 """SQL source: a warehouse table (PostgreSQL tested; any SQLAlchemy URL speaking this SQL).
 
+One module of ~550 lines on purpose: the connection, the shared snapshot and the three ways
+results come back (ADBC Arrow, COPY, cursor chunks) are one consistency story.
+
 The heavy step runs in the database: :func:`extract_sql` sends the panel, cadence and accounting
 queries of :mod:`cxpipeline.sources.aggregate` to the server and streams back only their results, never
 the transactions. The read is one consistent snapshot: a single ``REPEATABLE READ``, read-only
