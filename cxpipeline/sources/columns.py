@@ -86,19 +86,23 @@ def read_numbers(values: pd.Series, decimal: str | None, info: FileInfo,
         return np.where(np.isfinite(arr), arr, np.nan), np.isnan(arr), None
     text = as_text(values)
     empty = text.isna().to_numpy()
-    codes, uniques = pd.factorize(text, use_na_sentinel=True)
-    try:
-        reading = decide_amount_format(pd.Series(uniques, dtype="string"), decimal)
-    except AmbiguousFormat as exc:
-        shown = "; ".join(f"{value!r} is {a} or {b}" for value, a, b in exc.examples)
-        raise InputError(
-            f"The amounts in column '{column}' can be read with a decimal point or a decimal "
-            f"comma, and the two disagree: {shown}.",
-            where=info.where(column),
-            fix="Set source.decimal: '.' (1,234.56) or source.decimal: ',' (1.234,56).",
-        ) from None
-    arr = reading.values[np.maximum(codes, 0)] if len(uniques) else np.full(len(text), np.nan)
-    arr = np.where(codes < 0, np.nan, arr)
+    readings = []
+
+    def convert(distinct: pd.Series) -> pd.Series:
+        try:
+            readings.append(decide_amount_format(distinct, decimal))
+        except AmbiguousFormat as exc:
+            shown = "; ".join(f"{value!r} is {a} or {b}" for value, a, b in exc.examples)
+            raise InputError(
+                f"The amounts in column '{column}' can be read with a decimal point or a decimal "
+                f"comma, and the two disagree: {shown}.",
+                where=info.where(column),
+                fix="Set source.decimal: '.' (1,234.56) or source.decimal: ',' (1.234,56).",
+            ) from None
+        return pd.Series(readings[0].values, dtype="float64")
+
+    arr = on_uniques(text, convert, np.nan).astype("float64")
+    reading = readings[0]
     note = reading.describe() if decimal is None or reading.is_grouped else None
     return arr, empty, (f"column '{column}': {note}" if note else None)
 
@@ -214,38 +218,42 @@ def read_dates(values: pd.Series, date_format: str | None, source_zone: str, rep
             return column_read
     text = as_text(values)
     empty = text.isna().to_numpy()
-    codes, uniques = pd.factorize(text, use_na_sentinel=True)
-    distinct = pd.Series(uniques, dtype="string")
-    reading = None
-    if date_format is not None:
-        parsed, aware = _parse_with_format(distinct, date_format)
-    else:
-        try:
-            reading = decide_date_format(distinct)
-        except AmbiguousFormat as exc:
-            shown = "; ".join(f"{value!r} is {a} ({exc.names[0]}) or {b} ({exc.names[1]})"
-                              for value, a, b in exc.examples)
-            first = exc.examples[0][0]
-            time = (" %H:%M:%S" if first.count(":") == 2 else " %H:%M") if ":" in first else ""
-            year = "%Y" if re.search(r"\d{4}", first) else "%y"
-            sep = next((s for s in "/.-" if s in first), "/")
-            order = {"day/month/year": f"%d{sep}%m{sep}{year}{time}",
-                     "month/day/year": f"%m{sep}%d{sep}{year}{time}"}
-            hint = " or ".join(repr(order[n]) for n in exc.names if n in order) or "'%d/%m/%Y'"
-            raise InputError(
-                f"The dates in column '{column}' can be read in more than one way, and the readings "
-                f"disagree: {shown}.",
-                where=info.where(column),
-                fix=f"Set source.date_format to the order the export uses: date_format: {hint}.",
-            ) from None
-        parsed, aware = reading.values, reading.is_aware
-    local = to_zone(parsed, aware, source_zone, report_zone).to_numpy()
-    if len(uniques):
-        out = local[np.maximum(codes, 0)]
-        out[codes < 0] = np.datetime64("NaT", "us")
-    else:
-        out = np.full(len(text), np.datetime64("NaT", "us"))
+    readings: list[DateReading] = []
+
+    def convert(distinct: pd.Series) -> pd.Series:
+        if date_format is not None:
+            parsed, aware = _parse_with_format(distinct, date_format)
+        else:
+            readings.append(_decide_dates(distinct, info, column))
+            parsed, aware = readings[0].values, readings[0].is_aware
+        return to_zone(parsed, aware, source_zone, report_zone)
+
+    out = on_uniques(text, convert, np.datetime64("NaT", "us"))
+    reading = readings[0] if readings else None
     return DateColumn(pd.Series(out, index=values.index, dtype="datetime64[us]"), empty, reading)
+
+
+def _decide_dates(distinct: pd.Series, info: FileInfo, column: str) -> DateReading:
+    """:func:`.formats.decide_date_format`, its ambiguity turned into an error that says which
+    ``date_format`` to set."""
+    try:
+        return decide_date_format(distinct)
+    except AmbiguousFormat as exc:
+        shown = "; ".join(f"{value!r} is {a} ({exc.names[0]}) or {b} ({exc.names[1]})"
+                          for value, a, b in exc.examples)
+        first = exc.examples[0][0]
+        time = (" %H:%M:%S" if first.count(":") == 2 else " %H:%M") if ":" in first else ""
+        year = "%Y" if re.search(r"\d{4}", first) else "%y"
+        sep = next((s for s in "/.-" if s in first), "/")
+        order = {"day/month/year": f"%d{sep}%m{sep}{year}{time}",
+                 "month/day/year": f"%m{sep}%d{sep}{year}{time}"}
+        hint = " or ".join(repr(order[n]) for n in exc.names if n in order) or "'%d/%m/%Y'"
+        raise InputError(
+            f"The dates in column '{column}' can be read in more than one way, and the readings "
+            f"disagree: {shown}.",
+            where=info.where(column),
+            fix=f"Set source.date_format to the order the export uses: date_format: {hint}.",
+        ) from None
 
 
 def _parse_with_format(distinct: pd.Series, date_format: str) -> tuple[pd.Series, np.ndarray]:
