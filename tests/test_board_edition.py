@@ -176,6 +176,15 @@ def _check_archival(config, folder: Path, count_charts: int) -> None:
     bridge_alt = [alt for alt in figures if alt.startswith("Revenue bridge waterfall chart")]
     assert bridge_alt and fmt.money(headline["revenue_current"]) in bridge_alt[0]
     assert fmt.money(headline["revenue_previous"]) in bridge_alt[0]
+    # every chart's alt text is written from its numbers (the logo's names the company)
+    charts = [alt for alt in figures if not alt.endswith(" logo")]
+    assert all(any(ch.isdigit() for ch in alt) for alt in charts), charts
+    trend = [alt for alt in figures if alt.startswith("Bar chart of ")]
+    assert len(trend) == 1 and "In 2026-Q3: " + fmt.count(headline["count_gained"]) + " gained worth " in trend[0]
+    assert fmt.count(headline["count_lost"]) + " lost worth " in trend[0]
+    movement = [alt for alt in figures if alt.startswith("Stacked bar chart of revenue movement")]
+    change = headline["revenue_current"] - headline["revenue_previous"]
+    assert len(movement) == 1 and movement[0].endswith(f"revenue change {fmt.signed_money(change)}."), movement
 
 
 def test_pdf_is_pdfa3_tagged_with_alt_text_board_and_full(demo):

@@ -23,7 +23,7 @@ from cxpipeline.artifacts import write_bytes, write_text
 from cxpipeline.config import Config
 from cxpipeline.metrics.registry import label
 from cxpipeline.report.formatting import Formatter
-from cxpipeline.report.pages_trend import gain_loss_panels
+from cxpipeline.report.pages_trend import gain_loss_panels, trend_alt_text
 
 __all__ = ["BRIEFING_NAME", "TREND_IMAGE_NAME", "BRIEFING_FIGURES", "key_figures", "trend_alt_text",
            "write_briefing"]
@@ -74,16 +74,6 @@ def key_figures(headline: dict, fmt: Formatter, config: Config, comparison: str)
     }
     return [{"name": name, "label": _sentence_case(label(name, **terms)), "value": values[name][0],
              "note": values[name][1]} for name in BRIEFING_FIGURES]
-
-
-def trend_alt_text(rows: list[dict], fmt: Formatter, terms: dict, kind: str) -> str:
-    """The trend chart's description from its numbers (for screen readers and blocked images)."""
-    first, last = rows[0], rows[-1]
-    return (f"Bar chart of {terms['customers']} gained and lost per {kind}, {first['period']} to "
-            f"{last['period']}, in count and in 12-month value. In {last['period']}: "
-            f"{fmt.count(last['count_gained'])} gained worth {fmt.money(last['value_gained'])}, "
-            f"{fmt.count(last['count_lost'])} lost worth {fmt.money(last['value_lost'])}, "
-            f"net {fmt.signed_count(last['net_count'])} ({fmt.signed_money(last['net_value'])}).")
 
 
 def _trend_png(rows: list[dict], fmt: Formatter, config: Config, terms: dict, templates_dir: Path) -> bytes:

@@ -216,6 +216,15 @@ def calibration_chart(
         return svg_data_uri(fig)
 
 
+def grouped_bar_alt(title: str, groups: list[str], series: list[dict],
+                    label_value: Callable[[float], str]) -> str:
+    """A grouped bar chart's description from its numbers (the PDF's alt text): the title, then
+    each series' value per group, as the bars' own labels print them."""
+    parts = [f"{s['label']}: " + ", ".join(f"{g} {label_value(v)}" for g, v in zip(groups, s["values"]))
+             for s in series]
+    return f"Bar chart, {title}. " + "; ".join(parts) + "."
+
+
 def grouped_bar_chart(
     groups: list[str],
     series: list[dict],

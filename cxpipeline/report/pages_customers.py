@@ -364,7 +364,12 @@ def build_profitability(tables: ArtifactTables, config: Config, shared: dict) ->
     curve = tables.table("whale_curve")
     has_curve = len(curve) > 1 and round(float(overall["margin"]), 2) != 0
     peak = curve.loc[curve["is_peak"]].iloc[0]
-    return {"blocks": blocks, "has_costs": bool(round(float(overall["cost"]) + float(overall["cost_to_serve"]), 2) != 0),
+    fmt, customers = shared["fmt"], config.terminology.customers
+    chart_alt = (f"Whale curve: cumulative share of total margin against share of {customers}, most profitable "
+                 f"first. It peaks at {fmt.percent(peak['cumulative_margin_share'], 0)} of the margin with the "
+                 f"most profitable {fmt.percent(peak['share_customers'], 0)} of {customers} and ends at "
+                 f"{fmt.percent(curve['cumulative_margin_share'].iloc[-1], 0)} with all of them.")
+    return {"blocks": blocks, "chart_alt": chart_alt, "has_costs": bool(round(float(overall["cost"]) + float(overall["cost_to_serve"]), 2) != 0),
             "chart": shared["charts"].draw(_whale_chart, curve, shared) if has_curve else None,
             "peak": {"share_customers": float(peak["share_customers"]), "share_margin": float(peak["cumulative_margin_share"])},
             "labels": {k: _label(k, config) for k in PROFIT_METRICS}}

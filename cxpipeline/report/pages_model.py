@@ -25,7 +25,7 @@ from babel.numbers import format_decimal
 
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.model.features import FEATURE_LABELS
-from cxpipeline.report.charts import calibration_chart, grouped_bar_chart
+from cxpipeline.report.charts import calibration_chart, grouped_bar_alt, grouped_bar_chart
 from cxpipeline.report.formatting import MINUS, Formatter
 
 if TYPE_CHECKING:  # context.py imports this module; no import cycle at run time
@@ -311,7 +311,7 @@ def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict)
                      "change_pct": _share(band["predicted_value_12m"] - band["revenue_12m"], band["revenue_12m"]),
                      "share_historical": _share(band["historical_value"], totals["historical_value"]),
                      "share_predicted": _share(band["predicted_value_12m"], totals["predicted_value_12m"])})
-    chart, chart_note = None, None
+    chart, chart_alt, chart_note = None, None, None
     if len(scores) and totals["historical_value"] > 0 and totals["predicted_value_12m"] > 0:
         colors = _colors(config)
         series = [
@@ -323,6 +323,8 @@ def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict)
         chart = shared["charts"].draw(grouped_bar_chart, names, series, colors=colors,
                                       label_value=lambda v: fmt.percent(v, 0),
                                       fonts_dir=shared["templates_dir"] / "fonts", size_inches=(6.3, 2.5))
+        chart_alt = grouped_bar_alt(f"share of historical and predicted 12-month value by band of historical "
+                                    f"value", names, series, lambda v: fmt.percent(v, 0))
     else:
         chart_note = (f"No chart: the {terms['customers']} scored have no positive historical or predicted value "
                       f"to compare.")
@@ -338,6 +340,7 @@ def build_value_comparison(tables: ArtifactTables, config: Config, shared: dict)
                   "mean_p_at_risk": float(scores["p_at_risk"].mean()) if len(scores) else None,
                   "count_do_not_lose": int(len(keep))},
         "chart": chart,
+        "chart_alt": chart_alt,
         "chart_note": chart_note,
         "keep": {**keep_totals,
                  "change": keep_totals["predicted_value_12m"] - keep_totals["revenue_12m"],
@@ -487,6 +490,11 @@ def build_backtest(tables: ArtifactTables, config: Config, shared: dict) -> dict
             "other_calibration": other_calibration,
             "shortened_note": backtest.get("shortened_note"),
             "calibration": calibration,
+            "calibration_alt": (
+                "Calibration chart of predicted against observed lapse rate by decile: "
+                + "; ".join(f"decile {r['decile']}: {fmt.percent(r['mean_predicted'], 0)} predicted, "
+                            f"{fmt.percent(r['observed'], 0)} observed" for r in calibration)
+                + ".") if calibration else None,
             "calibration_chart": (shared["charts"].draw(
                 calibration_chart, [r["mean_predicted"] for r in calibration], [r["observed"] for r in calibration],
                 colors={"model": colors["primary"], "diagonal": colors["muted"], "grid": colors["grid"],
@@ -551,7 +559,7 @@ def build_value_backtest(tables: ArtifactTables, config: Config, shared: dict) -
             lift.append({"decile": mine["decile"], "n": mine["n"], "predicted": mine["predicted"],
                          "actual": mine["actual"], "share": mine["share_of_actual"], "lift": mine["lift"],
                          "naive_share": base["share_of_actual"], "naive_lift": base["lift"]})
-    chart = None
+    chart, chart_alt = None, None
     if lift and all(r["share"] is not None and r["naive_share"] is not None for r in lift):
         colors = _colors(config)
         series = [{"label": f"{shown['label']}", "color": colors["primary"], "values": [r["share"] for r in lift]},
@@ -559,9 +567,11 @@ def build_value_backtest(tables: ArtifactTables, config: Config, shared: dict) -
         chart = shared["charts"].draw(grouped_bar_chart, [str(r["decile"]) for r in lift], series, colors=colors,
                                       label_value=lambda v: fmt.percent(v, 0),
                                       fonts_dir=shared["templates_dir"] / "fonts", size_inches=(5.2, 2.3))
+        chart_alt = grouped_bar_alt("share of actual value by decile of predicted value, highest first",
+                                    [f"decile {r['decile']}" for r in lift], series, lambda v: fmt.percent(v, 0))
     out.update({
         "snapshot": vbt["snapshot"], "outcome_window": vbt["outcome_window"], "horizon_days": vbt["horizon_days"],
-        "n": vbt["n"], "rows": rows, "shown": shown, "lift": lift, "chart": chart,
+        "n": vbt["n"], "rows": rows, "shown": shown, "lift": lift, "chart": chart, "chart_alt": chart_alt,
         "chart_note": None if chart else f"No chart: no {terms['customer']} spent anything in the window.",
         "choice": vbt.get("preferred_reason"),
         "messages": [str(m) for m in vbt.get("messages", [])]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cxpipeline.report.context import ArtifactTables
 
 __all__ = ["TREND_METRICS", "MOVEMENT_CLASSES", "trend_rows", "trend_sentences", "build_trend", "ordinal",
-           "gain_loss_panels"]
+           "gain_loss_panels", "trend_alt_text", "movement_alt_text"]
 
 TREND_METRICS = ("trend_gained", "trend_lost", "trend_net", "trend_active_base", "trend_revenue",
                  "trend_revenue_movement", "trend_value_at_risk", "count_gained", "value_gained",
@@ -171,6 +171,26 @@ def _charts(rows: list[dict], shared: dict) -> tuple[str, str]:
     return gain_loss, movement
 
 
+def trend_alt_text(rows: list[dict], fmt, terms: dict, kind: str) -> str:
+    """The gained-vs-lost chart's description from its numbers (the PDF's alt text for screen
+    readers, and the email's for blocked images)."""
+    first, last = rows[0], rows[-1]
+    return (f"Bar chart of {terms['customers']} gained and lost per {kind}, {first['period']} to "
+            f"{last['period']}, in count and in 12-month value. In {last['period']}: "
+            f"{fmt.count(last['count_gained'])} gained worth {fmt.money(last['value_gained'])}, "
+            f"{fmt.count(last['count_lost'])} lost worth {fmt.money(last['value_lost'])}, "
+            f"net {fmt.signed_count(last['net_count'])} ({fmt.signed_money(last['net_value'])}).")
+
+
+def movement_alt_text(rows: list[dict], fmt, labels: dict[str, str], kind: str) -> str:
+    """The revenue-movement chart's description from its numbers: the span, then the latest
+    period's movement per class and its revenue change."""
+    first, last = rows[0], rows[-1]
+    moves = ", ".join(f"{labels[c]} {fmt.signed_money(last['movements'][c])}" for c in MOVEMENT_CLASSES)
+    return (f"Stacked bar chart of revenue movement by class per {kind}, {first['period']} to {last['period']}. "
+            f"In {last['period']}: {moves}; revenue change {fmt.signed_money(last['revenue_change'])}.")
+
+
 def build_trend(tables: ArtifactTables, config: Config, shared: dict) -> dict | None:
     """The trend page: gained vs lost per period, revenue movements by class, the table."""
     rows = shared.get("trend_rows")
@@ -202,6 +222,8 @@ def build_trend(tables: ArtifactTables, config: Config, shared: dict) -> dict | 
         "note": note,
         "chart_gain_loss": gain_loss,
         "chart_movement": movement,
+        "chart_gain_loss_alt": trend_alt_text(rows, shared["fmt"], shared["terms"], kind),
+        "chart_movement_alt": movement_alt_text(rows, shared["fmt"], shared["labels"], kind),
         "value_at_risk": var,
         "value_at_risk_note": var_note,
         "comparison_text": comparison_text,
