@@ -5,6 +5,7 @@ the three things, a plain-text part that says the same, and no path on the build
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 from html import unescape
@@ -18,7 +19,7 @@ from cxpipeline.config import config_from_dict, load_config
 from cxpipeline.delivery import SmtpSettings, send_pack
 from cxpipeline.metrics.registry import METRICS, label
 from cxpipeline.pipeline import run_pack
-from cxpipeline.report.briefing import BRIEFING_FIGURES
+from cxpipeline.report.briefing import BRIEFING_FIGURES, EMAIL_LOGO_HEIGHT, svg_logo_png
 from cxpipeline.report.formatting import Formatter
 from tests.smtp_fixtures import attachment_of, start_smtp_server
 
@@ -146,6 +147,27 @@ def test_second_brand_email_donors_eur_de(helfen, server):
     assert "€" in text and re.search(r"\d\.\d{3}", text)  # de_DE grouping
     assert 'lang="de"' in html and "#0F5C4C" in html
     assert "Stiftung Helfen e.V." in text
+    # its SVG logo arrives as an inline PNG drawn from the SVG, referenced by its Content-ID
+    logos = [part for part in message.walk() if part["Content-ID"] and "logo" in part["Content-ID"]]
+    assert len(logos) == 1 and logos[0].get_content_type() == "image/png"
+    from PIL import Image
+
+    with Image.open(io.BytesIO(logos[0].get_content())) as image:
+        assert image.height == EMAIL_LOGO_HEIGHT and image.width > image.height  # a wide logo, drawn
+        assert len(set(image.convert("RGBA").getdata())) > 2  # not blank
+    assert f'src="cid:{logos[0]["Content-ID"].strip("<>")}" alt="Stiftung Helfen e.V."' in html
+
+
+def test_svg_logo_png_loads_no_file_or_url(tmp_path):
+    from PIL import Image
+
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (50, 50), "red").save(secret)
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="100" '
+           f'height="50"><image xlink:href="{secret.as_uri()}" width="100" height="50"/>'
+           f'<image href="http://127.0.0.1:9/x.png" width="100" height="50"/></svg>').encode()
+    with Image.open(io.BytesIO(svg_logo_png(svg))) as image:
+        assert image.convert("RGBA").getextrema()[0] == (0, 0)  # no red: the file was not read
 
 
 def test_registry_labels_cover_the_figures():

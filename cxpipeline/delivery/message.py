@@ -176,8 +176,10 @@ def _html_body(briefing: dict[str, Any], *, trend_cid: str | None, logo_cid: str
     colors = briefing["colors"]
     primary = colors["primary"]
     accent_of = {"count_gained": colors["positive"], "count_lost": colors["negative"]}
-    logo = (f'<img src="cid:{logo_cid}" alt="{e(briefing["logo"]["alt"])}" height="36" '
-            f'style="display:block;height:36px;width:auto;border:0;margin:0 0 10px 0;">') if logo_cid else ""
+    # The logo sits on white above the coloured band: logos are drawn for a light background.
+    logo = (f'<tr><td style="background:#FFFFFF;padding:16px 24px 12px 24px;">'
+            f'<img src="cid:{logo_cid}" alt="{e(briefing["logo"]["alt"])}" height="36" '
+            f'style="display:block;height:36px;width:auto;border:0;"></td></tr>') if logo_cid else ""
     figures = "".join(
         f'<tr><td style="padding:10px 12px;border-left:4px solid {e(accent_of.get(f["name"], primary))};'
         f'border-bottom:1px solid {_RULE};{_FONT}">'
@@ -216,8 +218,8 @@ def _html_body(briefing: dict[str, Any], *, trend_cid: str | None, logo_cid: str
         f'style="background:#F3F5F8;"><tr><td align="center" style="padding:16px 8px;">'
         f'<table role="presentation" width="600" cellpadding="0" cellspacing="0" border="0" '
         f'style="width:100%;max-width:600px;background:#FFFFFF;border-collapse:collapse;">'
-        f'<tr><td style="background:{primary};padding:20px 24px;border-bottom:4px solid {e(colors["accent"])};{_FONT}">'
-        f'{logo}<div style="font-size:13px;color:#FFFFFF;opacity:0.85;">{e(briefing["company"])}</div>'
+        f'{logo}<tr><td style="background:{primary};padding:20px 24px;border-bottom:4px solid {e(colors["accent"])};{_FONT}">'
+        f'<div style="font-size:13px;color:#FFFFFF;opacity:0.85;">{e(briefing["company"])}</div>'
         f'<div style="font-size:20px;font-weight:bold;color:#FFFFFF;">{e(briefing["pack_title"])}</div>'
         f'<div style="font-size:14px;color:#FFFFFF;">{e(briefing["period_title"])}</div></td></tr>'
         f'<tr><td style="padding:20px 24px 4px 24px;{_FONT}">'

@@ -8,8 +8,8 @@ from, so the email can never say something the pack does not:
 
 - ``email.json``: plain strings (already formatted) and the brand's colours;
 - ``email_trend.png``: the trend page's gained / lost chart as PNG (mail clients show no SVG);
-- ``email_logo.png`` / ``.jpg``: the brand's logo when it is a PNG or JPEG (an SVG logo is
-  shown as the company name in the brand's colours: mainstream mail clients do not display SVG).
+- ``email_logo.png`` / ``.jpg``: the brand's logo (an SVG logo drawn as PNG with CairoSVG:
+  mainstream mail clients do not display SVG).
 
 Delivery reads these files; it imports nothing from the report.
 """
@@ -25,8 +25,8 @@ from cxpipeline.metrics.registry import label
 from cxpipeline.report.formatting import Formatter
 from cxpipeline.report.pages_trend import gain_loss_panels, trend_alt_text
 
-__all__ = ["BRIEFING_NAME", "TREND_IMAGE_NAME", "BRIEFING_FIGURES", "key_figures", "trend_alt_text",
-           "write_briefing"]
+__all__ = ["BRIEFING_NAME", "TREND_IMAGE_NAME", "BRIEFING_FIGURES", "EMAIL_LOGO_HEIGHT", "key_figures",
+           "trend_alt_text", "svg_logo_png", "write_briefing"]
 
 #: The email's content in the artifact folder.
 BRIEFING_NAME = "email.json"
@@ -74,6 +74,20 @@ def key_figures(headline: dict, fmt: Formatter, config: Config, comparison: str)
     }
     return [{"name": name, "label": _sentence_case(label(name, **terms)), "value": values[name][0],
              "note": values[name][1]} for name in BRIEFING_FIGURES]
+
+
+#: Height in pixels of an SVG logo drawn as PNG: three times the 36 px the email shows it at,
+#: so it stays sharp on high-density screens.
+EMAIL_LOGO_HEIGHT = 108
+
+
+def svg_logo_png(svg: bytes) -> bytes:
+    """An SVG logo (already checked by :func:`cxpipeline.logo.load_logo`) drawn as a PNG
+    :data:`EMAIL_LOGO_HEIGHT` pixels high, for mail clients, which do not display SVG.
+    CairoSVG's safe mode loads nothing but ``data:`` URIs: no file or network reads."""
+    import cairosvg
+
+    return cairosvg.svg2png(bytestring=svg, output_height=EMAIL_LOGO_HEIGHT, unsafe=False)
 
 
 def _trend_png(rows: list[dict], fmt: Formatter, config: Config, terms: dict, templates_dir: Path) -> bytes:
@@ -148,6 +162,8 @@ def write_briefing(folder: str | Path, context: dict, config: Config, templates_
             "sentences": list(summary["trend_sentences"]) if summary else [],
         }
     logo = load_logo(config)
+    if logo is not None and logo[0] == "image/svg+xml":
+        logo = ("image/png", svg_logo_png(logo[1]))
     if logo is not None and logo[0] in _LOGO_FILES:
         write_bytes(folder / _LOGO_FILES[logo[0]], logo[1])
         briefing["logo"] = {"image": _LOGO_FILES[logo[0]], "alt": meta["company"]}
