@@ -163,6 +163,11 @@ class FileSource(_Strict):
     decimal: Literal[".", ","] | None = None
     date_format: str | None = None  # strptime format; default: decided once per column
     timezone: str = "UTC"  # zone of naive timestamps; aware ones are converted
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
     cancellation_prefix: str | None = None  # e.g. 'C': invoices starting with it are cancellations
     currency: str | None = None  # keep only rows in this currency when a currency column is mapped
     customers_path: str | None = None  # optional customer table (CSV/Parquet/Excel)

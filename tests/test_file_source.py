@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxpipeline.config import FileSource
+from cxpipeline.config import FileSource, config_from_dict
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.quality import to_cents
 from cxpipeline.schema import TRANSACTION_COLUMNS
@@ -492,8 +492,10 @@ def test_missing_empty_and_unknown_files(tmp_path):
 def test_config_mistakes():
     with pytest.raises(ConfigError, match="cancellation_prefix"):
         load_file_source(FileSource(path="t.csv", columns=SIMPLE, cancellation_prefix="C"))
-    with pytest.raises(ConfigError, match="Unknown time zone"):
-        load_file_source(FileSource(path="t.csv", columns=SIMPLE, timezone="Mars/Olympus"))
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'") as raised:  # before any read
+        config_from_dict({"pack_id": "tz", "source": {"kind": "file", "path": "t.csv", "timezone": "Mars/Olympus",
+                                                      "columns": SIMPLE}})
+    assert "source.file.timezone" in str(raised.value)
 
 
 def test_quantity_may_be_empty_when_revenue_is_given(tmp_path):

@@ -12,14 +12,14 @@ import re
 import warnings
 from collections.abc import Callable
 from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
-from cxpipeline.errors import ConfigError, InputError
+from cxpipeline.errors import InputError
 from cxpipeline.sources.file_readers import FileInfo
 from cxpipeline.sources.formats import (
+    DATE_FAMILIES,
     NULL_TOKENS,
     AmbiguousFormat,
     DateReading,
@@ -29,22 +29,13 @@ from cxpipeline.sources.formats import (
 
 __all__ = [
     "MAX_UNREADABLE_SHARE", "as_text", "customer_ids", "read_numbers", "round_money", "read_booleans",
-    "check_zone", "to_zone", "on_uniques", "DateColumn", "read_dates", "suggest_date_format",
+    "to_zone", "on_uniques", "DateColumn", "read_dates", "suggest_date_format",
     "unreadable_check", "first_note",
 ]
 
 #: If more than this share of the non-empty values of a date or amount column cannot be read,
 #: the column's format is wrong (not a few bad rows): raise instead of excluding most rows.
 MAX_UNREADABLE_SHARE = 0.5
-
-# Tried on a sample when a date column cannot be read, to suggest a date_format.
-_CANDIDATE_DATE_FORMATS = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y%m%d", "%Y%m%d%H%M%S", "%Y/%m/%d",
-    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M",
-    "%m/%d/%Y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d-%m-%Y %H:%M", "%d-%m-%Y",
-    "%d %b %Y", "%d-%b-%Y", "%b %d %Y",
-)
-
 
 # --------------------------------------------------------------------------------------------
 # Converting columns (vectorised)
@@ -132,14 +123,6 @@ def read_booleans(values: pd.Series, info: FileInfo, column: str) -> np.ndarray:
             fix="Use true/false, yes/no or 1/0 in the column mapped as columns.is_return.",
         )
     return true.to_numpy(dtype=bool)
-
-
-def check_zone(timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"Unknown time zone {timezone!r}.", where="source.timezone",
-                          fix="Use an IANA zone name such as UTC, Europe/London or America/New_York.") from None
 
 
 def to_zone(parsed: pd.Series, is_aware: np.ndarray | bool, source_zone: str, report_zone: str) -> pd.Series:
@@ -268,10 +251,13 @@ def _parse_with_format(distinct: pd.Series, date_format: str) -> tuple[pd.Series
 
 
 def suggest_date_format(text: pd.Series) -> str | None:
+    """The first strptime format of :data:`~cxpipeline.sources.formats.DATE_FAMILIES` (the
+    conventions the reader decides between, in their order of preference) that reads every
+    one of the first 200 values; for the error raised when a set ``date_format`` fails."""
     sample = text.dropna().head(200)
     if sample.empty:
         return None
-    for fmt in _CANDIDATE_DATE_FORMATS:
+    for fmt in (f for family in DATE_FAMILIES for f in family.formats):
         parsed = pd.to_datetime(sample, format=fmt, errors="coerce")
         if parsed.notna().all():
             return fmt

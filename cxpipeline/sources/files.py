@@ -62,7 +62,6 @@ from cxpipeline.sources.columns import (
     MAX_UNREADABLE_SHARE,
     DateColumn,
     as_text,
-    check_zone,
     customer_ids,
     first_note,
     read_booleans,
@@ -172,7 +171,6 @@ def load_file_source(source: FileSource, base_dir: str | Path = ".",
     ConfigError
         Inconsistent settings (e.g. ``cancellation_prefix`` without an order id column).
     """
-    check_zone(source.timezone)
     report_zone = report_timezone or source.timezone
     cols = source.columns
     if source.cancellation_prefix and not cols.order_id:
