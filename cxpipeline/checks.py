@@ -101,12 +101,16 @@ def _section_count(folder: Path) -> int:
 def check_pdf(folder: Path, config: Config) -> tuple[bool, str]:
     """The PDF exists and its page count is within bounds: at least the cover, the contents and
     one page per section of the HTML it was made from, at most :data:`MAX_PAGES`."""
-    from pypdf import PdfReader
+    import pikepdf  # qpdf: reads the page tree without parsing the ~10,000 structure-tree objects
 
     pdf = folder / "board_pack.pdf"
     if not pdf.exists() or pdf.stat().st_size == 0:
         return False, "board_pack.pdf is missing or empty"
-    pages = len(PdfReader(pdf).pages)
+    try:
+        with pikepdf.open(pdf, attempt_recovery=False) as document:  # a damaged file fails
+            pages = len(document.pages)
+    except pikepdf.PdfError as exc:
+        return False, f"board_pack.pdf cannot be read as a PDF ({exc})"
     sections = _section_count(folder)
     low = max(MIN_PAGES, 2 + sections)
     ok = low <= pages <= MAX_PAGES
