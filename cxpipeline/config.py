@@ -126,7 +126,10 @@ class DemoSource(_Strict):
 
 class ColumnMap(_Strict):
     """Canonical column -> column name in the file. Only customer_id and ordered_at are required;
-    revenue is given directly or computed as quantity x unit_price."""
+    revenue is given directly or computed as quantity x unit_price. In a file without a header
+    (``header: false``) a column is named by its position: ``customer_id: 1``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     customer_id: str
     ordered_at: str
@@ -151,23 +154,22 @@ class ColumnMap(_Strict):
 class FileSource(_Strict):
     """CSV or Parquet transactions (e.g. an invoice-line export) with a column mapping."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
     kind: Literal["file"] = "file"
     path: str
     # default: from the file extension (.csv/.txt/.tsv, .parquet, .xlsx/.xlsm/.xls/.ods = excel)
     format: Literal["csv", "parquet", "excel"] | None = None
     columns: ColumnMap
     segment_columns: dict[str, str] = {}  # segment name -> file column (e.g. country: Country)
-    delimiter: str = ","
+    delimiter: str = ","  # or "whitespace": fields separated by runs of spaces or tabs
+    # false: the file has no header line; columns are then named by position, 1 = the first
+    header: bool = True
     encoding: str = "utf-8"
     # '.' (1,234.56) or ',' (1.234,56); default: decided once per column from its values
     decimal: Literal[".", ","] | None = None
     date_format: str | None = None  # strptime format; default: decided once per column
     timezone: str = "UTC"  # zone of naive timestamps; aware ones are converted
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return _zone(value)
     cancellation_prefix: str | None = None  # e.g. 'C': invoices starting with it are cancellations
     currency: str | None = None  # keep only rows in this currency when a currency column is mapped
     customers_path: str | None = None  # optional customer table (CSV/Parquet/Excel)
@@ -179,6 +181,11 @@ class FileSource(_Strict):
     exclude_zero_amounts: bool = False  # zero-amount rows are purchases worth 0 unless true
     earliest_date: date = date(1990, 1, 1)  # rows dated before it are excluded and counted
     data_through: date | None = None  # the last day the export covers (later rows: excluded)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
 
     @model_validator(mode="after")
     def _one_sheet_choice(self) -> "FileSource":

@@ -387,3 +387,46 @@ def test_the_excel_example_config_validates():
     assert "excluded - exact duplicate line" in result.stdout
     assert "2026-Q3: source 540 rows 28,391.16; used 540 rows 28,391.16 (equal)" in result.stdout
     assert "latest quarter complete by source.data_through (2026-09-30)" in result.stderr
+
+
+# --- files without a header, fields separated by runs of spaces (CDNOW's layout) ---------------
+
+CDNOW_STYLE = ("00001 19970101  1  11.77\n"
+               "00002 19970112  1  12.00\n"
+               "00002 19970112  5  77.00\n"
+               "00003 19970102  2  20.76\n"
+               "00003 19970330  2  20.76\n"
+               "00004 19970101  2  29.33\n")
+BY_POSITION = {"customer_id": 1, "ordered_at": 2, "quantity": 3, "revenue": 4}
+
+
+def test_headerless_whitespace_file_is_read_by_position(tmp_path):
+    write(tmp_path, CDNOW_STYLE, name="CDNOW_master.txt")
+    config = config_from_dict({"pack_id": "cdnow", "segments": [], "source": {
+        "kind": "file", "path": "CDNOW_master.txt", "header": False, "delimiter": "whitespace",
+        "columns": BY_POSITION}})
+    tx = load_file_source(config.source, base_dir=tmp_path).transactions
+    assert tx["customer_id"].tolist() == ["00001", "00002", "00002", "00003", "00003", "00004"]  # zeros kept
+    assert tx["ordered_at"].dt.strftime("%Y-%m-%d").tolist() == [
+        "1997-01-01", "1997-01-12", "1997-01-12", "1997-01-02", "1997-03-30", "1997-01-01"]
+    assert [str(v) for v in tx["revenue"]] == ["11.77", "12.0", "77.0", "20.76", "20.76", "29.33"]
+    assert round(float(tx["revenue"].sum()), 2) == 171.62  # every line, none lost to the missing header
+
+
+def test_headerless_file_rows_and_lines_agree(tmp_path):
+    # line 3 of the file is the 3rd row: no header line to count
+    write(tmp_path, CDNOW_STYLE.replace("77.00", "7x.00"), name="c.txt")
+    data = load(tmp_path, path="c.txt", header=False, delimiter="whitespace", columns=BY_POSITION)
+    assert any("row 3 (line 3 of the file)" in n for n in data.quality.notes), data.quality.notes
+    assert len(data.transactions) == 5
+
+
+def test_a_header_that_is_data_says_to_set_header_false(tmp_path):
+    write(tmp_path, CDNOW_STYLE, name="c.txt")
+    message = error_for(tmp_path, path="c.txt", delimiter="whitespace",
+                        columns={"customer_id": "customer", "ordered_at": "date", "revenue": "amount"})
+    assert "The file has the columns: '00001', '19970101', '1', '11.77'." in message
+    assert "set source.header: false and map the columns by position" in message
+    message = error_for(tmp_path, path="c.txt", delimiter="whitespace", header=False,
+                        columns={"customer_id": 1, "ordered_at": 2, "revenue": 5})
+    assert "columns.revenue: '5'" in message and "named by position, 1 to 4" in message

@@ -31,19 +31,20 @@ class FileInfo:
     """Where rows come from, for messages: the path and whether rows map to CSV lines or to
     the rows of one spreadsheet sheet; ``notes`` say how the file itself was read."""
 
-    def __init__(self, path: Path, is_csv: bool, sheet: str | None = None):
+    def __init__(self, path: Path, is_csv: bool, sheet: str | None = None, header: bool = True):
         self.path = path
         self.is_csv = is_csv
         self.sheet = sheet  # the one sheet read (None: not a spreadsheet, or stacked sheets)
+        self.header_lines = 1 if header else 0  # lines before the first data line
         self.notes: list[str] = []
 
     def row(self, position: int) -> str:
         """Describe 0-based data position ``position`` as a 1-based row (and CSV line)."""
         row = position + 1
         if self.is_csv:
-            return f"row {row} (line {row + 1} of the file)"
+            return f"row {row} (line {row + self.header_lines} of the file)"
         if self.sheet is not None:
-            return f"row {row} (row {row + 1} of sheet {self.sheet!r})"
+            return f"row {row} (row {row + self.header_lines} of sheet {self.sheet!r})"
         return f"row {row}"
 
     def where(self, column: str | None = None, position: int | None = None) -> str:
@@ -81,7 +82,8 @@ def _file_format(path: Path, declared: str | None) -> str:
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 
 
-def _read_spreadsheet(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame, FileInfo]:
+def _read_spreadsheet(path: Path, source: FileSource, role: str,
+                      header: bool = True) -> tuple[pd.DataFrame, FileInfo]:
     """One sheet (``source.sheet``: name or 0-based index, default the first) or, with
     ``sheets: all``, every sheet stacked (they must share one header).
 
@@ -121,9 +123,10 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str) -> tuple[pd.Dat
                 continue  # an empty sheet among several adds nothing
             raise InputError(f"Sheet {name!r} is empty.", where=str(path),
                              fix="Point source.sheet at the sheet that holds the data.")
-        header = [str(c).strip() for c in rows[0]]
-        body = [list(row) + [""] * (len(header) - len(row)) for row in rows[1:]]
-        frame = pd.DataFrame([row[:len(header)] for row in body], columns=header, dtype=object)
+        names = ([str(c).strip() for c in rows[0]] if header
+                 else numbered_columns(max(len(row) for row in rows)))
+        body = [list(row) + [""] * (len(names) - len(row)) for row in rows[1 if header else 0:]]
+        frame = pd.DataFrame([row[:len(names)] for row in body], columns=names, dtype=object)
         frames.append((name, frame))
     if not frames:
         raise InputError("Every sheet of the workbook is empty.", where=str(path),
@@ -141,7 +144,7 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str) -> tuple[pd.Dat
     # Empty cells are missing, as in CSV; numbers, dates and text keep the types the reader gave.
     # (calamine gives "" for an empty cell; cells of spaces are stripped to empty later, as in CSV.)
     frame = frame.replace("", None).infer_objects()
-    info = FileInfo(path, is_csv=False, sheet=first_name if len(frames) == 1 else None)
+    info = FileInfo(path, is_csv=False, sheet=first_name if len(frames) == 1 else None, header=header)
     if len(frames) > 1:
         info.notes.append(f"{len(frames)} sheets stacked ({', '.join(repr(n) for n, _ in frames)}): "
                           f"{len(frame)} rows.")
@@ -162,15 +165,33 @@ def _first_undecodable_line(path: Path, encoding: str) -> int | None:
     return None
 
 
-def _read_csv(path: Path, source: FileSource) -> pd.DataFrame:
+#: ``delimiter: whitespace``: fields separated by runs of spaces or tabs (fixed-width text
+#: exports such as CDNOW's ``00001 19970101  1  11.77``).
+WHITESPACE = "whitespace"
+
+
+def _separator(source: FileSource) -> str:
+    return r"\s+" if source.delimiter == WHITESPACE else source.delimiter
+
+
+def numbered_columns(width: int) -> list[str]:
+    """Column names of a file without a header: its positions, ``"1"`` for the first."""
+    return [str(number) for number in range(1, width + 1)]
+
+
+def _read_csv(path: Path, source: FileSource, header: bool = True) -> pd.DataFrame:
     _check_wide_encoding(path, source)
     try:
         # Every column as text: ids such as 00123 / 17850 and dates must not be type-guessed.
         # Only empty cells are missing ("NA" is a country code, not a null).
-        return pd.read_csv(
-            path, sep=source.delimiter, encoding=source.encoding, dtype=str,
+        frame = pd.read_csv(
+            path, sep=_separator(source), encoding=source.encoding, dtype=str,
             keep_default_na=False, na_values=[""], skipinitialspace=False,
+            header=0 if header else None,
         )
+        if not header:
+            frame.columns = numbered_columns(len(frame.columns))
+        return frame
     except UnicodeDecodeError as exc:
         line = _first_undecodable_line(path, source.encoding)
         where = f"{path}, line {line}" if line else str(path)
@@ -188,8 +209,9 @@ def _read_csv(path: Path, source: FileSource) -> pd.DataFrame:
         raise ConfigError(f"Unknown encoding {source.encoding!r}.", where="source.encoding",
                           fix="Use a Python codec name such as utf-8, latin-1 or cp1252.") from None
     except pd.errors.EmptyDataError:
-        raise InputError("The file is empty (no header line).", where=str(path),
-                         fix="Export the data again with a header line of column names.") from None
+        raise InputError("The file is empty" + (" (no header line)." if header else "."), where=str(path),
+                         fix="Export the data again" + (" with a header line of column names." if header
+                                                        else ".")) from None
     except pd.errors.ParserError as exc:
         message = str(exc).strip()
         line = re.search(r"line (\d+)", message)
@@ -253,9 +275,11 @@ def _check_wide_encoding(path: Path, source: FileSource) -> None:
 def _check_duplicate_header(frame: pd.DataFrame, info: FileInfo, source: FileSource) -> None:
     """Refuse a header naming a column twice: pandas renames the second 'amount' to
     'amount.1', so a mapping would silently read the first of the two."""
+    if not info.header_lines:
+        return  # columns named by position
     if info.is_csv:
         try:
-            header = pd.read_csv(info.path, sep=source.delimiter, encoding=source.encoding, header=None,
+            header = pd.read_csv(info.path, sep=_separator(source), encoding=source.encoding, header=None,
                                  nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
         except (ValueError, OSError, IndexError):  # already read once: nothing new to report
             return
@@ -278,12 +302,13 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
             fix="Check the path; a relative path is read from the config file's folder.",
         )
     kind = _file_format(path, source.format if role == "transactions" else None)
+    header = source.header or role != "transactions"  # header: false is about the transactions file
     if kind == "excel":
-        frame, info = _read_spreadsheet(path, source, role)
+        frame, info = _read_spreadsheet(path, source, role, header)
         frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
         _check_duplicate_header(frame, info, source)
         return frame, info
-    frame = _read_csv(path, source) if kind == "csv" else _read_parquet(path)
+    frame = _read_csv(path, source, header) if kind == "csv" else _read_parquet(path)
     if kind == "csv" and not isinstance(frame.index, pd.RangeIndex):
         # pandas quietly turns the first column into the index when the first data line has
         # one field more than the header, shifting every value one column to the left.
@@ -296,10 +321,10 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
         )
     # Header cells often carry stray spaces or a byte-order mark.
     frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
-    info = FileInfo(path, kind == "csv")
+    info = FileInfo(path, kind == "csv", header=header)
     _check_duplicate_header(frame, info, source)
     if kind == "csv":
-        short = _short_rows(path, source, frame)
+        short = _short_rows(path, source, frame, header)
         if short:
             info.notes.append(
                 f"{len(short)} row(s) have fewer fields than the header (first: {info.row(short[0])}); "
@@ -307,7 +332,7 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
     return frame, info
 
 
-def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame) -> list[int]:
+def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame, header: bool = True) -> list[int]:
     """Data rows with fewer fields than the header (pandas fills them in silently).
 
     Only looked for when the last column has empty cells, since a short row leaves it empty.
@@ -319,8 +344,10 @@ def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame) -> list[int
     width = len(frame.columns)
     short = []
     with path.open(newline="", encoding=source.encoding, errors="replace") as handle:
-        rows = csv.reader(handle, delimiter=source.delimiter)
-        next(rows, None)
+        rows = ((line.split() for line in handle) if source.delimiter == WHITESPACE
+                else csv.reader(handle, delimiter=source.delimiter))
+        if header:
+            next(rows, None)
         position = 0
         for fields in rows:
             if not fields:  # pandas skips blank lines
@@ -357,12 +384,18 @@ def check_columns(frame: pd.DataFrame, needed: dict[str, str], info: FileInfo,
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         lines.append(f"{key}: {col!r}{hint}")
     shown = ", ".join(repr(c) for c in columns[:40]) + (" ..." if len(columns) > 40 else "")
+    fix = ("Correct the column names in the config (source.columns / source.segment_columns / "
+           "source.customer_columns) to the file's header.")
+    if not info.header_lines:
+        fix = (f"The file has no header line (header: false), so its columns are named by position, "
+               f"1 to {len(columns)}: map each one by its number, e.g. customer_id: 1.")
+    elif columns and all(re.fullmatch(r"[\d.,:/ +-]+", c) for c in columns):
+        fix = ("The first line looks like data, not column names. If the file has no header line, set "
+               "source.header: false and map the columns by position (customer_id: 1 for the first).")
     raise InputError(
         "Mapped column(s) not found in the file:\n  - " + "\n  - ".join(lines)
         + f"\nThe file has the columns: {shown}.",
-        where=info.where(),
-        fix="Correct the column names in the config (source.columns / source.segment_columns / "
-            "source.customer_columns) to the file's header.",
+        where=info.where(), fix=fix,
     )
 
 
