@@ -47,7 +47,10 @@ def run(args) -> int:
 
         raise ConfigError(f"Segment(s) {', '.join(missing)} are in neither the transactions nor the customer table.",
                           where=f"{args.config}: segments",
-                          fix="Remove them from 'segments' or map them in the source.")
+                          fix="Remove them from 'segments' or map them in the source"
+                              + (" (segments is not set, so it is the demo's three: set 'segments:' to your "
+                                 "segment columns, or 'segments: []' for none)." if "segments" not in
+                                 config.model_fields_set else "."))
     print("ok")
     return 0
 

@@ -46,7 +46,8 @@ def customer_segments(
             f"Segment(s) {', '.join(map(repr, missing))} not found in the customer data.",
             where="config key 'segments'",
             fix=f"Use columns that exist: {', '.join(c for c in available if c != customer_col) or '(none)'};"
-            " or map them in the source (segment_columns / customer_columns).",
+            " or map them in the source (segment_columns / customer_columns); or set 'segments: []' for no"
+            " segments (when the config does not set it, it is the demo's region, channel, customer_type).",
         )
     attrs = customers[[customer_col, *segment_columns]].copy()
     attrs[customer_col] = as_ids(attrs[customer_col])
