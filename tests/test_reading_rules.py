@@ -430,3 +430,55 @@ def test_a_header_that_is_data_says_to_set_header_false(tmp_path):
     message = error_for(tmp_path, path="c.txt", delimiter="whitespace", header=False,
                         columns={"customer_id": 1, "ordered_at": 2, "revenue": 5})
     assert "columns.revenue: '5'" in message and "named by position, 1 to 4" in message
+
+
+# --- currency marks on amounts ------------------------------------------------------------------
+
+
+def test_currency_codes_before_or_after_the_amount_are_read_and_noted(tmp_path):
+    write(tmp_path, 'cust,when,amount\na,2024-01-01,"USD 1,234.56"\nb,2024-01-02,(12.00 USD)\nc,2024-01-03,USD -3.10\n')
+    data = load_file_source(FileSource(path="t.csv", columns=SIMPLE), base_dir=tmp_path, pack_currency="USD")
+    assert data.transactions["revenue"].tolist() == [1234.56, -12.0, -3.1]
+    assert ("column 'amount': amounts read with a decimal point (1,234.56); amounts marked USD, read without "
+            "the mark.") in data.quality.notes
+    write(tmp_path, 'cust,when,amount\na,2024-01-01,"US$1,234.56"\nb,2024-01-02,-US$12.00\nc,2024-01-03,12 PCS\n')
+    data = load_file_source(FileSource(path="t.csv", columns=SIMPLE), base_dir=tmp_path, pack_currency="USD")
+    assert data.transactions["revenue"].tolist() == [1234.56, -12.0]  # "12 PCS" is no currency: excluded
+    assert data.quality.by_reason["non-numeric amount"]["rows"] == 1
+
+
+def test_two_currencies_in_one_amount_column_are_refused(tmp_path):
+    write(tmp_path, "cust,when,amount\na,2024-01-01,$12.00\nb,2024-01-02,€5.00\nc,2024-01-03,$1.00\n")
+    message = error_for(tmp_path)
+    assert "The amounts in column 'amount' are in more than one currency ($, €; e.g. '$12.00', '€5.00')" in message
+    assert "map it as columns.currency and set source.currency" in message
+    write(tmp_path, "cust,when,amount\na,2024-01-01,USD 12.00\nb,2024-01-02,EUR 5.00\nc,2024-01-03,NIL\n")
+    assert "more than one currency (EUR, USD;" in error_for(tmp_path)
+
+
+def test_amounts_in_another_currency_than_the_pack_are_refused(tmp_path):
+    from cxpipeline.errors import ConfigError
+    from cxpipeline.sources import load_source
+
+    write(tmp_path, "cust,when,amount\na,2024-01-01,$12.00\nb,2024-01-02,$5.00\n")
+    config = config_from_dict({"pack_id": "usd", "segments": [], "source": {
+        "kind": "file", "path": str(tmp_path / "t.csv"), "columns": SIMPLE}})  # currency: GBP by default
+    with pytest.raises(ConfigError) as raised:
+        load_source(config)
+    message = str(raised.value)
+    assert "The amounts in column 'amount' are marked $ but the pack prints GBP." in message
+    assert "currency: USD (or CAD, AUD, NZD...)" in message
+    usd = config.model_copy(update={"currency": "USD"})
+    assert load_source(usd).transactions["revenue"].tolist() == [12.0, 5.0]
+    write(tmp_path, "cust,when,amount\na,2024-01-01,12.00 EUR\n")
+    with pytest.raises(ConfigError, match=r"(?s)marked EUR but the pack prints USD\..*Set currency: EUR in the config\.$"):
+        load_source(usd)
+
+
+def test_currency_mark_matches():
+    from cxpipeline.sources.formats import currency_mark_matches
+
+    assert [currency_mark_matches(m, c) for m, c in [
+        ("$", "USD"), ("$", "CAD"), ("$", "GBP"), ("US$", "USD"), ("US$", "CAD"), ("CA$", "CAD"),
+        ("€", "EUR"), ("€", "GBP"), ("£", "GBP"), ("USD", "USD"), ("USD", "EUR"), ("¥", "JPY"),
+    ]] == [True, True, False, True, False, True, True, False, True, True, False, True]

@@ -30,7 +30,8 @@ def load_source(config: Config) -> SourceData:
     if kind == "file":
         from cxpipeline.sources.files import load_file_source
 
-        return load_file_source(config.source, base_dir=config.base_dir, report_timezone=config.report_timezone)
+        return load_file_source(config.source, base_dir=config.base_dir, report_timezone=config.report_timezone,
+                                pack_currency=config.currency)
     if kind == "spark":
         raise ValueError("a Spark source is aggregated in Spark (extract_pushdown), never loaded into pandas")
     from cxpipeline.sources.sql import load_sql_source

@@ -23,6 +23,7 @@ from cxpipeline.sources.formats import (
     NULL_TOKENS,
     AmbiguousFormat,
     DateReading,
+    MixedCurrencies,
     decide_amount_format,
     decide_date_format,
 )
@@ -90,10 +91,21 @@ def read_numbers(values: pd.Series, decimal: str | None, info: FileInfo,
                 where=info.where(column),
                 fix="Set source.decimal: '.' (1,234.56) or source.decimal: ',' (1.234,56).",
             ) from None
+        except MixedCurrencies as exc:
+            raise InputError(
+                f"The amounts in column '{column}' are in more than one currency "
+                f"({', '.join(exc.marks)}; e.g. {', '.join(map(repr, exc.examples))}): adding them up "
+                "would mix currencies.",
+                where=info.where(column),
+                fix="Export one currency per file, or export the currency in a column of its own, map it "
+                    "as columns.currency and set source.currency to the currency to report.",
+            ) from None
         return pd.Series(readings[0].values, dtype="float64")
 
     arr = on_uniques(text, convert, np.nan).astype("float64")
     reading = readings[0]
+    if reading.marks:
+        info.currency_marks[column] = reading.marks[0]
     note = reading.describe() if decimal is None or reading.is_grouped else None
     return arr, empty, (f"column '{column}': {note}" if note else None)
 

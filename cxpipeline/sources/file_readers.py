@@ -37,6 +37,7 @@ class FileInfo:
         self.sheet = sheet  # the one sheet read (None: not a spreadsheet, or stacked sheets)
         self.header_lines = 1 if header else 0  # lines before the first data line
         self.notes: list[str] = []
+        self.currency_marks: dict[str, str] = {}  # column -> the currency mark its amounts carry
 
     def row(self, position: int) -> str:
         """Describe 0-based data position ``position`` as a 1-based row (and CSV line)."""

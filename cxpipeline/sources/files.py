@@ -81,6 +81,7 @@ from cxpipeline.sources.formats import MIN_READ_SHARE
 
 __all__ = [
     "load_file_source",
+    "check_currency_marks",
     "read_customers",
     "EXCLUSION_REASONS",
     "REASON_NON_NUMERIC_AMOUNT",
@@ -141,7 +142,7 @@ _MONEY_COLUMNS = ("revenue", "quantity", "unit_price", "cost", "cost_to_serve")
 
 
 def load_file_source(source: FileSource, base_dir: str | Path = ".",
-                     report_timezone: str | None = None) -> SourceData:
+                     report_timezone: str | None = None, pack_currency: str | None = None) -> SourceData:
     """Load a CSV / Parquet / Excel file as canonical transactions, counting every excluded row.
 
     Parameters
@@ -154,6 +155,9 @@ def load_file_source(source: FileSource, base_dir: str | Path = ".",
     report_timezone
         The zone whose midnights cut the periods (``Config.report_timezone``); ``ordered_at``
         comes out as naive wall-clock time in it. Default: ``source.timezone``.
+    pack_currency
+        The currency the pack prints (``Config.currency``): amounts marked with another
+        currency (``$12.00`` in a GBP pack) are refused (:func:`check_currency_marks`).
 
     Returns
     -------
@@ -187,10 +191,43 @@ def load_file_source(source: FileSource, base_dir: str | Path = ".",
     check_columns(raw, mapped, info, source.delimiter if info.is_csv else None)
 
     transactions, quality = _transactions_from_frame(raw, source, info, report_zone)
+    if pack_currency:
+        check_currency_marks(info, source, pack_currency)
     quality.notes[:0] = info.notes  # how the file itself was read comes first
     customers = read_customers(source, base_dir, report_zone) if source.customers_path else None
     return SourceData(transactions=transactions, customers=customers, quality=quality,
                       description=str(path))
+
+
+#: The ISO code a symbol most often stands for, for the fix of a currency mismatch.
+_SYMBOL_CODES = {"£": "GBP", "€": "EUR", "¥": "JPY", "₹": "INR", "₩": "KRW", "₽": "RUB", "₺": "TRY",
+                 "US$": "USD", "CA$": "CAD", "A$": "AUD", "NZ$": "NZD", "HK$": "HKD", "S$": "SGD"}
+
+
+def check_currency_marks(info: FileInfo, source: FileSource, pack_currency: str) -> None:
+    """Refuse money columns whose values carry another currency than the pack prints: the
+    numbers would be right and every amount in the pack labelled wrongly.
+
+    Raises
+    ------
+    ConfigError
+        Naming the column, its mark and the ``currency`` to set.
+    """
+    from cxpipeline.sources.formats import currency_mark_matches
+
+    for key in ("revenue", "unit_price", "cost", "cost_to_serve"):
+        column = getattr(source.columns, key)
+        mark = info.currency_marks.get(column) if column else None
+        if mark and not currency_mark_matches(mark, pack_currency):
+            code = mark if len(mark) == 3 and mark.isalpha() else _SYMBOL_CODES.get(mark)
+            fix = (f"Set currency: {code} in the config" + ("." if code == mark else f" (the ISO code of {mark}).")
+                   if code else
+                   f"Set currency to the ISO code of the amounts' currency ({mark}).")
+            if mark == "$":
+                fix = "Set currency to the ISO code of the amounts' dollar: currency: USD (or CAD, AUD, NZD...)."
+            raise ConfigError(
+                f"The amounts in column '{column}' are marked {mark} but the pack prints {pack_currency}.",
+                where=info.where(column), fix=fix)
 
 
 class _Amounts:

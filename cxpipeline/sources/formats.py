@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,8 @@ __all__ = [
     "DateReading",
     "AmountReading",
     "AmbiguousFormat",
+    "MixedCurrencies",
+    "currency_mark_matches",
     "decide_date_format",
     "decide_amount_format",
     "DATE_FAMILIES",
@@ -299,19 +302,65 @@ class AmountReading:
     count_read: int
     count_values: int
     is_grouped: bool  # some values carry thousands separators
+    #: the currency marks the readable values carry ("$", "USD", "US$"), at most one
+    marks: tuple[str, ...] = ()
 
     def describe(self) -> str | None:
-        if not self.is_grouped and self.decimal == ".":
-            return None
-        return f"amounts read with a {_NAMES[self.decimal]}"
+        parts = []
+        if self.is_grouped or self.decimal != ".":
+            parts.append(f"amounts read with a {_NAMES[self.decimal]}")
+        if self.marks and not set(self.marks) <= set(_CURRENCY_SYMBOLS):
+            parts.append(f"amounts marked {self.marks[0]}, read without the mark")
+        return "; ".join(parts) or None
 
 
-def _normalised(text: pd.Series) -> pd.Series:
-    """Currency symbols dropped, (12.50) and 12.50- made -12.50, spaces around the sign removed."""
-    text = text.str.strip().str.strip(_CURRENCY_SYMBOLS).str.strip()
+class MixedCurrencies(ValueError):
+    """The readable values of an amount column carry more than one currency mark."""
+
+    def __init__(self, marks: tuple[str, ...], examples: list[str]):
+        super().__init__(f"mixed currencies: {', '.join(marks)}")
+        self.marks = marks
+        self.examples = examples
+
+
+@lru_cache(maxsize=1)
+def _iso_codes() -> frozenset[str]:
+    from babel.numbers import list_currencies
+
+    return frozenset(list_currencies())
+
+
+# A currency mark before or after the number: a symbol, a symbol with a country prefix (US$,
+# CA$, A$), or a three-letter code (checked against ISO 4217: "PCS 12" keeps "PCS").
+_MARK = r"(?:[A-Z]{1,2}\$|[" + _CURRENCY_SYMBOLS + r"]|[A-Z]{3}(?![A-Za-z]))"
+_LEADING_MARK = re.compile(r"^([-+(]?)\s*(" + _MARK + r")\s*(.*)$")
+_TRAILING_MARK = re.compile(r"^(.*?\S)\s*(" + _MARK.replace("(?![A-Za-z])", "") + r")([-)]?)$")
+
+
+def _split_mark(value: str) -> tuple[str, str | None]:
+    """``("-12.50", "$")`` for ``"-$12.50"``; a three-letter mark only if it is an ISO code."""
+    for pattern, rebuild in ((_LEADING_MARK, lambda m: m.group(1) + m.group(3)),
+                             (_TRAILING_MARK, lambda m: m.group(1) + m.group(3))):
+        match = pattern.match(value)
+        if match:
+            mark = match.group(2)
+            if len(mark) == 3 and mark.isalpha() and mark not in _iso_codes():
+                continue
+            if match.re is _TRAILING_MARK and len(mark) == 3 and match.group(1)[-1:].isalpha():
+                continue  # "ABCUSD" is a word, not an amount
+            return rebuild(match), mark
+    return value, None
+
+
+def _normalised(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Currency marks taken off (and returned: the mark of each value, or missing), (12.50) and
+    12.50- made -12.50, spaces around the sign removed."""
+    split = [_split_mark(v) if isinstance(v, str) else (v, None) for v in text.str.strip()]
+    text = pd.Series([v for v, _ in split], index=text.index, dtype="string").str.strip()
+    marks = pd.Series([m for _, m in split], index=text.index, dtype="string")
     text = text.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
     text = text.str.replace(r"^([^-+].*)-$", r"-\1", regex=True)
-    return text.str.replace(r"^([-+])\s*[" + _CURRENCY_SYMBOLS + r"]?\s*", r"\1", regex=True)
+    return text.str.replace(r"^([-+])\s*", r"\1", regex=True), marks
 
 
 def _read_amounts(text: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
@@ -346,11 +395,12 @@ def decide_amount_format(distinct: pd.Series, decimal: str | None) -> AmountRead
         (``1,234`` is 1234 or 1.234): the caller asks for ``source.decimal``.
     """
     distinct = distinct.reset_index(drop=True)
-    text = _normalised(distinct.astype("string"))
+    text, marks = _normalised(distinct.astype("string"))
     n = len(distinct)
     if decimal is not None:
         values, grouped = _read_amounts(text, decimal)
-        return AmountReading(decimal, values, int(np.isfinite(values).sum()), n, bool(grouped.any()))
+        return _with_marks(AmountReading(decimal, values, int(np.isfinite(values).sum()), n, bool(grouped.any())),
+                           marks, distinct)
     point, point_grouped = _read_amounts(text, ".")
     comma, comma_grouped = _read_amounts(text, ",")
     count_point, count_comma = int(np.isfinite(point).sum()), int(np.isfinite(comma).sum())
@@ -362,9 +412,35 @@ def decide_amount_format(distinct: pd.Series, decimal: str | None) -> AmountRead
             examples = [(str(distinct.iloc[p]), _plain(point[p]), _plain(comma[p])) for p in positions]
             raise AmbiguousFormat((_NAMES["."], _NAMES[","]), examples)
     if count_comma > count_point:
-        return AmountReading(",", comma, count_comma, n, bool(comma_grouped.any()))
-    return AmountReading(".", point, count_point, n, bool(point_grouped.any()))
+        return _with_marks(AmountReading(",", comma, count_comma, n, bool(comma_grouped.any())), marks, distinct)
+    return _with_marks(AmountReading(".", point, count_point, n, bool(point_grouped.any())), marks, distinct)
+
+
+def _with_marks(reading: AmountReading, marks: pd.Series, distinct: pd.Series) -> AmountReading:
+    """``reading`` with the currency marks of its readable values; two different marks raise
+    :class:`MixedCurrencies` (adding dollars to euros is never a plain reading)."""
+    readable = np.isfinite(reading.values)
+    found = marks[readable].dropna()
+    kinds = tuple(sorted(found.unique()))
+    if len(kinds) > 1:
+        examples = [str(distinct[found.index[found == kind][0]]) for kind in kinds[:3]]
+        raise MixedCurrencies(kinds, examples)
+    reading.marks = kinds
+    return reading
 
 
 def _plain(value: float) -> str:
     return f"{value:.10g}"
+
+
+def currency_mark_matches(mark: str, currency: str) -> bool:
+    """Whether the amounts' mark (``$``, ``US$``, ``€``, ``USD``) can be the pack's ``currency``
+    (an ISO code): the code itself, its symbol (``$`` is any dollar), or ``XX$`` for a
+    currency whose code starts with XX (US$ = USD, CA$ = CAD, A$ = AUD)."""
+    from babel.numbers import get_currency_symbol
+
+    if len(mark) == 3 and mark.isalpha():
+        return mark == currency
+    if mark.endswith("$") and len(mark) > 1:
+        return currency.startswith(mark[:-1]) and "$" in get_currency_symbol(currency, "en")
+    return mark in get_currency_symbol(currency, "en")
