@@ -1,6 +1,6 @@
 """One library call per orchestration step: what the Airflow DAG and the CLI both call.
 
-One module of ~410 lines on purpose: every step the DAG and the CLI share is here, so neither
+One module of ~560 lines on purpose: every step the DAG and the CLI share is here, so neither
 repeats the other.
 
 - :func:`read_pack_header` - the few keys a DAG's shape depends on (parse time: YAML only);
@@ -36,6 +36,7 @@ from cxpipeline.periods import PERIOD_LABEL_PATTERN, PERIOD_TYPES, Period, parse
 __all__ = [
     "PackHeader",
     "RUN_PARAMS",
+    "TASK_DOCS",
     "read_pack_header",
     "fallback_pack_id",
     "pack_files",
@@ -62,6 +63,21 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
     "dry_run": {"default": False, "type": "boolean", "description": "Build and check, send nothing."},
     "resend": {"default": False, "type": "boolean", "description": "Send even to whoever already has this PDF."},
     "unit": {"default": None, "type": ["null", "string"], "description": "Build and send only this unit (e.g. North)."},
+}
+#: The doc of each DAG task (the operator reads it in the Airflow UI).
+TASK_DOCS: dict[str, str] = {
+    "extract": "Validate the config, decide the period (param or data interval) and extract its data.",
+    "validate": "Refuse an extract a pack must not be built from (coverage, exclusions).",
+    "metrics": "Compute every metric table and metrics.json.",
+    "model": "Fit the at-risk model and score every customer.",
+    "render": "Render board_pack.pdf and .html.",
+    "check": "Check the pack; only a deliverable pack goes on.",
+    "publish": "Copy the checked folder to $CXPIPELINE_ARTIFACT_URL as a new version (skipped when unset).",
+    "deliver": "Email the checked PDF to each recipient who does not have it yet (ledger in the folder).",
+    "units": "List the units (units.by) the extract found; the `unit` param keeps one.",
+    "unit.pack": "Build, render and check one unit's pack from the company extract; publish it like the "
+                 "company's, under <pack_id>--<unit>/<period>/ (when $CXPIPELINE_ARTIFACT_URL is set).",
+    "unit.deliver": "Email one unit's checked pack to the unit's recipients, linking its published PDF.",
 }
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PACK_ID = re.compile(r"^pack_id:\s*['\"]?([A-Za-z0-9_-]{1,64})['\"]?\s*(#.*)?$", re.MULTILINE)
@@ -524,7 +540,9 @@ def operator_doc(header: PackHeader, *, artifact_url: str | None = None, output_
         listed = "".join(f"\n  - {name}: {', '.join(to) or 'nobody'}" for name, to in header.unit_recipients.items())
         units = (f"\n- **Unit packs**: one per `{' / '.join(header.units_by)}` found in the extract (the mapped "
                  f"task group `unit`: `unit.pack` and `unit.deliver` per unit; a failing unit fails only its own tasks), "
-                 f"in `{root}/{header.pack_id}--<unit>/<period>/`. Recipients:{listed or ' none listed'}")
+                 f"in `{root}/{header.pack_id}--<unit>/<period>/`"
+                 + (f", each published to `{artifact_url}/{header.pack_id}--<unit>/<period>/`" if artifact_url else "")
+                 + f". Recipients:{listed or ' none listed'}")
     example = {"week": "2026-W14", "month": "2026-03", "quarter": "2026-Q1", "year": "2026"}[header.kind]
     return f"""### {header.company_name} board pack `{header.pack_id}`
 
