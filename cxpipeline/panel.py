@@ -182,7 +182,10 @@ WHERE NOT is_return
 
 
 def panel_from_orders_sql(orders: str, kind: str, fiscal_start_month: int, order_by: str = PANEL_ORDER) -> str:
-    """The panel query over an order-level table built with :data:`ORDERS_SQL`."""
+    """The panel query over an order-level table built with :data:`ORDERS_SQL` (month-aligned
+    periods only: the table keeps each order's month, which does not say its ISO week)."""
+    if kind == "week":
+        raise ValueError("an order-level table holds months, not weeks: build a weekly panel with panel_sql")
     if kind not in _TRUNC_UNIT:
         raise ValueError(f"period kind must be one of {sorted(_TRUNC_UNIT)}, got {kind!r}")
     shift = 0 if kind in ("month", "week") else fiscal_start_month - 1

@@ -32,6 +32,7 @@ from typing import Any
 
 from cxpipeline.artifacts import read_json, sha256_file, write_bytes
 from cxpipeline.delivery import LEDGER_NAME
+from cxpipeline.delivery.message import public_link
 from cxpipeline.errors import CheckError, ConfigError, CxError, InputError
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "storage_path",
     "pack_files",
     "publish_pack",
+    "public_pdf_link",
     "read_pointer",
     "published_file",
     "read_published",
@@ -162,7 +164,21 @@ def _remove_tree(path: Any) -> None:
         path.rmdir(recursive=True)
 
 
-def publish_pack(folder: str | Path, destination: Any, *, published_at: str | None = None) -> dict:
+def public_pdf_link(public_url: str | None, version: str, pdf_url: str | None = None) -> str | None:
+    """The ``http(s)`` address an executive opens the published PDF at, or ``None``.
+
+    ``public_url`` is the web address that serves the destination (``<pack_id>/<period>/``
+    under ``$CXPIPELINE_ARTIFACT_PUBLIC_URL``, docs/airflow.md); without one, ``pdf_url``
+    counts only when the store itself is an ``http(s)`` URL. A bucket URL (``s3://``), a
+    ``file://`` URL or a path is never a link.
+    """
+    if public_url and public_link(public_url):
+        return public_link(f"{public_url.strip().rstrip('/')}/{version}/board_pack.pdf")
+    return public_link(pdf_url)
+
+
+def publish_pack(folder: str | Path, destination: Any, *, published_at: str | None = None,
+                 public_url: str | None = None) -> dict:
     """Upload a checked pack folder to ``destination`` (``<url>/<pack_id>/<period>``) as a new version.
 
     Parameters
@@ -175,12 +191,17 @@ def publish_pack(folder: str | Path, destination: Any, *, published_at: str | No
         ``ObjectStoragePath``, ``upath.UPath``, :class:`pathlib.Path`), see :func:`storage_path`.
     published_at
         Recorded in the pointer (an ISO timestamp from the caller; nothing here reads a clock).
+    public_url
+        The ``http(s)`` address serving ``destination`` (e.g. a CDN in front of the bucket);
+        it makes ``pdf_link`` (:func:`public_pdf_link`).
 
     Returns
     -------
     dict
-        ``url``, ``pointer`` (the pointer's URL), ``version``, ``pdf_url``, ``pdf_sha256``,
-        ``count_files``, ``bytes`` and ``removed_versions`` (older versions deleted).
+        ``url``, ``pointer`` (the pointer's URL), ``version``, ``pdf_url`` (the PDF in the
+        store), ``pdf_link`` (the ``http(s)`` URL readers open it at, or ``None``),
+        ``pdf_sha256``, ``count_files``, ``bytes`` and ``removed_versions`` (older versions
+        deleted).
 
     Raises
     ------
@@ -234,6 +255,7 @@ def publish_pack(folder: str | Path, destination: Any, *, published_at: str | No
         "pointer": _url(destination / POINTER_NAME),
         "version": version,
         "pdf_url": _url(version_dir / "board_pack.pdf"),
+        "pdf_link": public_pdf_link(public_url, version, _url(version_dir / "board_pack.pdf")),
         "pdf_sha256": pdf_sha256,
         "count_files": len(names),
         "bytes": sum(f["bytes"] for f in files.values()),

@@ -1,6 +1,6 @@
 """One library call per orchestration step: what the Airflow DAG and the CLI both call.
 
-One module of ~410 lines on purpose: every step the DAG and the CLI share is here, so neither
+One module of ~560 lines on purpose: every step the DAG and the CLI share is here, so neither
 repeats the other.
 
 - :func:`read_pack_header` - the few keys a DAG's shape depends on (parse time: YAML only);
@@ -8,7 +8,9 @@ repeats the other.
 - :func:`period_of_run` - the period a run reports: a label, else the run's data interval,
   else the latest complete period of the data;
 - :func:`start_run`, :func:`run_stage` - the pipeline stages by name, with the period label;
-- :func:`run_units`, :func:`build_unit` - the units of a run and one unit's pack;
+- :func:`run_units`, :func:`build_unit` - the units of a run and one unit's pack (published too);
+- :func:`artifact_store`, :func:`publish`, :func:`published_copy` - where checked packs are
+  published (``$CXPIPELINE_ARTIFACT_URL``), publishing one, and what was published;
 - :func:`deliver` - the published-copy check, the subject, the SMTP retries and the email;
 - :func:`operator_doc` - the Markdown page an operator reads in the Airflow UI.
 
@@ -34,6 +36,7 @@ from cxpipeline.periods import PERIOD_LABEL_PATTERN, PERIOD_TYPES, Period, parse
 __all__ = [
     "PackHeader",
     "RUN_PARAMS",
+    "TASK_DOCS",
     "read_pack_header",
     "fallback_pack_id",
     "pack_files",
@@ -42,6 +45,10 @@ __all__ = [
     "run_stage",
     "run_units",
     "build_unit",
+    "ArtifactStore",
+    "artifact_store",
+    "publish",
+    "published_copy",
     "deliver",
     "operator_doc",
 ]
@@ -56,6 +63,21 @@ RUN_PARAMS: dict[str, dict[str, Any]] = {
     "dry_run": {"default": False, "type": "boolean", "description": "Build and check, send nothing."},
     "resend": {"default": False, "type": "boolean", "description": "Send even to whoever already has this PDF."},
     "unit": {"default": None, "type": ["null", "string"], "description": "Build and send only this unit (e.g. North)."},
+}
+#: The doc of each DAG task (the operator reads it in the Airflow UI).
+TASK_DOCS: dict[str, str] = {
+    "extract": "Validate the config, decide the period (param or data interval) and extract its data.",
+    "validate": "Refuse an extract a pack must not be built from (coverage, exclusions).",
+    "metrics": "Compute every metric table and metrics.json.",
+    "model": "Fit the at-risk model and score every customer.",
+    "render": "Render board_pack.pdf and .html.",
+    "check": "Check the pack; only a deliverable pack goes on.",
+    "publish": "Copy the checked folder to $CXPIPELINE_ARTIFACT_URL as a new version (skipped when unset).",
+    "deliver": "Email the checked PDF to each recipient who does not have it yet (ledger in the folder).",
+    "units": "List the units (units.by) the extract found; the `unit` param keeps one.",
+    "unit.pack": "Build, render and check one unit's pack from the company extract; publish it like the "
+                 "company's, under <pack_id>--<unit>/<period>/ (when $CXPIPELINE_ARTIFACT_URL is set).",
+    "unit.deliver": "Email one unit's checked pack to the unit's recipients, linking its published PDF.",
 }
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PACK_ID = re.compile(r"^pack_id:\s*['\"]?([A-Za-z0-9_-]{1,64})['\"]?\s*(#.*)?$", re.MULTILINE)
@@ -293,8 +315,14 @@ def run_units(config_path: str | Path, period: str, output_root: str | Path | No
     return [u.to_dict() for u in units]
 
 
-def build_unit(config_path: str | Path, period: str, unit: dict, output_root: str | Path | None = None) -> dict:
-    """Build, render and check one unit's pack (:func:`cxpipeline.units.build_unit_pack`)."""
+def build_unit(config_path: str | Path, period: str, unit: dict, output_root: str | Path | None = None, *,
+               store: Any = None, public_url: str | None = None, published_at: str | None = None) -> dict:
+    """Build, render and check one unit's pack (:func:`cxpipeline.units.build_unit_pack`), then
+    publish it like the company pack (:func:`publish`: under ``<pack_id>--<unit>/<period>/``
+    with its own ``LATEST.json``) when ``store`` is given.
+
+    Returns the unit's summary with ``published`` (``{"url": None}`` without a store).
+    """
     from cxpipeline.config import load_config
     from cxpipeline.pipeline import quiet_library_logs
     from cxpipeline.units import build_unit_pack
@@ -302,8 +330,120 @@ def build_unit(config_path: str | Path, period: str, unit: dict, output_root: st
     quiet_library_logs()
     config = load_config(config_path)
     result = build_unit_pack(config, _period(config, period), unit, output_root)
-    return _json({**result, "folder": str(Path(result["folder"]).resolve()),
-                  "pdf": str(Path(result["pdf"]).resolve())})
+    result = {**result, "folder": str(Path(result["folder"]).resolve()), "pdf": str(Path(result["pdf"]).resolve())}
+    return publish(result, store, public_url=public_url, published_at=published_at)
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """Where checked packs are published (docs/airflow.md, "Publishing to object storage")."""
+
+    url: str | None = None  # $CXPIPELINE_ARTIFACT_URL: s3://, gs://, file://, memory:// or a path
+    public_url: str | None = None  # $CXPIPELINE_ARTIFACT_PUBLIC_URL: the https address serving it
+    conn_id: str | None = None  # $CXPIPELINE_ARTIFACT_CONN_ID: the Airflow connection (the DAG only)
+
+    def root(self):
+        """The store's root as a path object (universal_pathlib), or None when not configured;
+        the DAG builds an Airflow ``ObjectStoragePath`` instead (plugins/cx_airflow.py)."""
+        from cxpipeline.publish import storage_path
+
+        return storage_path(self.url) if self.url else None
+
+
+def artifact_store(environ: dict | None = None) -> ArtifactStore:
+    """The artifact store of ``$CXPIPELINE_ARTIFACT_URL``, ``$CXPIPELINE_ARTIFACT_PUBLIC_URL`` and
+    ``$CXPIPELINE_ARTIFACT_CONN_ID`` (empty values: unset).
+
+    Raises
+    ------
+    ConfigError
+        If the public URL is not an ``http(s)`` URL (an email could not link it).
+    """
+    import os
+
+    from cxpipeline.delivery.message import public_link
+
+    environ = os.environ if environ is None else environ
+    url, public, conn = (environ.get(f"CXPIPELINE_ARTIFACT_{k}", "").strip() or None
+                         for k in ("URL", "PUBLIC_URL", "CONN_ID"))
+    if public and not public_link(public):
+        raise ConfigError(f"CXPIPELINE_ARTIFACT_PUBLIC_URL {public!r} is not an http(s) URL.",
+                          where="CXPIPELINE_ARTIFACT_PUBLIC_URL",
+                          fix="Give the https address that serves CXPIPELINE_ARTIFACT_URL "
+                              "(e.g. https://packs.example.com), or unset it (emails then link nothing).")
+    if public and not url:
+        raise ConfigError("CXPIPELINE_ARTIFACT_PUBLIC_URL is set but CXPIPELINE_ARTIFACT_URL is not.",
+                          where="CXPIPELINE_ARTIFACT_PUBLIC_URL",
+                          fix="Set CXPIPELINE_ARTIFACT_URL to the store it serves, or unset both.")
+    return ArtifactStore(url=url, public_url=public, conn_id=conn)
+
+
+def _destination(store: Any, folder: Path, public_url: str | None):
+    """``<store>/<pack folder>/<period>`` (the pack folder is ``<pack_id>`` or ``<pack_id>--<unit>``)
+    and its public address."""
+    from cxpipeline.publish import storage_path
+
+    root = storage_path(store.strip()) if isinstance(store, str) else store
+    pack, period = folder.parent.name, folder.name
+    public = f"{public_url.strip().rstrip('/')}/{pack}/{period}" if public_url and public_url.strip() else None
+    return root / pack / period, public
+
+
+def publish(result: dict, store: Any = None, *, public_url: str | None = None,
+            published_at: str | None = None) -> dict:
+    """Publish a checked pack, the company's or a unit's, to ``<store>/<pack folder>/<period>/``
+    (:func:`cxpipeline.publish.publish_pack`: a new version, then its ``LATEST.json``).
+
+    Parameters
+    ----------
+    result
+        The check step's (or :func:`build_unit`'s) result; its ``folder`` is the pack folder.
+    store
+        ``None`` or empty (not configured: nothing is published), a URL or path, or a
+        pathlib-like root (Airflow's ``ObjectStoragePath``).
+    public_url
+        The ``http(s)`` address serving the store's root: the email then links the PDF's
+        address under it (``pdf_link``).
+    published_at
+        An ISO timestamp recorded in the pointer (the caller's clock).
+
+    Returns
+    -------
+    dict
+        ``result`` with ``published``: the publish result, or ``{"url": None}``.
+
+    Raises
+    ------
+    CheckError
+        If the pack is not checked or its PDF changed since.
+    """
+    if store is None or (isinstance(store, str) and not store.strip()):
+        return _json({**result, "published": {"url": None}})
+    from cxpipeline.publish import publish_pack
+
+    folder = Path(result["folder"]).resolve()
+    destination, public = _destination(store, folder, public_url)
+    return _json({**result, "published": publish_pack(folder, destination, published_at=published_at,
+                                                      public_url=public)})
+
+
+def published_copy(folder: str | Path, store: Any = None, *, public_url: str | None = None) -> dict | None:
+    """What is published for a pack folder (its committed ``LATEST.json``), in the shape
+    :func:`publish` returns; ``None`` without a store or when nothing was published there."""
+    if store is None or (isinstance(store, str) and not store.strip()):
+        return None
+    from cxpipeline.errors import InputError
+    from cxpipeline.publish import POINTER_NAME, public_pdf_link, published_file, read_pointer
+
+    destination, public = _destination(store, Path(folder).resolve(), public_url)
+    try:
+        pointer = read_pointer(destination)
+    except InputError:
+        return None
+    pdf_url = str(published_file(destination, pointer=pointer))
+    return {"url": str(destination), "pointer": str(destination / POINTER_NAME), "version": pointer["version"],
+            "pdf_url": pdf_url, "pdf_link": public_pdf_link(public, pointer["version"], pdf_url),
+            "pdf_sha256": pointer["pdf_sha256"]}
 
 
 def deliver(config_path: str | Path, folder: str | Path, *, smtp, recipients: list[str] | str | None = None,
@@ -323,8 +463,10 @@ def deliver(config_path: str | Path, folder: str | Path, *, smtp, recipients: li
     recipients
         Override of the config's (or the unit's) recipients.
     published
-        The ``publish`` step's result: when it names a URL, the local PDF must be the published
-        one and the email links the published pointer.
+        The ``publish`` step's result (or :func:`published_copy`): when it names a URL, the
+        local PDF must be the published one, the ledger records the pointer's URL and the email
+        links the published PDF's ``http(s)`` address (``pdf_link``), if it has one. Without it
+        the email links nothing (never a path or a pointer).
     unit
         The unit of a per-unit pack (its recipients, subject and ledger key).
     backoff_seconds
@@ -358,12 +500,13 @@ def deliver(config_path: str | Path, folder: str | Path, *, smtp, recipients: li
     folder = Path(folder).resolve()
     pdf = folder / "board_pack.pdf"  # the local checked file, never a download
     period = folder.name
-    location = str(folder)
+    location, link = str(folder), None
     if published and published.get("url"):
         if sha256_file(pdf) != published["pdf_sha256"]:
             raise CheckError("The local PDF is not the one that was published.", where=str(pdf),
-                             fix="Rerun the period from extract.")
-        location = published["pointer"]  # readers go through the pointer
+                             fix="Rerun the period from extract (it publishes the checked pack again).")
+        location = published["pointer"]  # the operator's record: readers go through the pointer
+        link = published.get("pdf_link")  # the executive's: the PDF itself, only over http(s)
     recipients = recipients or config.delivery.recipients
     if unit is not None and not recipients:  # a unit nobody subscribed to: built, not sent
         return {"pack_id": config.pack_id, "period": period, "unit": unit, "sent": [], "skipped": [],
@@ -374,7 +517,7 @@ def deliver(config_path: str | Path, folder: str | Path, *, smtp, recipients: li
         allowed_domains=config.delivery.allowed_domains, config_hash=config_hash(config),
         subject=config.delivery.subject.format(company=config.brand.company_name, period=period,
                                                pack_id=config.pack_id),
-        artifact_location=location, currency=config.currency, locale=config.locale,
+        artifact_location=location, link=link, currency=config.currency, locale=config.locale,
         customers=config.terminology.customers, backoff_seconds=backoff_seconds, unit=unit)
     report.raise_for_failures()
     return _json(report.to_dict())
@@ -397,7 +540,9 @@ def operator_doc(header: PackHeader, *, artifact_url: str | None = None, output_
         listed = "".join(f"\n  - {name}: {', '.join(to) or 'nobody'}" for name, to in header.unit_recipients.items())
         units = (f"\n- **Unit packs**: one per `{' / '.join(header.units_by)}` found in the extract (the mapped "
                  f"task group `unit`: `unit.pack` and `unit.deliver` per unit; a failing unit fails only its own tasks), "
-                 f"in `{root}/{header.pack_id}--<unit>/<period>/`. Recipients:{listed or ' none listed'}")
+                 f"in `{root}/{header.pack_id}--<unit>/<period>/`"
+                 + (f", each published to `{artifact_url}/{header.pack_id}--<unit>/<period>/`" if artifact_url else "")
+                 + f". Recipients:{listed or ' none listed'}")
     example = {"week": "2026-W14", "month": "2026-03", "quarter": "2026-Q1", "year": "2026"}[header.kind]
     return f"""### {header.company_name} board pack `{header.pack_id}`
 

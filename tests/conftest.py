@@ -80,7 +80,8 @@ INTEGRATION_MODULES = {
     "test_dags", "test_delivery", "test_demo_command", "test_faults", "test_metrics_pack",
     "test_object_storage", "test_outbound", "test_pushdown", "test_report",
     "test_report_model_pages", "test_report_security", "test_security", "test_sql_source", "test_units",
-    "test_email", "test_board_edition", "test_trend_report", "test_spark_source",
+    "test_email", "test_board_edition", "test_trend_report", "test_spark_source", "test_published_links",
+    "test_weekly_sources",
 }
 
 

@@ -12,6 +12,7 @@ from tests.airflow_fixtures import REPO, airflow_env, run_script
 PACK = REPO / "examples" / "airflow" / "packs" / "demo.yaml"
 STAGES = ["extract", "validate", "metrics", "model", "render", "check", "publish", "deliver"]
 STORE = "memory://cx-published"  # the artifact store of the dag.test scenario (fsspec, in-process)
+UNITS_STORE, UNITS_PUBLIC = "memory://cx-units", "https://packs.example.com/cx"  # the units scenario's
 
 
 def test_example_packs_parse_fast_without_db_or_connections(tmp_path):
@@ -269,7 +270,8 @@ def units_scenario(tmp_path_factory):
         text.replace("customers: 1200", "customers: 500").replace(
             "sections: [summary, bridge, ledger, at-risk, data-quality]", "sections: [summary, bridge]"))
     env = airflow_env(root / "home", CXPIPELINE_PACKS_DIR=str(packs), CXPIPELINE_OUTPUT_ROOT=str(root / "out"),
-                      CXPIPELINE_TASK_RETRIES="2", CXPIPELINE_RETRY_DELAY_SECONDS="1")
+                      CXPIPELINE_TASK_RETRIES="2", CXPIPELINE_RETRY_DELAY_SECONDS="1",
+                      CXPIPELINE_ARTIFACT_URL=UNITS_STORE, CXPIPELINE_ARTIFACT_PUBLIC_URL=UNITS_PUBLIC)
     result = run_script("dag_test_units.py", env, str(root / "out"), timeout=900)
     return {run["name"]: run for run in result["runs"]}
 
@@ -299,6 +301,23 @@ def test_weekly_run_builds_and_sends_each_unit_pack_and_one_failing_unit_fails_a
     assert by_rcpt[("south@example.com",)]["subject"] == "Demo Retail Ltd - South weekly pack 2026-W39"
     assert by_rcpt[("south@example.com",)]["filename"] == "regions_weekly--south_2026-W39_board_pack.pdf"
     assert by_rcpt[("trading@example.com",)]["subject"] == "Demo Retail Ltd weekly pack 2026-W39"
+
+
+def test_each_unit_pack_is_published_under_its_own_prefix_and_its_email_links_its_own_pdf(units_scenario):
+    run = units_scenario["weekly"]
+    pointers = run["published"]  # pack folder name -> its LATEST.json in the store
+    # the company pack and each unit that passed its checks; North failed them: not published
+    assert sorted(pointers) == ["regions_weekly"] + [f"regions_weekly--{u}" for u in
+                                                      ("east", "international", "south", "west")]
+    by_rcpt = {e["to"][0]: e for e in run["emails"]}
+    for prefix, rcpt in [("regions_weekly", "trading@example.com"), ("regions_weekly--south", "south@example.com"),
+                         ("regions_weekly--west", "west@example.com")]:
+        pointer, email = pointers[prefix], by_rcpt[rcpt]
+        assert pointer["pack_id"] == prefix and pointer["period"] == "2026-W39"
+        assert pointer["pdf_sha256"] == email["sha256"]  # the attachment is the published PDF
+        link = f"{UNITS_PUBLIC}/{prefix}/2026-W39/{pointer['version']}/board_pack.pdf"
+        assert f"The published pack: {link}" in email["text"].splitlines()  # its own PDF over https
+        assert "memory://" not in email["text"] and "LATEST.json" not in email["text"]
 
 
 def test_rerun_sends_nothing_twice_and_one_unit_can_be_rerun_by_name(units_scenario):

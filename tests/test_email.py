@@ -129,13 +129,18 @@ def test_demo_email_from_a_real_smtp_sink(demo, server):
 def test_published_pack_is_linked(demo, server):
     config, folder = demo
     url = "https://packs.example.com/email-demo/2026-Q3/board_pack.pdf"
-    message = _send(config, folder, server, artifact_location=url)
+    message = _send(config, folder, server, link=url)
     text, html = _check_email(config, folder, message)
     assert f'href="{url}"' in html and url in text
     # a bucket URL is not something an executive can open: no link
-    message = _send(config, folder, server, artifact_location="s3://bucket/email-demo/2026-Q3/LATEST.json")
+    message = _send(config, folder, server, link="s3://bucket/email-demo/2026-Q3/LATEST.json")
     text, html = _check_email(config, folder, message)
     assert "s3://" not in text + html and "<a href" not in html
+    # where the artifacts are (the ledger's location) is never the email's link, even over https
+    pointer = "https://packs.example.com/email-demo/2026-Q3/LATEST.json"
+    message = _send(config, folder, server, artifact_location=pointer)
+    text, html = _check_email(config, folder, message)
+    assert "LATEST.json" not in text + html and "<a href" not in html
 
 
 def test_second_brand_email_donors_eur_de(helfen, server):

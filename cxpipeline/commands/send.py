@@ -13,7 +13,9 @@ def register(subparsers) -> None:
         help="email a built pack (PDF attached) to its recipients",
         description="Email the checked board pack of one period, one message per recipient, with "
         "the PDF attached and the headline numbers in the body. SMTP settings come from "
-        "CXPIPELINE_SMTP_HOST, _PORT, _USER, _PASSWORD, _FROM, _STARTTLS, _SSL. A delivery "
+        "CXPIPELINE_SMTP_HOST, _PORT, _USER, _PASSWORD, _FROM, _STARTTLS, _SSL. A pack `cxpipeline run` "
+        "published (CXPIPELINE_ARTIFACT_URL) is linked from the email when CXPIPELINE_ARTIFACT_PUBLIC_URL "
+        "gives the https address serving that store. A delivery "
         "ledger in the pack folder makes reruns skip recipients who already have this exact PDF.",
     )
     add_config_argument(parser)
@@ -37,7 +39,7 @@ def run(args) -> int:
     from cxpipeline.delivery import SmtpSettings
     from cxpipeline.errors import CheckError, DeliveryError
     from cxpipeline.pipeline import pack_folder, resolve_period
-    from cxpipeline.runs import deliver
+    from cxpipeline.runs import artifact_store, deliver, published_copy
     from cxpipeline.units import unit_config
 
     config = load_config(args.config)
@@ -49,9 +51,12 @@ def run(args) -> int:
                          where=str(folder),
                          fix=f"Build it first: cxpipeline run --config {args.config} --period {period.label}"
                              + (" --units" if args.unit else ""))
+    store = artifact_store()  # published by `cxpipeline run`: the email links that PDF
+    published = published_copy(folder, store.root(), public_url=store.public_url)
     try:
         report = deliver(args.config, folder, smtp=SmtpSettings.from_env(),  # a dry run checks them too
-                         recipients=args.to or None, resend=args.resend, dry_run=args.dry_run, unit=args.unit)
+                         recipients=args.to or None, resend=args.resend, dry_run=args.dry_run, unit=args.unit,
+                         published=published)
     except DeliveryError as exc:
         progress(f"failed: {exc.what}")
         raise

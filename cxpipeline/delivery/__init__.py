@@ -6,9 +6,12 @@
 atomically) in the pack's artifact folder::
 
     {"recipient", "unit", "period", "pack_id", "content_sha256", "sent_at", "result", "error",
-     "attempts", "message_id", "location"}
+     "attempts", "message_id", "location", "link"}
 
-(``unit``: the unit of a per-unit pack, ``null`` for the company pack; ``location``: the artifact location named in the email, e.g. the published pointer's URL.)
+(``unit``: the unit of a per-unit pack, ``null`` for the company pack; ``location``: where the
+pack's artifacts are, for the operator: the published pointer's URL or the local folder;
+``link``: the ``http(s)`` URL of the published PDF the email links, ``null`` when it links
+nothing.)
 
 Rules:
 
@@ -54,6 +57,7 @@ from cxpipeline.artifacts import read_json
 from cxpipeline.delivery.ledger import LEDGER_NAME, locked, read_ledger, write_ledger
 from cxpipeline.delivery.message import (
     build_message,
+    public_link,
     summary_lines,
     validate_recipients,
 )
@@ -185,6 +189,7 @@ def send_pack(
     config_hash: str | None = None,
     subject: str | None = None,
     artifact_location: str | None = None,
+    link: str | None = None,
     currency: str | None = None,
     locale: str = "en_GB",
     customers: str = "customers",
@@ -215,6 +220,12 @@ def send_pack(
     dry_run
         Check everything, build each message that would go out and report ``would_send``
         (with each message's headers, attachment and size); send nothing, write nothing.
+    artifact_location
+        Where the pack's artifacts are (recorded in the ledger, never printed in the email);
+        default: the local folder.
+    link
+        The published PDF's address the email links; only an ``http(s)`` URL is used
+        (:func:`cxpipeline.delivery.message.public_link`), anything else links nothing.
     config_hash
         The hash (:func:`cxpipeline.config.config_hash`) of the config this send is for; the
         pack's ``manifest.json`` must name it (a pack of another config is refused).
@@ -269,6 +280,7 @@ def send_pack(
     retries = smtp.retries if retries is None else int(retries)
     subject = subject or f"Board pack {period_label}"
     location = artifact_location or str(folder.resolve())
+    link = public_link(link)
     attachment_name = f"{pack_id}_{period_label}_board_pack.pdf"
 
     with locked(ledger):
@@ -282,7 +294,7 @@ def send_pack(
             (todo if resend or address.lower() not in delivered else report.skipped).append(address)
         message_args = dict(pdf_bytes=pdf_bytes, sender=smtp.from_address, subject=subject,
                             attachment_name=attachment_name, summary=summary,
-                            period_label=period_label, artifact_location=location,
+                            period_label=period_label, link=link,
                             currency=currency, locale=locale, customers=customers,
                             folder=folder)  # email.json and its images, written by the render
         # Every message is built before the first one leaves: a header that cannot be
@@ -330,7 +342,8 @@ def send_pack(
                        "content_sha256": content_sha256,
                        "sent_at": sent_at.astimezone(timezone.utc).isoformat(),
                        "result": "sent" if error is None else "failed", "error": error,
-                       "attempts": attempts, "message_id": message_id, "location": location}
+                       "attempts": attempts, "message_id": message_id, "location": location,
+                       "link": link}
                 rows.append(row)
                 write_ledger(ledger, rows)  # after every email: a crash loses no record
                 if error is None:

@@ -2,8 +2,11 @@
 
 JSON lines in the pack's folder, rewritten atomically; one row per recipient and attempt::
 
-    {"recipient", "period", "pack_id", "content_sha256", "sent_at", "result", "error",
-     "attempts", "message_id", "location"}
+    {"recipient", "unit", "period", "pack_id", "content_sha256", "sent_at", "result", "error",
+     "attempts", "message_id", "location", "link"}
+
+(``location``: the published pointer's URL or the local folder, for the operator; ``link``: the
+published PDF's ``http(s)`` address the email gave, or ``null``.)
 
 Deliveries of one pack are serialised with :func:`cxpipeline.locking.exclusive_lock`, so two
 runs never both send.

@@ -275,7 +275,7 @@ def _fallback_bodies(summary: Mapping[str, Any], period_label: str, *, currency:
 
 def build_message(*, pdf_bytes: bytes, recipient: str, sender: str, subject: str,
                   attachment_name: str, summary: Mapping[str, Any], period_label: str,
-                  artifact_location: str | None, sent_at: datetime, currency: str | None = None,
+                  link: str | None, sent_at: datetime, currency: str | None = None,
                   locale: str = "en_GB", customers: str = "customers",
                   folder: str | Path | None = None) -> EmailMessage:
     """One email: the executive summary as plain text and branded HTML (with its inline
@@ -289,8 +289,9 @@ def build_message(*, pdf_bytes: bytes, recipient: str, sender: str, subject: str
         The headers.
     summary, period_label, currency, locale, customers
         ``metrics.json`` and how to format it: used only when ``folder`` holds no ``email.json``.
-    artifact_location
-        Where the pack was published; linked only if it is an ``http(s)`` URL (:func:`public_link`).
+    link
+        The published PDF's address; linked only if it is an ``http(s)`` URL (:func:`public_link`):
+        never a path, a bucket URL or the published pointer.
     folder
         The pack folder holding ``email.json`` and the images it names.
 
@@ -300,7 +301,7 @@ def build_message(*, pdf_bytes: bytes, recipient: str, sender: str, subject: str
         ``multipart/mixed``: ``multipart/alternative`` (text; ``multipart/related`` of the HTML
         and its ``Content-ID`` images), then the PDF.
     """
-    link = public_link(artifact_location)
+    link = public_link(link)
     briefing = read_briefing(folder)
     domain = sender.rsplit("@", 1)[1]
     images: list[tuple[bytes, str, str]] = []

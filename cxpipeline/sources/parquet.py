@@ -372,8 +372,11 @@ class ParquetExtract:
                 if self.scalar("SELECT count(*) FROM cx_orders WHERE is_spanning") == 0:
                     # Whole orders per month: every panel comes from the order table.
                     methods.add("orders")
-                    panel_query = panel_from_orders_sql("cx_orders", period.kind, period.fiscal_start_month,
-                                                        order_by="")
+                    # A week is not month-aligned: the order table's month cannot place an order
+                    # in its ISO week, so a weekly panel is summed from the lines.
+                    panel_query = (panel_sql(lines, "week", 1, end_ts, order_by="") if period.kind == "week" else
+                                   panel_from_orders_sql("cx_orders", period.kind, period.fiscal_start_month,
+                                                         order_by=""))
                     monthly_query = panel_from_orders_sql("cx_orders", "month", 1, order_by="")
                     gaps_query = GAPS_FROM_ORDERS_SQL.format(orders="cx_orders")
                 else:  # an order spans two months: the line-level queries are exact for any data

@@ -14,7 +14,10 @@ import time
 from datetime import datetime, timezone
 
 import cxpipeline.checks as checks
-from tests.smtp_fixtures import free_port, start_smtp_server
+from pathlib import Path
+
+from cxpipeline.publish import read_pointer, storage_path
+from tests.smtp_fixtures import attachment_of, free_port, start_smtp_server
 
 output_root = sys.argv[1]
 server = start_smtp_server()
@@ -56,13 +59,27 @@ def run(name, logical_date, conf=None):
         "tis": sorted([ti.task_id, ti.map_index, str(ti.state), ti.try_number, ti.rendered_map_index]
                       for ti in dag_run.get_task_instances()),
         "emails": [{"to": rcpts, "subject": m["Subject"],
-                    "filename": next((p.get_filename() for p in m.iter_attachments()), None)}
+                    "filename": next((p.get_filename() for p in m.iter_attachments()), None),
+                    "sha256": attachment_of(m)[3] if m.get_content_type() == "multipart/mixed" else None,
+                    "text": m.get_body(("plain",)).get_content()}
                    for rcpts, m in server.handler.messages[before:]],
     }
 
 
+def published(period):
+    """Each pack's committed pointer in the store (CXPIPELINE_ARTIFACT_URL), by its folder name."""
+    store = os.environ.get("CXPIPELINE_ARTIFACT_URL")
+    found = {}
+    for folder in sorted(Path(output_root).glob(f"*/{period}")) if store else []:
+        destination = storage_path(store) / folder.parent.name / period
+        if (destination / "LATEST.json").exists():
+            found[folder.parent.name] = read_pointer(destination)
+    return found
+
+
 monday = datetime(2026, 9, 28, 6, tzinfo=timezone.utc)  # the run after 2026-W39 (21-27 Sep)
 runs = [run("weekly", monday)]
+runs[0]["published"] = published("2026-W39")
 runs.append(run("rerun", datetime(2026, 9, 28, 7, tzinfo=timezone.utc)))
 runs.append(run("one_unit", datetime(2026, 9, 28, 8, tzinfo=timezone.utc), {"unit": "South", "resend": True}))
 # A permanent error (a period the data does not cover): failed at once, no retry.
