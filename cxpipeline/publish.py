@@ -32,7 +32,7 @@ from typing import Any
 
 from cxpipeline.artifacts import read_json, sha256_file, write_bytes
 from cxpipeline.delivery import LEDGER_NAME
-from cxpipeline.delivery.message import public_link
+from cxpipeline.links import public_link
 from cxpipeline.errors import CheckError, ConfigError, CxError, InputError
 
 __all__ = [

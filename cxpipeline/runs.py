@@ -361,7 +361,7 @@ def artifact_store(environ: dict | None = None) -> ArtifactStore:
     """
     import os
 
-    from cxpipeline.delivery.message import public_link
+    from cxpipeline.links import public_link
 
     environ = os.environ if environ is None else environ
     url, public, conn = (environ.get(f"CXPIPELINE_ARTIFACT_{k}", "").strip() or None

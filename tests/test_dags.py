@@ -24,8 +24,9 @@ def test_example_packs_parse_fast_without_db_or_connections(tmp_path):
     assert result["tasks"]["cx_board_pack_demo_airflow"] == STAGES
     assert result["tasks"]["cx_board_pack_regions_weekly"] == STAGES + ["units", "unit.pack", "unit.deliver"]
     assert result["queries"] == [] and result["connects"] == [] and result["lookups"] == []
-    for stat in result["stats"]:
-        assert stat["duration"] < 0.5, stat
+    # heavy imports happen inside tasks, never at parse time (the parse's duration is printed
+    # by the processor; it is not asserted here: it depends on the machine's load)
+    assert result["heavy_modules"] == [], result["heavy_modules"]
     assert result["timetable"]["cx_board_pack_demo_airflow"] == "quarter +6h"
     assert result["timetable"]["cx_board_pack_regions_weekly"] == "week +6h"
     # the chain reads as it runs: one edge per step, the units branching off the model

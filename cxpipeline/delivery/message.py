@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cxpipeline.errors import ConfigError
+from cxpipeline.links import public_link
 
 __all__ = ["BRIEFING_NAME", "build_message", "read_briefing", "public_link", "summary_lines",
            "validate_recipients"]
@@ -146,14 +147,6 @@ def read_briefing(folder: str | Path | None) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def public_link(location: str | None) -> str | None:
-    """``location`` if readers can open it (an ``http``/``https`` URL), else ``None``: a folder
-    on the server that built the pack, or a bucket URL, is not a link for an executive."""
-    if location and re.match(r"^https?://[^\s<>\"']+$", location.strip(), re.IGNORECASE):
-        return location.strip()
-    return None
 
 
 def _inline_image(folder: Path, name: str | None) -> tuple[bytes, str] | None:

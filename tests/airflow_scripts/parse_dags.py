@@ -22,6 +22,8 @@ total = time.perf_counter() - t0
 print(json.dumps({"import_errors": {k: str(v) for k, v in bag.import_errors.items()},
   "dag_ids": sorted(bag.dag_ids), "seconds": total,
   "stats": [{"file": s.file, "duration": s.duration.total_seconds() if hasattr(s.duration, "total_seconds") else s.duration, "dags": s.dag_num, "tasks": s.task_num} for s in bag.dagbag_stats],
+  "heavy_modules": sorted(m for m in ("pandas", "numpy", "sklearn", "scipy", "weasyprint", "matplotlib", "pyarrow",
+                                       "duckdb", "pyspark", "sqlglot") if m in sys.modules),
   "queries": queries, "connects": connects, "lookups": lookups,
   "tasks": {d: [t.task_id for t in bag.dags[d].topological_sort()] if hasattr(bag.dags[d], 'topological_sort') else sorted(bag.dags[d].task_ids) for d in bag.dag_ids},
   "edges": {d: sorted([u, t.task_id] for t in bag.dags[d].tasks for u in t.upstream_task_ids) for d in bag.dag_ids},
