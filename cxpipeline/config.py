@@ -430,12 +430,16 @@ class UnitsConfig(_Strict):
 
     ``by``: a customer column (``region``) or two (``[region, channel]``: one pack per pair);
     ``recipients``: unit name -> addresses (a two-level unit is named ``North / Online``);
-    ``recipients_column``: a column of the customers table holding each unit's addresses.
+    ``recipients_column``: a column of the customers table holding each unit's addresses;
+    ``edition``: the units' packs' edition when it differs from the company's (``board``: the
+    board section only, a quarter of the full pack's render).
     """
 
     by: str | list[str]
     recipients: dict[str, list[str]] = {}
     recipients_column: str | None = None
+    # The units' packs' edition (board: the board section only); default: output.edition
+    edition: Literal["board", "full"] | None = None
 
     @field_validator("by")
     @classmethod

@@ -82,6 +82,7 @@ def unit_config(config: Config, unit: Unit | str) -> Config:
         "pack_id": pack_id,
         "brand": config.brand.model_copy(update={"company_name": f"{config.brand.company_name} - {name}"}),
         "delivery": config.delivery.model_copy(update={"recipients": recipients}),
+        "output": config.output.model_copy(update={"edition": config.units.edition or config.output.edition}),
         "segments": [s for s in config.segments if s not in config.units.columns],
         "units": None,
     })

@@ -76,6 +76,24 @@ def test_a_unit_pack_names_its_unit_and_keeps_only_its_customers(company):
     assert "Demo Retail Ltd - West" in first_page
 
 
+def test_units_edition_board_gives_unit_packs_of_the_board_section_only(company):
+    config, result, built, _ = company
+    assert unit_config(config, "West").output.edition == "full"  # default: the company's edition
+    board = config.model_copy(update={"units": config.units.model_copy(update={"edition": "board"})})
+    assert unit_config(board, "West").output.edition == "board" and board.output.edition == "full"
+    [west], failed = run_units(board, result.period, only=["West"])
+    assert failed == {} and west["is_deliverable"] is True
+    import pypdf
+
+    pages = [page.extract_text() for page in pypdf.PdfReader(west["pdf"]).pages]
+    text = " ".join(pages)
+    assert "Data quality" not in text and "Appendix" not in text  # the appendix page is not built
+    assert "Demo Retail Ltd - West" in pages[0] and "Revenue bridge" in text
+    assert len(pages) == 2 + 3  # cover, contents, and the three board pages of SECTIONS
+    company_text = " ".join(page.extract_text() for page in pypdf.PdfReader(result.folder / "board_pack.pdf").pages)
+    assert "Data quality" in company_text  # the company pack keeps its edition
+
+
 def test_a_unit_failing_its_checks_stops_only_that_unit(company, monkeypatch):
     config, result, _, _ = company
     real = checks_module.run_checks
