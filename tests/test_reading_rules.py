@@ -482,3 +482,16 @@ def test_currency_mark_matches():
         ("$", "USD"), ("$", "CAD"), ("$", "GBP"), ("US$", "USD"), ("US$", "CAD"), ("CA$", "CAD"),
         ("€", "EUR"), ("€", "GBP"), ("£", "GBP"), ("USD", "USD"), ("USD", "EUR"), ("¥", "JPY"),
     ]] == [True, True, False, True, False, True, True, False, True, True, False, True]
+
+
+def test_unix_time_in_seconds_or_milliseconds(tmp_path):
+    # 2024-01-01 00:00 UTC, 2024-01-02 00:00 UTC, 2024-07-01 00:00 UTC (in ms): London is UTC+1 in July
+    write(tmp_path, "cust,when,amount\na,1704067200,10\nb,1704153600,5\nc,1719792000000,7\n")
+    data = load(tmp_path, timezone="Europe/London")
+    assert data.transactions["ordered_at"].tolist() == [
+        pd.Timestamp("2024-01-01 00:00"), pd.Timestamp("2024-01-02 00:00"), pd.Timestamp("2024-07-01 01:00")]
+    assert ("column 'when': dates read as Unix time (seconds since 1970, UTC): 1704153600 = 2 January 2024 "
+            "00:00 UTC.") in data.quality.notes
+    # an 8-digit value is yyyymmdd, never seconds: a column mixing both reads in no one convention
+    write(tmp_path, "cust,when,amount\na,1704067200,10\nb,20240102,5\n")
+    assert "cannot be read in any one known format" in error_for(tmp_path)

@@ -88,6 +88,7 @@ class _Family:
     name: str  # "day/month/year"
     formats: tuple[str, ...]
     iso: bool = False  # first try pandas' ISO 8601 parser (zones, 'T', fractions)
+    unix: bool = False  # whole seconds (10 digits) or milliseconds (13) since 1970-01-01 UTC
 
 
 #: The candidate conventions, in the order they are preferred when they agree on every value.
@@ -101,6 +102,9 @@ DATE_FAMILIES: tuple[_Family, ...] = (
         for t in _TIMES[:3])),
     _Family("month-name day, year", tuple(
         d + t for d in ("%b %d %Y", "%b %d, %Y", "%B %d, %Y", "%B %d %Y") for t in _TIMES[:3])),
+    # Database and API exports (Stripe, event logs) write instants as Unix time; 10 or 13 digits
+    # cannot be mistaken for yyyymmdd (8).
+    _Family("Unix time (seconds since 1970, UTC)", (), unix=True),
 )
 
 # A time followed by a zone (Z, UTC, +01:00, -0500, +01): the string is time-zone aware.
@@ -127,6 +131,8 @@ class DateReading:
         if self.family is None or self.example is None or self.family == "ISO year-month-day":
             return None
         text, value = self.example
+        if self.family.startswith("Unix"):
+            return f"dates read as {self.family}: {text} = {value.day} {value:%B %Y %H:%M} UTC"
         return f"dates read as {self.family}: {text} = {value.day} {value:%B %Y}"
 
 
@@ -152,6 +158,14 @@ def _read_family(text: pd.Series, family: _Family) -> tuple[pd.Series, np.ndarra
     result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us]")
     aware = np.zeros(len(text), dtype=bool)
     pending = np.ones(len(text), dtype=bool)
+    if family.unix:
+        for digits, unit in ((10, "s"), (13, "ms")):
+            shaped = text.str.fullmatch(rf"\d{{{digits}}}", na=False).to_numpy(dtype=bool)
+            if shaped.any():
+                numbers = pd.to_numeric(text[shaped], errors="coerce").astype("int64")
+                result.iloc[np.flatnonzero(shaped)] = pd.to_datetime(numbers, unit=unit).astype("datetime64[us]")
+                aware[shaped] = True  # an instant in UTC
+        return result, aware
     if family.iso:
         zoned = text.str.contains(_AWARE, regex=True, na=False).to_numpy(dtype=bool)
         if zoned.any():
