@@ -17,7 +17,7 @@ import pandas as pd
 from cxpipeline.artifacts import read_json
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
-from cxpipeline.sources.aggregate import AFTER_PERIOD
+from cxpipeline.sources.aggregate import AFTER_PERIOD, REASON_TOTAL_ROW
 
 __all__ = ["DEFAULT_MAX_EXCLUDED_SHARE", "validate_extract", "gate_extract", "max_excluded_share"]
 
@@ -75,11 +75,16 @@ def validate_extract(
     source = dq.get("source") or "the source"
 
     # Rows dated after the period are left out by design (a backfill of an old period leaves
-    # out most of the data); only the other reasons are bad rows.
-    after = next((r for r in dq["excluded_by_reason"] if r["reason"] == AFTER_PERIOD),
-                 {"rows": 0, "revenue": 0.0})
-    bad_reasons = [r for r in dq["excluded_by_reason"] if r["reason"] != AFTER_PERIOD]
-    rows_considered = dq["rows_in"] - after["rows"]
+    # out most of the data), and a report's total rows are no sales; only the other reasons are
+    # bad rows.
+    def reason(name: str) -> dict:
+        return next((r for r in dq["excluded_by_reason"] if r["reason"] == name), {"rows": 0, "revenue": 0.0})
+
+    after, totals = reason(AFTER_PERIOD), reason(REASON_TOTAL_ROW)
+    by_design = {"rows": after["rows"] + totals["rows"],
+                 "revenue": float(after["revenue"]) + float(totals["revenue"])}
+    bad_reasons = [r for r in dq["excluded_by_reason"] if r["reason"] not in (AFTER_PERIOD, REASON_TOTAL_ROW)]
+    rows_considered = dq["rows_in"] - by_design["rows"]
     if dq["rows_used"] <= 0 and rows_considered > 0:
         raise InputError(
             f"No row of {source} could be used ({rows_considered} read up to the end of the period, "
@@ -87,8 +92,8 @@ def validate_extract(
             where=where,
             fix="Fix the source (columns, dates, customer ids) so its rows pass; see excluded_by_reason.")
 
-    revenue_in = float(dq["revenue_in"]) - float(after["revenue"])
-    revenue_excluded = float(dq["revenue_excluded"]) - float(after["revenue"])
+    revenue_in = float(dq["revenue_in"]) - by_design["revenue"]
+    revenue_excluded = float(dq["revenue_excluded"]) - by_design["revenue"]
     # Of the money read (used and excluded, each side counted at its size, so a large negative
     # line cannot push the share past 100 %).
     money = abs(float(dq["revenue_used"])) + abs(revenue_excluded)

@@ -212,6 +212,17 @@ def test_validate_extract_returns_the_exclusion_summary(tmp_path):
     assert summary["period"] == "2025-Q1"
 
 
+def test_a_total_row_is_no_bad_row(tmp_path):
+    # the file's own total (as much again as its sales) is left out of the excluded share
+    total = {"reason": "total row (the sum of the rows above it)", "rows": 1, "revenue": 400.0}
+    bad = {"reason": "missing customer id", "rows": 1, "revenue": 100.0}
+    summary = validate_extract(_extract_folder(tmp_path, reasons=[total, bad, AFTER], revenue_in=1400.0), Q1)
+    assert summary["excluded_share"] == 0.25 and summary["rows_after_period"] == 3
+    as_bad = {**total, "reason": "missing customer id"}
+    with pytest.raises(InputError, match="more than the 50% allowed"):
+        validate_extract(_extract_folder(tmp_path, reasons=[as_bad, bad, AFTER], revenue_in=1400.0), Q1)
+
+
 def test_validate_extract_refuses_unusable_extracts(tmp_path):
     missing = {"reason": "missing customer id", "rows": 10, "revenue": 1000.0}
     with pytest.raises(InputError, match="No row of sales.csv could be used"):

@@ -495,3 +495,36 @@ def test_unix_time_in_seconds_or_milliseconds(tmp_path):
     # an 8-digit value is yyyymmdd, never seconds: a column mixing both reads in no one convention
     write(tmp_path, "cust,when,amount\na,1704067200,10\nb,20240102,5\n")
     assert "cannot be read in any one known format" in error_for(tmp_path)
+
+
+# --- a report's total rows ------------------------------------------------------------------------
+
+
+def test_a_grand_total_row_is_not_a_sale(tmp_path):
+    write(tmp_path, "cust,when,amount\na,2024-01-05,100.00\nb,2024-02-05,50.00\na,2024-04-05,70.00\n"
+                    "c,2024-05-06,30.00\n,Total,250.00\n")
+    data = load(tmp_path)
+    assert data.transactions["revenue"].tolist() == [100.0, 50.0, 70.0, 30.0]
+    assert data.quality.by_reason == {"total row (the sum of the rows above it)": {"rows": 1, "revenue_cents": 25000}}
+    assert any(n.startswith("1 total row(s) excluded") and "row 5 (line 6 of the file)" in n
+               for n in data.quality.notes), data.quality.notes
+    assert not any("unparseable date" in n for n in data.quality.notes)  # 'Total' is no date to decide on
+
+
+def test_subtotals_and_a_grand_total(tmp_path):
+    write(tmp_path, "cust,when,amount\na,2024-01-05,10.00\nb,2024-01-06,20.00\nSubtotal January,,30.00\n"
+                    "a,2024-02-05,5.00\nc,2024-02-07,7.50\n,February total,12.50\nGrand total,,42.50\n")
+    data = load(tmp_path)
+    assert data.transactions["revenue"].tolist() == [10.0, 20.0, 5.0, 7.5]
+    assert data.quality.by_reason["total row (the sum of the rows above it)"] == {"rows": 3, "revenue_cents": 8500}
+
+
+def test_a_row_that_only_adds_up_is_not_taken_for_a_total(tmp_path):
+    # no customer and the sum of the rows above, but neither says 'total' nor ends the file: a bad row
+    write(tmp_path, "cust,when,amount\na,2024-01-05,10.00\nb,2024-01-06,20.00\n,2024-01-07,30.00\n"
+                    "c,2024-01-08,4.00\n")
+    data = load(tmp_path)
+    assert data.quality.by_reason == {"missing customer id": {"rows": 1, "revenue_cents": 3000}}
+    # and a last row that says total but does not add up is not left out: its 'Total' is then a date
+    write(tmp_path, "cust,when,amount\na,2024-01-05,10.00\nb,2024-01-06,20.00\nc,2024-01-07,5.00\n,Total,99.00\n")
+    assert "first: 'Total'" in error_for(tmp_path)

@@ -37,6 +37,7 @@ from cxpipeline.schema import PANEL_COLUMNS
 
 __all__ = [
     "AFTER_PERIOD",
+    "REASON_TOTAL_ROW",
     "CADENCE_DTYPES",
     "PanelExtract",
     "QUALITY_SQL",
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 AFTER_PERIOD = "after the reporting period"
+#: A report's total row in a file (cxpipeline/sources/files.py::total_rows): no sale, so, like
+#: rows after the period, not a bad row (validation.py leaves both out of the excluded share).
+REASON_TOTAL_ROW = "total row (the sum of the rows above it)"
 
 #: Runs one SQL statement and returns its rows as a DataFrame (column names from the query).
 QueryFn = Callable[[str], pd.DataFrame]

@@ -57,6 +57,7 @@ from cxpipeline.schema import (
     validate_customers,
     validate_transactions,
 )
+from cxpipeline.sources.aggregate import REASON_TOTAL_ROW
 from cxpipeline.sources.base import SourceData
 from cxpipeline.sources.columns import (
     MAX_UNREADABLE_SHARE,
@@ -90,6 +91,8 @@ __all__ = [
     "REASON_DUPLICATE_LINE",
     "REASON_MISSING_CURRENCY",
     "REASON_ZERO_AMOUNT",
+    "REASON_TOTAL_ROW",
+    "total_rows",
     "other_currency_reason",
     "date_before_reason",
     "date_after_reason",
@@ -109,6 +112,7 @@ REASON_ZERO_AMOUNT = "zero amount"
 #: Without an order id, identical rows are kept (``drop_identical_rows``), and zero amounts are
 #: kept unless ``exclude_zero_amounts``: both are noted with their count either way.
 EXCLUSION_REASONS: tuple[str, ...] = (
+    REASON_TOTAL_ROW,
     REASON_NON_NUMERIC_AMOUNT,
     REASON_UNPARSEABLE_DATE,
     REASON_MISSING_CUSTOMER_ID,
@@ -389,7 +393,11 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
     order_id = _order_ids(raw, source, notes)
     is_return = _mark_returns(amounts, order_id, raw, source, info, notes)
     quality = Exclusions.start(n, amounts.revenue)
-    dates = _order_dates(raw, source, info, report_zone or source.timezone, notes)
+    totals = total_rows(raw, amounts.revenue, cols.customer_id)
+    # A total row's date cell ("Total", or empty) is no date: it must not weigh in the decision
+    # of the column's date format.
+    dates = _order_dates(raw.assign(**{cols.ordered_at: raw[cols.ordered_at].where(~totals)}) if totals.any() else raw,
+                         source, info, report_zone or source.timezone, notes)
     currency = _currencies(raw, source, info)
 
     work = pd.DataFrame({
@@ -411,6 +419,12 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
     def full(mask: np.ndarray) -> pd.Series:  # a row mask over the file, aligned by label
         return pd.Series(mask, index=raw.index)
 
+    if totals.any():
+        notes.append(f"{int(totals.sum())} total row(s) excluded: rows without a {cols.customer_id!r} that "
+                     "say 'total' or end the file and whose amount is, to the cent, the sum of the rows "
+                     f"above them (first at {info.row(int(np.flatnonzero(totals)[0]))}). Their amounts are "
+                     "not sales and are not counted in the excluded share.")
+    work = quality.exclude(work, full(totals), REASON_TOTAL_ROW, "revenue")
     if amounts.unreadable.any():
         position, column = amounts.first_bad
         notes.append(first_note(REASON_NON_NUMERIC_AMOUNT, int(amounts.unreadable.sum()), position,
@@ -418,7 +432,7 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
     work = quality.exclude(work, full(amounts.unreadable), REASON_NON_NUMERIC_AMOUNT, "revenue")
 
     date_bad = dates.values.isna().to_numpy()
-    date_excluded = date_bad & ~amounts.unreadable
+    date_excluded = date_bad & ~amounts.unreadable & ~totals
     if date_excluded.any():
         position = int(np.flatnonzero(date_excluded)[0])
         notes.append(first_note(REASON_UNPARSEABLE_DATE, int(date_excluded.sum()), position,
@@ -451,6 +465,48 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
     for column in extra:
         transactions[column] = transactions[column].astype("string")
     return transactions, quality
+
+
+_TOTAL_WORD = r"(?i)\b(?:sub-?|grand[ -]?)?totals?\b"
+
+
+def total_rows(raw: pd.DataFrame, revenue: np.ndarray, customer_column: str) -> np.ndarray:
+    """Rows that are a report's totals, not sales: the customer cell empty or saying "total",
+    some cell saying "total" (Total, Subtotal, Grand total) or the row the last of the file,
+    and the amount equal, to the cent, to the sum of at least two rows above it: those since the
+    previous total row (a subtotal) or all of them (a grand total).
+
+    Finance exports often end with such a row; read as a sale it would double the file's revenue.
+    """
+    n = len(raw)
+    if n < 3:
+        return np.zeros(n, dtype=bool)
+    customer = as_text(raw[customer_column])
+    no_customer = (customer.isna() | customer.str.contains(_TOTAL_WORD, regex=True, na=False)).to_numpy(dtype=bool)
+    if not no_customer.any():
+        return np.zeros(n, dtype=bool)
+    says_total = np.zeros(n, dtype=bool)
+    for column in raw.columns:
+        cells = raw[column]
+        if cells.dtype == object or pd.api.types.is_string_dtype(cells.dtype):
+            says_total |= cells.astype("string").str.contains(_TOTAL_WORD, regex=True, na=False).to_numpy(dtype=bool)
+    candidates = no_customer & (says_total | (np.arange(n) == n - 1)) & np.isfinite(revenue)
+    if not candidates.any():
+        return np.zeros(n, dtype=bool)
+    cents = np.where(np.isfinite(revenue), np.round(revenue * 100), 0).astype("int64")
+    totals = np.zeros(n, dtype=bool)
+    grand = grand_rows = sub = sub_rows = 0
+    for i in range(n):
+        if candidates[i] and cents[i] != 0 and (
+                (cents[i] == sub and sub_rows >= 2) or (cents[i] == grand and grand_rows >= 2)):
+            totals[i] = True
+            sub = sub_rows = 0
+            continue
+        grand += int(cents[i])
+        sub += int(cents[i])
+        grand_rows += 1
+        sub_rows += 1
+    return totals
 
 
 def _exclude_out_of_range(work: pd.DataFrame, quality: Exclusions, source: FileSource,
