@@ -72,6 +72,16 @@ def scratch_database(prefix: str) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture(scope="module")
+def smtp_sink():
+    """A real SMTP server on localhost (aiosmtpd, tests/smtp_fixtures.py) for a module's tests."""
+    from tests.smtp_fixtures import start_smtp_server
+
+    server = start_smtp_server()
+    yield server
+    server.stop()
+
+
 # Test modules that drive real components end to end (Airflow, SMTP, PostgreSQL, the CLI as a
 # subprocess, WeasyPrint renders of whole packs). `make test-fast` leaves them out: the unit
 # lane is the metric, reading, model and architecture tests, in well under a minute.

@@ -21,7 +21,7 @@ from cxpipeline.metrics.registry import METRICS, label
 from cxpipeline.pipeline import run_pack
 from cxpipeline.report.briefing import BRIEFING_FIGURES, EMAIL_LOGO_HEIGHT, svg_logo_png
 from cxpipeline.report.formatting import Formatter
-from tests.smtp_fixtures import attachment_of, start_smtp_server
+from tests.smtp_fixtures import attachment_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = {"kind": "demo", "customers": 1200, "years": 4}
@@ -32,13 +32,6 @@ def _pdf_text(pdf: Path) -> str:
         pytest.fail("pdftotext (poppler-utils) is missing: `make` installs it")
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     return " ".join(text.split())
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = start_smtp_server()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -118,34 +111,34 @@ def _check_email(config, folder: Path, message) -> tuple[str, str]:
     return text, html
 
 
-def test_demo_email_from_a_real_smtp_sink(demo, server):
+def test_demo_email_from_a_real_smtp_sink(demo, smtp_sink):
     config, folder = demo
-    message = _send(config, folder, server, artifact_location=str(folder.resolve()))
+    message = _send(config, folder, smtp_sink, artifact_location=str(folder.resolve()))
     text, html = _check_email(config, folder, message)
     assert "£" in text and "Customers gained" in html
     assert "<a href" not in html and "http" not in text  # not published: no link at all
 
 
-def test_published_pack_is_linked(demo, server):
+def test_published_pack_is_linked(demo, smtp_sink):
     config, folder = demo
     url = "https://packs.example.com/email-demo/2026-Q3/board_pack.pdf"
-    message = _send(config, folder, server, link=url)
+    message = _send(config, folder, smtp_sink, link=url)
     text, html = _check_email(config, folder, message)
     assert f'href="{url}"' in html and url in text
     # a bucket URL is not something an executive can open: no link
-    message = _send(config, folder, server, link="s3://bucket/email-demo/2026-Q3/LATEST.json")
+    message = _send(config, folder, smtp_sink, link="s3://bucket/email-demo/2026-Q3/LATEST.json")
     text, html = _check_email(config, folder, message)
     assert "s3://" not in text + html and "<a href" not in html
     # where the artifacts are (the ledger's location) is never the email's link, even over https
     pointer = "https://packs.example.com/email-demo/2026-Q3/LATEST.json"
-    message = _send(config, folder, server, artifact_location=pointer)
+    message = _send(config, folder, smtp_sink, artifact_location=pointer)
     text, html = _check_email(config, folder, message)
     assert "LATEST.json" not in text + html and "<a href" not in html
 
 
-def test_second_brand_email_donors_eur_de(helfen, server):
+def test_second_brand_email_donors_eur_de(helfen, smtp_sink):
     config, folder = helfen
-    message = _send(config, folder, server)
+    message = _send(config, folder, smtp_sink)
     text, html = _check_email(config, folder, message)
     assert "Donors gained" in html and "Donors lost" in text
     assert "customer" not in text.lower() and "customer" not in html.lower()

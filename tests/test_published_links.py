@@ -24,7 +24,7 @@ from cxpipeline import runs
 from cxpipeline.delivery import SmtpSettings
 from cxpipeline.errors import ConfigError
 from cxpipeline.publish import read_pointer, read_published
-from tests.smtp_fixtures import attachment_of, start_smtp_server
+from tests.smtp_fixtures import attachment_of
 
 PACK = ("pack_id: links\nsource: {kind: demo, customers: 400, years: 2}\n"
         "output: {root: out, sections: [summary, bridge]}\n"
@@ -46,13 +46,6 @@ def web(tmp_path_factory):
     yield store, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    server = start_smtp_server()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +86,13 @@ def _no_path_nor_pointer(message, *folders: Path) -> None:
             assert str(folder) not in body and str(Path(folder).resolve()) not in body
 
 
-def test_the_email_links_the_published_pdf_over_http_and_it_opens(built, web, smtp):
+def test_the_email_links_the_published_pdf_over_http_and_it_opens(built, web, smtp_sink):
     pack, out, company, _ = built
     store, public = web
     published = company["published"]
     link = published["pdf_link"]
     assert link == f"{public}/links/2026-Q2/{published['version']}/board_pack.pdf"
-    message = _deliver(pack, company["folder"], smtp, published=published)
+    message = _deliver(pack, company["folder"], smtp_sink, published=published)
     text, html = _bodies(message)
     assert f'href="{link}"' in html and f"The published pack: {link}" in text
     _no_path_nor_pointer(message, out, store)
@@ -113,21 +106,21 @@ def test_the_email_links_the_published_pdf_over_http_and_it_opens(built, web, sm
     assert row["location"] == published["pointer"] and row["link"] == link
 
 
-def test_without_publishing_or_without_a_web_address_the_email_links_nothing(built, smtp):
+def test_without_publishing_or_without_a_web_address_the_email_links_nothing(built, smtp_sink):
     pack, out, company, _ = built
     for published in (None, {"url": None}, {**company["published"], "pdf_link": None}):
-        message = _deliver(pack, company["folder"], smtp, published=published)
+        message = _deliver(pack, company["folder"], smtp_sink, published=published)
         text, html = _bodies(message)
         assert "<a href" not in html and "http" not in text, published
         _no_path_nor_pointer(message, out)
     # a published copy in a bucket, with no web address: the pointer and the s3:// URL stay out
     bucket = {**company["published"], "pointer": "s3://bucket/links/2026-Q2/LATEST.json",
               "pdf_url": "s3://bucket/links/2026-Q2/.v-0/board_pack.pdf", "pdf_link": None}
-    message = _deliver(pack, company["folder"], smtp, published=bucket)
+    message = _deliver(pack, company["folder"], smtp_sink, published=bucket)
     assert "s3://" not in "".join(_bodies(message)) and "<a href" not in _bodies(message)[1]
 
 
-def test_a_unit_pack_is_published_under_its_own_prefix_and_its_email_links_its_own_pdf(built, web, smtp):
+def test_a_unit_pack_is_published_under_its_own_prefix_and_its_email_links_its_own_pdf(built, web, smtp_sink):
     pack, out, company, unit = built
     store, public = web
     destination = store / "links--west" / "2026-Q2"
@@ -139,7 +132,7 @@ def test_a_unit_pack_is_published_under_its_own_prefix_and_its_email_links_its_o
     assert read_pointer(store / "links" / "2026-Q2")["pdf_sha256"] == company["published"]["pdf_sha256"]
     link = unit["published"]["pdf_link"]
     assert link.startswith(f"{public}/links--west/2026-Q2/.v-")
-    message = _deliver(pack, unit["folder"], smtp, unit="West", published=unit["published"])
+    message = _deliver(pack, unit["folder"], smtp_sink, unit="West", published=unit["published"])
     assert message["To"] == "west@example.com"
     text, html = _bodies(message)
     assert f'href="{link}"' in html and link in text
@@ -148,7 +141,7 @@ def test_a_unit_pack_is_published_under_its_own_prefix_and_its_email_links_its_o
         assert response.read() == unit_pdf == attachment_of(message)[2]
 
 
-def test_cli_run_units_publishes_each_unit_and_send_links_its_pdf(tmp_path, web, smtp, monkeypatch, capsys):
+def test_cli_run_units_publishes_each_unit_and_send_links_its_pdf(tmp_path, web, smtp_sink, monkeypatch, capsys):
     from cxpipeline.cli import main
 
     store, public = web
@@ -162,13 +155,13 @@ def test_cli_run_units_publishes_each_unit_and_send_links_its_pdf(tmp_path, web,
         destination = store / prefix / "2026-Q2"
         assert read_published(destination) == (tmp_path / "out" / prefix / "2026-Q2" / "board_pack.pdf").read_bytes()
         assert f"published {(destination / 'LATEST.json').as_uri()}" in err
-    for key, value in {"CXPIPELINE_SMTP_HOST": "127.0.0.1", "CXPIPELINE_SMTP_PORT": str(smtp.port),
+    for key, value in {"CXPIPELINE_SMTP_HOST": "127.0.0.1", "CXPIPELINE_SMTP_PORT": str(smtp_sink.port),
                        "CXPIPELINE_SMTP_FROM": "reports@example.com"}.items():
         monkeypatch.setenv(key, value)
-    smtp.handler.messages.clear()
+    smtp_sink.handler.messages.clear()
     assert main(["send", "--config", str(pack), "--period", "2026-Q2", "--unit", "West"]) == 0
     assert main(["send", "--config", str(pack), "--period", "2026-Q2"]) == 0
-    (_, unit_message), (_, company_message) = smtp.handler.messages
+    (_, unit_message), (_, company_message) = smtp_sink.handler.messages
     for message, prefix in ((unit_message, "cli_links--west"), (company_message, "cli_links")):
         version = read_pointer(store / prefix / "2026-Q2")["version"]
         link = f"{public}/{prefix}/2026-Q2/{version}/board_pack.pdf"
@@ -178,9 +171,9 @@ def test_cli_run_units_publishes_each_unit_and_send_links_its_pdf(tmp_path, web,
     # the same send without a store: no link at all
     monkeypatch.delenv("CXPIPELINE_ARTIFACT_URL")
     monkeypatch.delenv("CXPIPELINE_ARTIFACT_PUBLIC_URL")
-    smtp.handler.messages.clear()
+    smtp_sink.handler.messages.clear()
     assert main(["send", "--config", str(pack), "--period", "2026-Q2", "--resend"]) == 0
-    text, html = _bodies(smtp.handler.messages[0][1])
+    text, html = _bodies(smtp_sink.handler.messages[0][1])
     assert "<a href" not in html and "http" not in text
 
 

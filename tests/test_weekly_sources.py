@@ -11,7 +11,6 @@ one hour off, or by calendar year instead of ISO year, changes a table.
 
 from __future__ import annotations
 
-import os
 
 import pandas as pd
 import pytest
@@ -22,7 +21,7 @@ from cxpipeline.config import config_from_dict
 from cxpipeline.periods import parse_period
 from cxpipeline.sources import load_source, pushdown_kind
 from cxpipeline.sources.demo import generate_demo
-from tests.conftest import require_service
+from tests.conftest import scratch_database
 
 END = "2027-01-17"
 DEMO = {"customers": 500, "years": 2, "seed": 13}
@@ -141,32 +140,20 @@ def test_weekly_parquet_pushdown_equals_the_pandas_file_source(files, tmp_path, 
 
 # --- the SQL source on the local PostgreSQL ------------------------------------------------------
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DB_NAME = f"cx_weekly_test_{os.getpid()}"
-URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
-
-
-def _admin(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(statement)
-
-
 @pytest.fixture(scope="module")
 def database(frames):
+    with scratch_database("cx_weekly_test") as name:
+        yield _loaded(f"postgresql://postgres@127.0.0.1:5432/{name}", frames)
+
+
+def _loaded(url: str, frames) -> str:
+    """``url``'s database with the demo retailer and the week-edge orders: the file's rows exactly."""
     import psycopg
 
     from cxpipeline.commands.load_demo import load_demo_into_postgres
 
-    try:
-        psycopg.connect(ADMIN_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", str(exc))
-    _admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    _admin(f"CREATE DATABASE {DB_NAME}")
-    load_demo_into_postgres(URL, DEMO["customers"], DEMO["years"], DEMO["seed"], END)
-    with psycopg.connect(URL, autocommit=True) as conn:
+    load_demo_into_postgres(url, DEMO["customers"], DEMO["years"], DEMO["seed"], END)
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.cursor().executemany(
             "INSERT INTO transactions (order_id, customer_id, ordered_at, revenue, cost, cost_to_serve, quantity,"
             " is_return) VALUES (%s, %s, %s, %s, %s, %s, 1, false)",
@@ -175,8 +162,7 @@ def database(frames):
         count, revenue = conn.execute("SELECT count(*), sum(revenue) FROM transactions").fetchone()
     transactions, _ = frames
     assert count == len(transactions) and round(float(revenue), 2) == round(transactions["revenue"].sum(), 2)
-    yield URL
-    _admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    return url
 
 
 @pytest.mark.parametrize("comparison", ["previous", "year_ago"])
