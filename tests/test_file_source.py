@@ -523,3 +523,21 @@ def test_load_source_dispatches_file_configs_relative_to_the_config_folder():
     data = load_source(config)
     pd.testing.assert_frame_equal(data.transactions, EXPECTED_INVOICES, check_exact=True)
     assert data.quality.to_dict()["revenue_used"] == 215.17
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import gzip
+
+    from cxpipeline.sources import file_readers
+
+    monkeypatch.setattr(file_readers, "BOMB_MIN_BYTES", 1024 * 1024)  # the rule, at a test's size
+    line = b"a,2024-01-01,1\n"
+    with gzip.open(tmp_path / "t.csv.gz", "wb") as bomb:
+        bomb.write(b"cust,when,amount\n" + line * 400_000)  # 6 MB of the same line: ~1000x
+    message = error_for(tmp_path, FileSource(path="t.csv.gz", columns=SIMPLE))
+    assert "inflates to more than" in message and "over 200 times" in message
+    with gzip.open(tmp_path / "ok.csv.gz", "wb") as export:  # an ordinary export reads as before
+        export.write(b"cust,when,amount\n" + b"".join(f"c{i},2024-01-{1 + i % 28:02d},{i}.50\n".encode()
+                                                       for i in range(20_000)))
+    tx = load_file_source(FileSource(path="ok.csv.gz", columns=SIMPLE), base_dir=tmp_path).transactions
+    assert len(tx) == 20_000

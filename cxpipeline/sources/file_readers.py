@@ -180,8 +180,42 @@ def numbered_columns(width: int) -> list[str]:
     return [str(number) for number in range(1, width + 1)]
 
 
+#: A compressed export expands 5-20x; one that expands more than this, past
+#: :data:`BOMB_MIN_BYTES`, is refused before pandas inflates it into memory.
+MAX_EXPANSION = 200
+BOMB_MIN_BYTES = 256 * 1024 * 1024
+_OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _check_expansion(path: Path) -> None:
+    """Refuse a decompression bomb: a compressed CSV that inflates more than
+    :data:`MAX_EXPANSION` times its size (and past :data:`BOMB_MIN_BYTES`). Read in chunks, so
+    only a few megabytes are ever held; it stops as soon as the limit is passed."""
+    import importlib
+
+    module = _OPENERS.get(path.suffix.lower())
+    if module is None:
+        return
+    limit = max(BOMB_MIN_BYTES, MAX_EXPANSION * path.stat().st_size)
+    inflated = 0
+    try:
+        with importlib.import_module(module).open(path, "rb") as stream:
+            while chunk := stream.read(4 * 1024 * 1024):
+                inflated += len(chunk)
+                if inflated > limit:
+                    raise InputError(
+                        f"The compressed file inflates to more than {limit:,} bytes, over {MAX_EXPANSION} times "
+                        f"its {path.stat().st_size:,} bytes: a real export compresses 5-20 times, so this is "
+                        "refused rather than read into memory.",
+                        where=str(path),
+                        fix="Check where the file came from; export the data again, uncompressed or as Parquet.")
+    except (OSError, EOFError, ValueError):  # not really compressed, or truncated: pandas says so
+        return
+
+
 def _read_csv(path: Path, source: FileSource, header: bool = True) -> pd.DataFrame:
     _check_wide_encoding(path, source)
+    _check_expansion(path)
     try:
         # Every column as text: ids such as 00123 / 17850 and dates must not be type-guessed.
         # Only empty cells are missing ("NA" is a country code, not a null).
