@@ -62,6 +62,8 @@ SIZES = {"50k": 50_000, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000, "30
 #: Sizes made from a smaller one by splitting every line into several lines of the same order:
 #: the same customers, orders and panels with more lines (memory grows with customers, not lines).
 SPLIT_SIZES = {"30M-10Mcust": ("10M", 3)}
+#: model.max_customers_monthly for the file-source configs (``--model-max-customers``; 0: the default).
+MODEL_MAX_CUSTOMERS = 0
 PANEL_COLUMNS = ["customer_id", "order_id", "ordered_at", "revenue", "cost", "cost_to_serve", "is_return"]
 
 __all__ = ["main", "ensure_data", "measure"]
@@ -539,7 +541,10 @@ def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None,
         out = out_root / f"{label}-{repeat}"
         for stage in [s for s in wanted if not s.startswith(("pg_", "spark_"))]:
             pack_id = "bench_pack" if stage == "pack" else "bench"
-            samples.setdefault(stage, []).append(measure(stage, file_config(folder, pack_id), out))
+            config = file_config(folder, pack_id)
+            if MODEL_MAX_CUSTOMERS:
+                config["model"] = {"max_customers_monthly": MODEL_MAX_CUSTOMERS}
+            samples.setdefault(stage, []).append(measure(stage, config, out))
         for stage in [s for s in wanted if s.startswith("spark_")]:
             pack_id = "bench_spark_pack" if stage == "spark_pack" else "bench_spark"
             samples.setdefault(stage, []).append(measure(stage, spark_config(folder, pack_id), out))
@@ -636,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of: " + ",".join(ALL_STAGES) + " (default: all)")
     parser.add_argument("--out", default=None, help="artifact folder (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    parser.add_argument("--model-max-customers", type=int, default=0,
+                        help="model.max_customers_monthly for the file source (the model fits on a customer "
+                             "sample above it); default: the config's default")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
     parser.add_argument("--period", default=PERIOD, help=argparse.SUPPRESS)
@@ -643,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args.child, args.config_json, args.period, args.out)
         return 0
+    global MODEL_MAX_CUSTOMERS
+    MODEL_MAX_CUSTOMERS = args.model_max_customers
 
     import tempfile
 
