@@ -129,3 +129,27 @@ def test_above_the_bound_the_model_fits_on_the_sample_and_scores_everyone(packs)
     assert report["customer_sample"]["customers_in_sample"] == len(expected)
     assert report["customer_sample"]["customers"] == len(ids)
     assert "fixed sample" in report["messages"][0]
+
+
+def test_a_masked_extract_masks_the_sample_too(tmp_path):
+    """The sample is chosen on the raw ids, then masked with the other extract tables: the model
+    sees tokens only, fits on the sample and still scores every customer."""
+    from cxpipeline.masking import mask_id, masking_salt
+
+    config = config_from_dict({"pack_id": "masked", "source": {"kind": "demo", "customers": 2500, "years": 3, "seed": 4},
+                               "model": {"max_customers_monthly": 1000}, "delivery": {"mask_customers": True}})
+    pipeline.extract(config, PERIOD, tmp_path)
+    pipeline.score_customers(config, PERIOD, tmp_path)
+    folder = tmp_path / "masked" / PERIOD.label
+    monthly, sample = read_table(folder, "panel_monthly"), read_table(folder, "panel_monthly_model")
+    assert monthly["customer_id"].str.startswith("C-").all() and sample["customer_id"].str.startswith("C-").all()
+    from cxpipeline.sources.demo import generate_demo
+
+    raw_ids = generate_demo(2500, 3, seed=4)[0]
+    raw_ids = raw_ids.loc[raw_ids["ordered_at"] < pd.Timestamp(PERIOD.end), "customer_id"].astype("string").unique()
+    threshold = sample_threshold(1000 / len(raw_ids))
+    salt = masking_salt(config)
+    expected = {mask_id(i, salt) for i in raw_ids if hashlib.md5(i.encode()).hexdigest()[:8] < threshold}
+    assert set(sample["customer_id"]) == expected
+    scores = read_table(folder, "scores")
+    assert set(scores["customer_id"]) <= set(monthly["customer_id"]) and len(scores) > len(expected)
