@@ -57,7 +57,13 @@ YEARS = 7
 SEED = 7
 TRANSACTIONS_PER_CUSTOMER = 18.0  # the demo at 7 years: ~18 lines per customer
 PERIOD = "2026-Q3"  # the last complete quarter of the demo (data ends 2026-09-30)
-SIZES = {"50k": 50_000, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000, "30M": 30_000_000}
+SIZES = {"50k": 50_000, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000, "30M": 30_000_000,
+         "30M-10Mcust": 30_000_000}
+#: Sizes made from a smaller one by splitting every line into several lines of the same order:
+#: the same customers, orders and panels with more lines (memory grows with customers, not lines).
+SPLIT_SIZES = {"30M-10Mcust": ("10M", 3)}
+#: model.max_customers_monthly for the file-source configs (``--model-max-customers``; 0: the default).
+MODEL_MAX_CUSTOMERS = 0
 PANEL_COLUMNS = ["customer_id", "order_id", "ordered_at", "revenue", "cost", "cost_to_serve", "is_return"]
 
 __all__ = ["main", "ensure_data", "measure"]
@@ -71,11 +77,52 @@ def customers_for(rows: int) -> int:
     return max(100, round(rows / TRANSACTIONS_PER_CUSTOMER))
 
 
+def customers_of(label: str) -> int:
+    return customers_for(SIZES[SPLIT_SIZES[label][0]] if label in SPLIT_SIZES else SIZES[label])
+
+
+def ensure_split_data(label: str) -> Path:
+    """A split size (:data:`SPLIT_SIZES`): each line of the base size becomes ``k`` lines of the
+    same order and instant, amounts split to the cent (the last line takes what is left: an
+    order's amounts are the same, up to float rounding)."""
+    import duckdb
+
+    base_label, k = SPLIT_SIZES[label]
+    base = ensure_data(base_label)
+    folder = CACHE / f"{base.name}_lines{k}"
+    if not (folder / "transactions.parquet").is_file():
+        started = time.perf_counter()
+        folder.mkdir(parents=True, exist_ok=True)
+        # line n of k takes n / (1 + ... + k) of each amount (the last the remainder), so no two
+        # lines of an order are equal in every column (they would be exact duplicates)
+        total = k * (k + 1) // 2
+        parts = ", ".join(
+            f"CASE WHEN n < {k} THEN round({c} * n / {total}, 2) "
+            f"ELSE {c} - ({' + '.join(f'round({c} * {m} / {total}, 2)' for m in range(1, k))}) END AS {c}"
+            for c in ("revenue", "cost", "cost_to_serve"))
+        parts += f", quantity * n / {total} AS quantity"
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"""COPY (SELECT order_id, customer_id, ordered_at, {parts}, is_return
+                              FROM read_parquet('{base / "transactions.parquet"}') CROSS JOIN range(1, {k + 1}) AS r(n))
+                        TO '{folder / "transactions.parquet.partial"}' (FORMAT parquet)""")
+        con.close()
+        import shutil
+
+        shutil.copyfile(base / "customers.parquet", folder / "customers.parquet")
+        os.replace(folder / "transactions.parquet.partial", folder / "transactions.parquet")
+        print(f"# made {label} ({k} lines per line of {base_label}) in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr, flush=True)
+    return folder
+
+
 def ensure_data(label: str) -> Path:
     """The cached Parquet folder for a size label, generated (in chunks) if missing."""
     sys.path.insert(0, str(ROOT))
     from cxpipeline.commands.generate_demo import write_demo_files
 
+    if label in SPLIT_SIZES:
+        return ensure_split_data(label)
     customers = customers_for(SIZES[label])
     folder = CACHE / f"demo_c{customers}_y{YEARS}_s{SEED}"
     if not (folder / "transactions.parquet").is_file():
@@ -494,7 +541,10 @@ def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None,
         out = out_root / f"{label}-{repeat}"
         for stage in [s for s in wanted if not s.startswith(("pg_", "spark_"))]:
             pack_id = "bench_pack" if stage == "pack" else "bench"
-            samples.setdefault(stage, []).append(measure(stage, file_config(folder, pack_id), out))
+            config = file_config(folder, pack_id)
+            if MODEL_MAX_CUSTOMERS:
+                config["model"] = {"max_customers_monthly": MODEL_MAX_CUSTOMERS}
+            samples.setdefault(stage, []).append(measure(stage, config, out))
         for stage in [s for s in wanted if s.startswith("spark_")]:
             pack_id = "bench_spark_pack" if stage == "spark_pack" else "bench_spark"
             samples.setdefault(stage, []).append(measure(stage, spark_config(folder, pack_id), out))
@@ -508,7 +558,7 @@ def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None,
     import pyarrow.parquet as pq
 
     rows = pq.ParquetFile(folder / "transactions.parquet").metadata.num_rows
-    result = {"label": label, "rows": rows, "customers": customers_for(SIZES[label]), "stages": {}}
+    result = {"label": label, "rows": rows, "customers": customers_of(label), "stages": {}}
     for stage, values in samples.items():
         result["stages"][stage] = {
             "seconds": statistics.median(v["seconds"] for v in values),
@@ -591,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of: " + ",".join(ALL_STAGES) + " (default: all)")
     parser.add_argument("--out", default=None, help="artifact folder (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write the results as JSON to this file")
+    parser.add_argument("--model-max-customers", type=int, default=0,
+                        help="model.max_customers_monthly for the file source (the model fits on a customer "
+                             "sample above it); default: the config's default")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
     parser.add_argument("--period", default=PERIOD, help=argparse.SUPPRESS)
@@ -598,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args.child, args.config_json, args.period, args.out)
         return 0
+    global MODEL_MAX_CUSTOMERS
+    MODEL_MAX_CUSTOMERS = args.model_max_customers
 
     import tempfile
 

@@ -458,6 +458,9 @@ class UnitsConfig(_Strict):
 class ModelConfig(_Strict):
     horizon_days: int = Field(90, ge=7, le=730)
     random_state: int = Field(0, ge=0, le=2**32 - 1)  # numpy / scikit-learn seeds are 32-bit unsigned
+    # Above this many customers the model is fitted on a fixed sample of them, chosen by a hash
+    # of the customer id (cxpipeline/panel.py, write_model_sample); every customer is still scored.
+    max_customers_monthly: int = Field(1_000_000, ge=1_000)
 
 
 class Config(_Strict):

@@ -100,6 +100,7 @@ def mask_customers(frame: pd.DataFrame, config: Config, *, salt: str | None = No
 
 #: Tables the extract writes that carry customer ids (sort keys kept after masking).
 EXTRACT_TABLES = {"panel": ["customer_id", "period_start"], "panel_monthly": ["customer_id", "period_start"],
+                  "panel_monthly_model": ["customer_id", "period_start"],
                   "cadence": ["customer_id", "as_of"], "customers": ["customer_id"]}
 #: Folder (beside the period folders, hidden: never published) for the private unmasked copy.
 PRIVATE_DIR = ".unmasked"

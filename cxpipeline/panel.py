@@ -36,6 +36,9 @@ __all__ = [
     "CADENCE_ORDER",
     "build_panel",
     "customer_cadence",
+    "MODEL_SAMPLE_SQL",
+    "sample_threshold",
+    "write_model_sample",
 ]
 
 _TRUNC_UNIT = {"week": "week", "month": "month", "quarter": "quarter", "year": "year"}  # week: ISO, Monday
@@ -286,3 +289,61 @@ def customer_cadence(
     return out.astype(
         {"customer_id": "string", "as_of": "datetime64[us]", "median_gap_days": "float64", "count_orders": "int64"}
     )
+
+
+# --- The monthly panel for the model, sampled by customer -----------------------------------
+# Above model.max_customers_monthly customers the model is fitted on a fixed sample of them
+# (docs/warehouse.md, "Memory"): a customer is in it when the first 8 hex digits of the MD5 of
+# their id are below the threshold (lower-case hex of equal length compares like the number).
+# The same customers every run and whatever engine computed the panel; a lower rate keeps a
+# subset of a higher one's customers. The query reads the staged panel file (any engine's), so
+# the whole panel never enters pandas.
+MODEL_SAMPLE_SQL = """
+SELECT * FROM read_parquet('{path}')
+WHERE substr(md5(customer_id), 1, 8) < '{threshold}'
+"""
+
+
+def sample_threshold(fraction: float) -> str:
+    """The 8-hex-digit MD5 prefix below which a customer is in a sample of ``fraction``."""
+    return f"{min(int(fraction * 2**32), 2**32 - 1):08x}"
+
+
+def write_model_sample(monthly: str | Path, out: str | Path, count_customers: int, max_customers: int) -> dict | None:
+    """Write the monthly panel of a fixed sample of customers to ``out`` when there are more than
+    ``max_customers``; return what was kept (None, and no file, below the bound).
+
+    The file keeps the monthly panel's schema and order (rows of the kept customers only). It is
+    written under a temporary name and renamed into place.
+    """
+    import os
+
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    out.unlink(missing_ok=True)
+    if count_customers <= max_customers:
+        return None
+    fraction = max_customers / count_customers
+    threshold = sample_threshold(fraction)
+    schema = pq.read_schema(monthly)
+    partial = out.with_name(f".{out.name}.tmp")
+    con = duckdb.connect()
+    kept_rows = 0
+    try:
+        with pq.ParquetWriter(partial, schema) as writer:
+            query = MODEL_SAMPLE_SQL.format(path=Path(monthly).as_posix(), threshold=threshold)
+            for batch in con.sql(query).to_arrow_reader(1 << 18):
+                writer.write_batch(batch.cast(schema))
+                kept_rows += batch.num_rows
+        kept = int(con.execute(f"SELECT count(DISTINCT customer_id) FROM read_parquet('{partial.as_posix()}')")
+                   .fetchone()[0])
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    os.replace(partial, out)
+    return {"customers": int(count_customers), "customers_in_sample": kept, "rows_in_sample": kept_rows,
+            "fraction": round(kept / count_customers, 6), "md5_prefix_below": threshold,
+            "max_customers_monthly": int(max_customers)}

@@ -249,6 +249,9 @@ def extract(
         write_table(folder, "panel_monthly", result.panel_monthly, csv=False)
         write_table(folder, "cadence", result.cadence, csv=False)
     write_table(folder, "customers", result.customers, csv=False)
+    count_customers = (result.count_customers if result.count_customers is not None
+                       else int(result.panel["customer_id"].nunique()))
+    _sample_for_model(config, folder, count_customers, result.quality)
     from cxpipeline.masking import mask_extract
 
     mask_extract(config, folder)  # delivery.mask_customers: no later stage sees a raw id or name
@@ -261,8 +264,7 @@ def extract(
         "source": result.description,
         "first_ordered_at": None if pd.isna(first_day) else f"{first_day:%Y-%m-%d}",
         "last_ordered_at": None if pd.isna(last_day) else f"{last_day:%Y-%m-%d}",
-        "count_customers": (result.count_customers if result.count_customers is not None
-                            else int(panel["customer_id"].nunique())),
+        "count_customers": count_customers,
         "count_panel_rows": result.count_panel_rows if result.count_panel_rows is not None else len(panel),
         "input_fingerprint": result.fingerprint,
         "is_period_complete": bool(pd.notna(last_day) and last_day.date() >= period.last_day),
@@ -283,6 +285,23 @@ def extract(
     }
     _update_manifest(folder, "extract", summary, time.perf_counter() - started)
     return summary
+
+
+def _sample_for_model(config: Config, folder: Path, count_customers: int, quality) -> dict | None:
+    """``panel_monthly_model``: the monthly panel of a fixed sample of customers, written only
+    above ``model.max_customers_monthly`` (the model fits on it and still scores everyone); the
+    data-quality notes say so."""
+    from cxpipeline.panel import write_model_sample
+
+    sample = write_model_sample(folder / "panel_monthly.parquet", folder / "panel_monthly_model.parquet",
+                                count_customers, config.model.max_customers_monthly)
+    if sample is not None:
+        quality.notes.append(
+            f"The at-risk and value models are fitted on a fixed sample of {sample['customers_in_sample']:,} of "
+            f"{sample['customers']:,} customers ({sample['fraction']:.1%}, chosen by a hash of the customer id: "
+            f"the same customers every run), since there are more than model.max_customers_monthly = "
+            f"{sample['max_customers_monthly']:,}; every customer is scored.")
+    return sample
 
 
 @_locked
@@ -329,17 +348,35 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     at-risk list checked against what happened since).
     """
     from cxpipeline.model import fit_and_score, review_previous_list, score_period
-    from cxpipeline.model.features import MODEL_PANEL_COLUMNS, sorted_by_period
+    from cxpipeline.model.features import MODEL_PANEL_COLUMNS, features_in_chunks, sorted_by_period
 
     started = time.perf_counter()
     folder = pack_folder(config, period, output_root)
-    monthly = sorted_by_period(read_table(folder, "panel_monthly", columns=MODEL_PANEL_COLUMNS))  # snapshots: slices
+    # Above model.max_customers_monthly the extract wrote a fixed sample of customers' monthly
+    # rows (panel_monthly_model): the fits and backtests use it, every customer is scored from
+    # features read from the whole panel in chunks (never the whole panel at once).
+    sample_file = folder / "panel_monthly_model.parquet"
+    sampled = sample_file.is_file()
+    monthly = sorted_by_period(read_table(folder, "panel_monthly_model" if sampled else "panel_monthly",
+                                          columns=MODEL_PANEL_COLUMNS))  # snapshots: slices
     customers = read_table(folder, "customers")
     segments = [s for s in config.segments if s in customers.columns]
     options = {"horizon_days": config.model.horizon_days, "random_state": config.model.random_state,
                "segment_columns": segments}
-    result = score_period(monthly, customers, period.last_day, **options)
+    score_features = (functools.partial(features_in_chunks, folder / "panel_monthly.parquet") if sampled else None)
+    result = score_period(monthly, customers, period.last_day, score_features=score_features, **options)
     report = dict(result.report)
+    if sampled:
+        in_sample = int(monthly["customer_id"].nunique())
+        total = int(read_json(folder / "data_quality.json")["count_customers"])
+        report["customer_sample"] = {
+            "customers_in_sample": in_sample, "customers": total, "fraction": round(in_sample / total, 6),
+            "max_customers_monthly": config.model.max_customers_monthly, "scored": "every customer"}
+        report["messages"] = [
+            f"Fitted and backtested on a fixed sample of {in_sample:,} of {total:,} customers "
+            f"({in_sample / total:.1%}, by a hash of the customer id; model.max_customers_monthly = "
+            f"{config.model.max_customers_monthly:,}); every customer is scored. Last period's list is "
+            "reviewed within the sample."] + list(report.get("messages", []))
     # Last period's list as it would have been printed then (fitted on data up to its end only),
     # checked against the purchases made since.
     previous = period.previous()

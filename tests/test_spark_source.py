@@ -24,6 +24,7 @@ IDENTITY = {c: c for c in ("order_id", "customer_id", "ordered_at", "revenue", "
 CUSTOMER_COLUMNS = ("customer_id", "customer_name", "region", "channel", "customer_type", "acquired_at",
                     "referred_by", "referral_note")  # the demo table's order
 MASTER = "local[2]"
+STREAM_BATCH_ROWS = 500
 
 
 def _free_port() -> int:
@@ -47,7 +48,9 @@ def spark():
     port = _free_port()
     conf = (SparkConf().setMaster(MASTER).set("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
             .set("spark.connect.grpc.binding.port", str(port)).set("spark.ui.enabled", "false")
-            .set("spark.sql.shuffle.partitions", "8"))
+            .set("spark.sql.shuffle.partitions", "8")
+            # small Arrow batches, so the demo's results stream in several (see the streaming test)
+            .set("spark.sql.execution.arrow.maxRecordsPerBatch", str(STREAM_BATCH_ROWS)))
     server = SparkSession.builder.config(conf=conf).getOrCreate()
     server.sparkContext.setLogLevel("FATAL")
     yield f"sc://localhost:{port}"
@@ -100,6 +103,34 @@ def test_spark_source_equals_the_duckdb_path_table_by_table(route, spark, demo_f
         assert dq_spark[key] == dq_duck[key], key
     assert dq_spark["source"].startswith("Spark Connect sc://" if route == "spark connect" else "Spark master")
     assert not list(a.glob(".extract-*")), "the staging folder is removed"
+
+
+def test_spark_connect_results_stream_to_parquet_batch_by_batch(spark, demo_files, tmp_path, monkeypatch):
+    """Over Spark Connect the panels arrive as several Arrow batches, each written as it comes
+    (never one table of the whole result), and the files equal the DuckDB path's."""
+    from cxpipeline.sources import spark as spark_source
+
+    streamed: list[int] = []
+    real = spark_source._write
+
+    def counting(tables, target, dtypes):
+        def each():
+            for table in tables:
+                assert table.num_rows <= STREAM_BATCH_ROWS
+                streamed.append(table.num_rows)
+                yield table
+
+        return real(each(), target, dtypes)
+
+    monkeypatch.setattr(spark_source, "_write", counting)
+    config, duck = _spark_config(demo_files, pack_id="streamed", remote=spark), _duckdb_config(demo_files, "duck")
+    for c in (config, duck):
+        pipeline.extract(c, PERIOD, tmp_path)
+    a, b = tmp_path / "streamed" / PERIOD.label, tmp_path / "duck" / PERIOD.label
+    panel_rows = sum(len(read_table(a, name)) for name in ("panel", "panel_monthly", "cadence"))
+    assert sum(streamed) == panel_rows and len(streamed) > 3, streamed  # several batches per result
+    for name in ("panel", "panel_monthly", "cadence"):
+        pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), obj=name)
 
 
 def test_missing_path_is_an_input_error(spark, tmp_path):

@@ -52,6 +52,7 @@ __all__ = [
     "MODEL_FEATURES",
     "rows_before",
     "snapshot_features",
+    "features_in_chunks",
     "sorted_by_period",
     "lapse_labels",
     "segment_levels",
@@ -268,6 +269,47 @@ def snapshot_features(panel: pd.DataFrame, snapshot: date | datetime | pd.Timest
         index=pd.Index(ids, name="customer_id"),
     )
     return out.loc[orders_total > 0]
+
+
+def features_in_chunks(path, snapshot: date | datetime | pd.Timestamp,
+                       chunk_rows: int = 1 << 20) -> tuple[pd.DataFrame, int]:
+    """:func:`snapshot_features` of every customer of a monthly panel file, read in chunks.
+
+    The file holds each customer's rows together (the extract writes panels sorted by customer),
+    so a chunk is cut at a customer boundary and the rest carried into the next one: memory is
+    one chunk of rows plus one feature row per customer, never the whole panel. Returns the
+    features (indexed by ``customer_id``, sorted) and the number of customers in the file (those
+    with returns only have no feature row).
+    """
+    import pyarrow.parquet as pq
+
+    parts, carry, count = [], None, 0
+    file = pq.ParquetFile(path)
+    for batch in file.iter_batches(batch_size=chunk_rows, columns=MODEL_PANEL_COLUMNS):
+        frame = batch.to_pandas().astype({"customer_id": "string"})
+        if carry is not None:
+            frame = pd.concat([carry, frame], ignore_index=True)
+        ids = frame["customer_id"].to_numpy()
+        cut = int(np.argmax(ids == ids[-1]))  # the last customer's first row: carried over
+        carry = frame.iloc[cut:].reset_index(drop=True)
+        if cut:
+            chunk = frame.iloc[:cut]
+            count += int(chunk["customer_id"].nunique())
+            parts.append(snapshot_features(chunk, snapshot))
+    if carry is not None and len(carry):
+        count += int(carry["customer_id"].nunique())
+        parts.append(snapshot_features(carry, snapshot))
+    if not parts:
+        return snapshot_features(pd.DataFrame({c: [] for c in MODEL_PANEL_COLUMNS}).astype(
+            {"customer_id": "string", "period_start": "datetime64[us]", "first_order_at": "datetime64[us]",
+             "last_order_at": "datetime64[us]", "count_orders": "int64"}), snapshot), 0
+    features = pd.concat(parts)
+    if not features.index.is_unique:
+        raise InputError(
+            f"The monthly panel {path} holds a customer's rows in more than one place.",
+            where="model features (scoring every customer in chunks)",
+            fix="Write the monthly panel sorted by customer_id, as the extract does (rerun the extract).")
+    return features.sort_index(), count
 
 
 def lapse_labels(

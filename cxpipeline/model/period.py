@@ -9,7 +9,7 @@ evidence"), scores every customer with them and says which was used and why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 
 import pandas as pd
@@ -31,6 +31,7 @@ def score_period(
     segment_columns: Sequence[str] = (),
     max_snapshots: int = 24,
     max_training_rows: int = 300_000,
+    score_features: Callable[[pd.Timestamp], tuple[pd.DataFrame, int]] | None = None,
 ) -> ModelResult:
     """Scores at the end of a reporting period, with the backtest on the latest observed snapshot.
 
@@ -40,6 +41,10 @@ def score_period(
         Monthly panel (rows after ``period_end`` are ignored).
     period_end
         Last day of the period (inclusive). Features use data up to and including it.
+    score_features
+        When ``panel_monthly`` is a sample of the customers: gives every customer's features at
+        an instant (see :func:`cxpipeline.model.score.fit_and_score`); the backtests and fits use
+        the sample, the scores cover every customer.
 
     Returns
     -------
@@ -62,6 +67,7 @@ def score_period(
     value_method = value_bt.get("preferred") if value_bt.get("available") and value_bt["horizon_days"] >= 365 \
         else None
     scores, report, model = fit_and_score(panel_monthly, customers, t, method=method, value_method=value_method,
+                                          score_features=None if score_features is None else score_features(t),
                                           **options)
     chosen = report["method"]
     if backtest.get("available") and backtest["horizon_days"] == horizon_days:

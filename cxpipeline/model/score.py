@@ -136,6 +136,7 @@ def fit_and_score(
     with_drivers: bool = True,
     method: str | None = None,
     value_method: str | None = None,
+    score_features: tuple[pd.DataFrame, int] | None = None,
 ) -> tuple[pd.DataFrame, dict, AtRiskModel]:
     """Fit on snapshots whose outcome ends by ``fit_instant``; score everyone who bought before it.
 
@@ -154,6 +155,11 @@ def fit_and_score(
         cannot be fitted here: :func:`default_method` (logistic, else BG/NBD, else the rule).
     value_method
         ``"regression"``, ``"bgnbd"`` or ``None`` (the first available of :data:`VALUE_METHODS`).
+    score_features
+        When ``panel_monthly`` is a sample of the customers (``panel_monthly_model``, see
+        :func:`cxpipeline.panel.write_model_sample`): every customer's features at ``fit_instant``
+        and their count (:func:`cxpipeline.model.features.features_in_chunks` on the whole panel).
+        The models are fitted on the sample and score these; ``None``: fit and score the panel.
 
     Returns
     -------
@@ -167,6 +173,9 @@ def fit_and_score(
     # strings dominated the run time at 500k customers. Ids are restored at the end.
     codes, ids = pd.factorize(panel["customer_id"], sort=True)
     ids = pd.Index(ids, dtype="string")
+    if score_features is not None:  # codes over every scored customer and the sample's
+        ids = ids.union(pd.Index(score_features[0].index, dtype="string")).sort_values()
+        codes = ids.get_indexer(panel["customer_id"].astype("string"))
     panel = panel.assign(customer_id=codes.astype("int64"))
     if customers is not None:
         positions = ids.get_indexer(customers["customer_id"].astype("string"))
@@ -181,6 +190,13 @@ def fit_and_score(
     rows, sample_info = training_rows(panel, snapshots, horizon_days, max_training_rows=max_training_rows,
                                       random_state=random_state, id_labels=ids, with_bgnbd=stacked)
     model = fit_at_risk(rows, customers, levels, horizon_days, random_state=random_state)
+    count_customers = len(ids)
+    if score_features is not None:  # fitted on the sample: every customer is scored from here on
+        positions = ids.get_indexer(pd.Index(score_features[0].index, dtype="string"))
+        features = score_features[0].set_axis(pd.Index(positions.astype("int64"), name="customer_id"))
+        if stacked:
+            features[BGNBD_FEATURE] = latent.p_no_purchase(features, horizon_days)
+        count_customers = score_features[1]
 
     candidates = {"recency_rule": model.recency_rule.predict(features["recency_days"])}
     if model.method == "logistic":
@@ -249,7 +265,7 @@ def fit_and_score(
     model.candidates = pd.concat([scores[["customer_id"]], extra.take(order).reset_index(drop=True)], axis=1)
     model.chosen_method = chosen
 
-    returns_only = int(len(ids) - len(features))
+    returns_only = int(count_customers - len(features))
     if len(rows):
         rows["customer_id"] = pd.array(ids[rows["customer_id"].to_numpy()], dtype="string")
     model.training_rows = rows

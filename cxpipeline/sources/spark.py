@@ -5,9 +5,10 @@ in a Spark session reached through Spark Connect (``remote: sc://host:15002``, h
 and managed Spark expose it) or a classic ``master`` (``local[2]``, a cluster manager). The
 accounting, panel, monthly panel and cadence are the statements of
 :mod:`cxpipeline.sources.aggregate`, rendered in Spark SQL by
-:func:`cxpipeline.sources.dialects.render`; each result comes back with ``DataFrame.toArrow()``
-(Arrow batches over Spark Connect's gRPC stream, or from the JVM), is cast to the pandas
-schema and written to Parquet. Transactions never leave Spark.
+:func:`cxpipeline.sources.dialects.render`. The panels and cadence come back as Arrow batches
+over Spark Connect's gRPC stream and are written to Parquet as they arrive (one batch held at a
+time); a classic session returns each as one table (``DataFrame.toArrow()``, from the JVM). Each
+is cast to the pandas schema. Transactions never leave Spark.
 
 A session that dies mid-extract (a killed driver, a lost Connect server, a cancelled job)
 raises :class:`~cxpipeline.errors.InputError` naming the engine without its token; the
@@ -146,12 +147,44 @@ def _spark_error(exc: Exception, where: str, what: str) -> InputError:
 
 def _to_arrow(session, sql: str):
     """One statement (source dialect) rendered for Spark, its result as an Arrow table."""
+    return _wall_clock(session.sql(render(sql, ENGINE)).toArrow())
+
+
+def _wall_clock(table):
     import pyarrow as pa
 
-    table = session.sql(render(sql, ENGINE)).toArrow()
     # Spark's TIMESTAMP carries the session zone (UTC): the artifacts hold wall-clock times.
     fields = [pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in table.schema]
     return table.cast(pa.schema(fields))
+
+
+def _is_connect(session) -> bool:
+    try:
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+    except ImportError:  # pyspark without the Connect client: a classic session
+        return False
+    return isinstance(session, ConnectSession)
+
+
+def _arrow_stream(session, sql: str):
+    """One statement's result as Arrow tables, in order, for writing to Parquet as they come.
+
+    Spark Connect: batch by batch as they arrive over the gRPC stream (pyspark's own iterator,
+    the one behind ``DataFrame.toLocalIterator``, read as Arrow instead of rows), so one batch is
+    held at a time. A classic session has no such stream: one table (``toArrow()``).
+    """
+    import pyarrow as pa
+
+    frame = session.sql(render(sql, ENGINE)) if _is_connect(session) else None
+    # Not public API (pyspark 4's Connect client): without it, the one-table path.
+    plan = getattr(frame, "_plan", None)
+    client = getattr(session, "client", None) if frame is not None else None
+    if plan is None or not hasattr(client, "to_table_as_iterator"):
+        yield _to_arrow(session, sql)
+        return
+    for item in client.to_table_as_iterator(plan.to_proto(client), plan.observations):
+        if isinstance(item, pa.Table):  # the first item is the result's schema
+            yield _wall_clock(item)
 
 
 def _frame(table) -> pd.DataFrame:
@@ -161,14 +194,18 @@ def _frame(table) -> pd.DataFrame:
     return frame
 
 
-def _write(table, target: Path, dtypes: dict[str, str]) -> int:
+def _write(tables, target: Path, dtypes: dict[str, str]) -> int:
+    """Write a stream of Arrow tables (:func:`_arrow_stream`) to one Parquet file; returns the rows."""
     import pyarrow.parquet as pq
 
     schema = pandas_arrow_schema(dtypes)
+    rows = 0
     with pq.ParquetWriter(target, schema) as writer:
-        for batch in table.select(schema.names).to_batches(max_chunksize=1 << 18):
-            writer.write_batch(batch.cast(schema))
-    return table.num_rows
+        for table in tables:
+            for batch in table.select(schema.names).to_batches(max_chunksize=1 << 18):
+                writer.write_batch(batch.cast(schema))
+            rows += table.num_rows
+    return rows
 
 
 def _source_view(session, source: SparkSource, base_dir: str | Path, segments: list[str]) -> tuple[str, list[str]]:
@@ -287,7 +324,7 @@ def extract_spark(
                 out = {}
                 for sql, name, dtypes in jobs:
                     target = Path(stage_dir) / f"{name}.parquet"
-                    out[name] = (target, _write(_to_arrow(session, sql), target, dtypes))
+                    out[name] = (target, _write(_arrow_stream(session, sql), target, dtypes))
                 return out
 
         result = extract_aggregates(query, view, period=period, comparison=comparison, segment_columns=present,
