@@ -401,11 +401,28 @@ def test_missing_segment_column(tmp_path):
 
 def test_wrong_encoding(tmp_path):
     path = write(tmp_path, "cust,when,amount\na,2024-01-01,1\nZoë Café,2024-01-02,2\n", encoding="latin-1")
-    message = error_for(tmp_path, FileSource(path="t.csv", columns=SIMPLE))
+    message = error_for(tmp_path, FileSource(path="t.csv", columns=SIMPLE, encoding="utf-8"))  # set: kept
     assert f"{path}, line 3" in message
     assert "encoding: latin-1" in message
     data = load_file_source(FileSource(path="t.csv", columns=SIMPLE, encoding="latin-1"), base_dir=tmp_path)
     assert data.transactions["customer_id"].tolist() == ["a", "Zoë Café"]
+
+
+def test_a_windows_export_is_read_as_windows_1252_when_no_encoding_is_set(tmp_path):
+    # Excel on Windows: cp1252 ('€' is 0x80, the curly quote 0x92); amounts and dates are ASCII
+    write(tmp_path, "cust,when,amount,region\nZoë Café,2024-01-01,1.50,Köln\nO’Brien,2024-01-02,2,€ zone\n",
+          encoding="cp1252")
+    data = load_file_source(FileSource(path="t.csv", columns=SIMPLE, segment_columns={"region": "region"}),
+                            base_dir=tmp_path)
+    assert data.transactions["customer_id"].tolist() == ["Zoë Café", "O’Brien"]
+    assert data.transactions["region"].tolist() == ["Köln", "€ zone"]
+    assert data.transactions["revenue"].tolist() == [1.5, 2.0]
+    assert data.quality.notes[0].startswith("The file is not UTF-8 (first at line 2); it was read as Windows-1252")
+    # a byte Windows-1252 leaves undefined (0x81): Latin-1, which reads every byte
+    (tmp_path / "t.csv").write_bytes(b"cust,when,amount\nA\x81B,2024-01-01,1\nc,2024-01-02,2\n")
+    data = load_file_source(FileSource(path="t.csv", columns=SIMPLE), base_dir=tmp_path)
+    assert data.transactions["customer_id"].tolist() == ["A\x81B", "c"]
+    assert "it was read as Latin-1" in data.quality.notes[0]
 
 
 def test_ragged_rows(tmp_path):

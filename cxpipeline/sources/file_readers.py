@@ -229,6 +229,8 @@ def _read_csv(path: Path, source: FileSource, header: bool = True) -> pd.DataFra
         return frame
     except UnicodeDecodeError as exc:
         line = _first_undecodable_line(path, source.encoding)
+        if "encoding" not in source.model_fields_set:
+            raise _NotDefaultEncoding(line) from None
         where = f"{path}, line {line}" if line else str(path)
         raise InputError(
             f"The file is not valid {source.encoding} text ({exc.reason} at byte {exc.start} "
@@ -267,6 +269,40 @@ def _read_csv(path: Path, source: FileSource, header: bool = True) -> pd.DataFra
     except OSError as exc:
         raise InputError(f"The file cannot be read: {exc.strerror or exc}.", where=str(path),
                          fix="Check the path and the file's permissions.") from None
+
+
+class _NotDefaultEncoding(Exception):
+    """The file is not in the default encoding (UTF-8), which the config did not set."""
+
+    def __init__(self, line: int | None):
+        super().__init__(line)
+        self.line = line
+
+
+def _read_csv_any_encoding(path: Path, source: FileSource, header: bool) -> tuple[pd.DataFrame, FileSource, str | None]:
+    """The CSV read in ``source.encoding``; when that is the default (UTF-8, not set in the
+    config) and the file is not valid UTF-8, read as Windows-1252, what Excel on Windows writes
+    (Latin-1 where a byte is undefined in it). Returns the frame, the source as read and a note
+    saying so. Only text changes with the encoding (names, segment values), never an amount or
+    a date, and every byte still maps to one character, so customer ids stay apart. An encoding
+    set in the config is used as set: a file not in it is an error."""
+    try:
+        return _read_csv(path, source, header), source, None
+    except _NotDefaultEncoding as exc:
+        where = f" (first at line {exc.line})" if exc.line and not _OPENERS.get(path.suffix.lower()) else ""
+    for fallback, name in (("cp1252", "Windows-1252"), ("latin-1", "Latin-1")):
+        chosen = source.model_copy(update={"encoding": fallback})  # now set: a failure is an error
+        try:
+            frame = _read_csv(path, chosen, header)
+        except InputError:
+            if fallback == "latin-1":
+                raise
+            continue
+        note = (f"The file is not UTF-8{where}; it was read as {name}, the usual encoding of exports made "
+                "on Windows. If names or segment values look wrong, set source.encoding to the file's "
+                "encoding (e.g. latin-2, cp1250, shift_jis).")
+        return frame, chosen, note
+    raise AssertionError("unreachable: Latin-1 decodes every byte")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -343,7 +379,11 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
         frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
         _check_duplicate_header(frame, info, source)
         return frame, info
-    frame = _read_csv(path, source, header) if kind == "csv" else _read_parquet(path)
+    encoding_note = None
+    if kind == "csv":
+        frame, source, encoding_note = _read_csv_any_encoding(path, source, header)
+    else:
+        frame = _read_parquet(path)
     if kind == "csv" and not isinstance(frame.index, pd.RangeIndex):
         # pandas quietly turns the first column into the index when the first data line has
         # one field more than the header, shifting every value one column to the left.
@@ -357,6 +397,8 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
     # Header cells often carry stray spaces or a byte-order mark.
     frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
     info = FileInfo(path, kind == "csv", header=header)
+    if encoding_note:
+        info.notes.append(encoding_note)
     _check_duplicate_header(frame, info, source)
     if kind == "csv":
         short = _short_rows(path, source, frame, header)
