@@ -44,6 +44,15 @@ __all__ = [
 SECTION_IDS = ("summary", "trend", "bridge", "bridge-segments", "ledger", "migration", "rfm", "behaviour",
                "lapse", "at-risk", "value", "profitability", "referrals", "cohorts", "model",
                "value-backtest", "data-quality", "definitions")
+#: The board section's page ids (those of PAGES marked ``board``; a test keeps them equal).
+BOARD_SECTION_IDS = ("summary", "trend", "bridge", "ledger", "migration", "at-risk")
+
+
+def board_pages(sections: list[str] | None) -> list[str]:
+    """The board pages among ``output.sections`` (all of them when it is unset)."""
+    return [s for s in BOARD_SECTION_IDS if sections is None or s in sections]
+
+
 #: The placeholders ``delivery.subject`` may use.
 SUBJECT_FIELDS = ("company", "period", "pack_id")
 # Control characters (CR, LF, ...) would split an email header or forge a second one.
@@ -357,6 +366,13 @@ class OutputConfig(_Strict):
             raise ValueError(f"section id(s) listed twice: {', '.join(repeated)}")
         return values
 
+    @model_validator(mode="after")
+    def _board_has_a_page(self) -> "OutputConfig":
+        if self.edition == "board" and not board_pages(self.sections):
+            raise ValueError("edition is 'board' but sections names no board page; add one of "
+                             f"{', '.join(BOARD_SECTION_IDS)}, or set edition: full")
+        return self
+
 
 # A plain address (no display name); the same rule as cxpipeline.delivery applies when sending.
 _EMAIL = re.compile(
@@ -538,6 +554,9 @@ class Config(_Strict):
                     problems.append(f"{unit}: {address!r} is outside the allowed domains ({', '.join(allowed)})")
         if problems:
             raise ValueError("units.recipients: " + "; ".join(problems))
+        if self.units.edition == "board" and not board_pages(self.output.sections):
+            raise ValueError("units.edition is 'board' but output.sections names no board page; add one of "
+                             f"{', '.join(BOARD_SECTION_IDS)}, or set units.edition: full")
         return self
 
     @property

@@ -216,7 +216,9 @@ def test_second_brand_board_and_full(helfen):
 def test_board_ids_are_known_sections():
     from cxpipeline.config import SECTION_IDS
 
-    assert BOARD_IDS == ["summary", "trend", "bridge", "ledger", "migration", "at-risk"]
+    from cxpipeline.config import BOARD_SECTION_IDS
+
+    assert BOARD_IDS == ["summary", "trend", "bridge", "ledger", "migration", "at-risk"] == list(BOARD_SECTION_IDS)
     assert set(BOARD_IDS) <= set(SECTION_IDS)
 
 
@@ -229,8 +231,15 @@ def test_edition_is_checked(tmp_path):
         config_from_dict({"output": {"edition": "summary-only"}})
     assert config_from_dict({}).output.edition == "full"
     folder = write_fixture_folder(tmp_path / "f")
-    board_without_board_pages = config_from_dict({"output": {"edition": "board",
-                                                             "sections": ["data-quality", "definitions"]}})
+    # refused when the config is read, before any data: the company's edition and the units'
+    with pytest.raises(ConfigError, match=r"output: edition is 'board' but sections names no board page"):
+        config_from_dict({"output": {"edition": "board", "sections": ["data-quality", "definitions"]}})
+    with pytest.raises(ConfigError, match=r"units.edition is 'board' but output.sections names no board page"):
+        config_from_dict({"output": {"sections": ["data-quality"]}, "units": {"by": "region", "edition": "board"}})
+    # and by the renderer, for a config built around the check
+    board_without_board_pages = config_from_dict({"output": {"sections": ["data-quality", "definitions"]}})
+    board_without_board_pages = board_without_board_pages.model_copy(update={
+        "output": board_without_board_pages.output.model_copy(update={"edition": "board"})})
     with pytest.raises(ConfigError, match="names no board page"):
         build_context(folder, board_without_board_pages)
     # without any board page the full pack has no divider: its pages are numbered 01, 02...
