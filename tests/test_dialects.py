@@ -18,7 +18,7 @@ SOURCE = "(SELECT * FROM transactions) AS source_rows"
 def _statements(kind: str = "2026-Q2", rules: RowRules | None = None, fiscal_start: int = 1) -> dict[str, str]:
     period = parse_period(kind, fiscal_start)
     return extract_statements(SOURCE, period, comparison_period(period, "year_ago"), rules or RowRules(),
-                              ("region",))
+                              ("region", 'Sales "Region"'))  # a column name with a space and quotes
 
 
 CASES = {
@@ -62,6 +62,21 @@ def test_engine_rules_are_applied():
     # FILTER becomes a conditional aggregate where the engine has no FILTER clause.
     assert "FILTER" not in render(panel, "bigquery") and "IF(" in render(panel, "bigquery")
     assert "IFF(" in render(panel, "snowflake")
+
+
+def test_a_segment_column_with_a_space_is_one_quoted_identifier_in_every_engine():
+    import sqlglot
+
+    sql = _statements()['segment Sales "Region"']
+    quoting = {"spark": "`", "databricks": "`", "bigquery": "`", "duckdb": '"', "postgres": '"',
+               "snowflake": '"', "trino": '"'}
+    for engine in ENGINES:
+        rendered = render(sql, engine)
+        q = quoting[engine]
+        inner = 'Sales "Region"' if q == "`" else 'Sales ""Region""'
+        assert f"{q}{inner}{q} AS segment_value" in rendered, (engine, rendered)
+        columns = [c.name for c in sqlglot.parse_one(rendered, read=engine).find_all(sqlglot.exp.Column)]
+        assert 'Sales "Region"' in columns, (engine, columns)
 
 
 def test_unknown_engine_is_refused():

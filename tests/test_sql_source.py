@@ -16,7 +16,7 @@ from cxpipeline.config import config_from_dict
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import comparison_period, parse_period
 from cxpipeline.sources import sql as sql_source
-from tests.conftest import require_service
+from tests.conftest import require_service, scratch_database
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DB_NAME = f"cx_sql_test_{os.getpid()}"
@@ -427,3 +427,22 @@ def test_periods_start_at_the_businesss_midnight_in_the_warehouse(database, tmp_
     assert quarter_revenue("Europe/London", "2026-Q4") == {"c1": 10.0}  # 00:30 on 1 October, London
     assert quarter_revenue("Europe/London", "2026-Q3") == {"c1": 5.0, "c2": 20.0}  # 23:30 on 30 September
     assert quarter_revenue("UTC", "2026-Q3") == {"c1": 15.0, "c2": 20.0}  # in UTC both are in Q3
+
+
+def test_a_segment_column_named_with_a_space(tmp_path):
+    import psycopg
+
+    with scratch_database("cx_sql_segment") as name:
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute('CREATE TABLE sales (order_id text, customer_id text, ordered_at timestamp, revenue numeric, '
+                         'cost numeric, cost_to_serve numeric, quantity int, is_return boolean, "Sales Region" text)')
+            conn.execute("INSERT INTO sales VALUES ('o1', 'a', '2026-04-02', 10, 0, 0, 1, false, 'North'), "
+                         "('o2', 'a', '2026-05-02', 5, 0, 0, 1, false, 'North'), "
+                         "('o3', 'b', '2026-04-03', 7, 0, 0, 1, false, 'South'), "
+                         "('o4', 'b', '2026-01-03', 3, 0, 0, 1, false, 'South')")
+        config = config_from_dict({"pack_id": "spaced", "segments": ["Sales Region"], "source": {
+            "kind": "sql", "url": url, "transactions_table": "sales", "customers_table": None}})
+        pipeline.extract(config, PERIOD, tmp_path)
+    customers = read_table(tmp_path / "spaced" / PERIOD.label, "customers").set_index("customer_id")
+    assert customers["Sales Region"].to_dict() == {"a": "North", "b": "South"}

@@ -43,6 +43,8 @@ __all__ = [
     "QUALITY_SQL",
     "USED_SQL",
     "SEGMENT_COUNTS_SQL",
+    "quoted",
+    "segment_counts_sql",
     "QueryFn",
     "StreamFn",
     "RowRules",
@@ -172,6 +174,18 @@ GROUP BY 1, 2
 """
 
 
+def quoted(name: str) -> str:
+    """``name`` as an SQL identifier in the source dialect (double quotes, doubled inside), so
+    a segment column such as "Sales Region" is one column; dialects.render turns it into each
+    engine's quoting."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def segment_counts_sql(source: str, column: str, end) -> str:
+    """Rows per customer and value of the segment ``column`` before ``end``."""
+    return SEGMENT_COUNTS_SQL.format(source=source, column=quoted(column), end=end)
+
+
 @dataclass
 class PanelExtract:
     """Everything the extract stage writes, computed without transactions in pandas.
@@ -285,7 +299,7 @@ def extract_statements(source: str, period: Period, comparison: Period, rules: R
                                       instants=instants_sql(instants)),
     }
     for column in segment_columns:
-        statements[f"segment {column}"] = SEGMENT_COUNTS_SQL.format(source=used, column=column, end=end)
+        statements[f"segment {column}"] = segment_counts_sql(used, column, end)
     for tied in (period, comparison):
         statements[f"tie-out {tied.label}"] = rules.quality_sql(_bounded(source, tied), _ts(tied.end))
     return statements
@@ -381,7 +395,7 @@ def extract_aggregates(
     for column in segment_columns:
         if customers is not None and column in customers.columns:
             continue
-        counts = query(SEGMENT_COUNTS_SQL.format(source=used, column=column, end=end))
+        counts = query(segment_counts_sql(used, column, end))
         modes.append(segment_modes(counts, column))
     return PanelExtract(
         panel=panel, panel_monthly=monthly, cadence=cadence, customers=customer_table(active, customers, modes),

@@ -32,7 +32,7 @@ from cxpipeline.schema import PANEL_COLUMNS
 from cxpipeline.sources.aggregate import (
     AFTER_PERIOD,
     CADENCE_DTYPES,
-    SEGMENT_COUNTS_SQL,
+    segment_counts_sql,
     PanelExtract,
     RowRules,
     customer_table,
@@ -429,7 +429,7 @@ class ParquetExtract:
         for column in self.segment_columns:
             if self.customers is not None and column in self.customers.columns:
                 continue
-            counts = self.query(_with_names(SEGMENT_COUNTS_SQL.format(source=used, column=column, end=self.end),
+            counts = self.query(_with_names(segment_counts_sql(used, column, self.end),
                                             "segment_value"))
             modes.append(segment_modes(counts, column))
         return PanelExtract(

@@ -226,7 +226,9 @@ def _source_view(session, source: SparkSource, base_dir: str | Path, segments: l
     raw = f"cx_raw_{uuid.uuid4().hex[:12]}"
     frame.createOrReplaceTempView(raw)
     present = [c for c in segments if c in columns]
-    segment_sql = "".join(f",\n           NULLIF(trim(CAST({c} AS STRING)), '') AS {c}" for c in present)
+    # Spark SQL quotes identifiers with backticks ("Sales Region" is one column).
+    segment_sql = "".join(f",\n           NULLIF(trim(CAST(`{c.replace('`', '``')}` AS STRING)), '') AS "
+                          f"`{c.replace('`', '``')}`" for c in present)
     # The same clean-up as the warehouse source (trimmed ids, blanks missing, amounts to the cent).
     view = f"cx_rows_{uuid.uuid4().hex[:12]}"
     session.sql(f"""CREATE OR REPLACE TEMPORARY VIEW {view} AS

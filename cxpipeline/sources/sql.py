@@ -43,7 +43,7 @@ from cxpipeline.schema import (
     validate_customers,
     validate_transactions,
 )
-from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates
+from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, quoted
 from cxpipeline.sources.base import SourceData, expand_env
 from cxpipeline.sources.dialects import ENGINES, render
 
@@ -367,7 +367,7 @@ def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tu
                 "source.transactions_table to it.",
         )
     present = [c for c in segments if c in columns]
-    segment_sql = "".join(f",\n           NULLIF(trim(CAST({c} AS VARCHAR)), '') AS {c}" for c in present)
+    segment_sql = "".join(f",\n           NULLIF(trim(CAST({quoted(c)} AS VARCHAR)), '') AS {quoted(c)}" for c in present)
     bound = f"\n    WHERE ordered_at < TIMESTAMP '{_ts(source.as_of)}'" if source.as_of else ""
     # Binary collation on the id in PostgreSQL: the results are ordered by customer_id COLLATE "C",
     # so groupings sorted in that collation stream straight into the output order (no final sort).
