@@ -486,26 +486,24 @@ def total_rows(raw: pd.DataFrame, revenue: np.ndarray, customer_column: str) -> 
     if not no_customer.any():
         return np.zeros(n, dtype=bool)
     says_total = np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(no_customer)  # only rows without a customer are looked at
     for column in raw.columns:
-        cells = raw[column]
+        cells = raw[column].iloc[rows]
         if cells.dtype == object or pd.api.types.is_string_dtype(cells.dtype):
-            says_total |= cells.astype("string").str.contains(_TOTAL_WORD, regex=True, na=False).to_numpy(dtype=bool)
+            says_total[rows] |= cells.astype("string").str.contains(_TOTAL_WORD, regex=True, na=False).to_numpy(dtype=bool)
     candidates = no_customer & (says_total | (np.arange(n) == n - 1)) & np.isfinite(revenue)
     if not candidates.any():
         return np.zeros(n, dtype=bool)
     cents = np.where(np.isfinite(revenue), np.round(revenue * 100), 0).astype("int64")
+    before = np.concatenate([[0], np.cumsum(cents)])  # before[i]: the cents of the rows above row i
     totals = np.zeros(n, dtype=bool)
-    grand = grand_rows = sub = sub_rows = 0
-    for i in range(n):
-        if candidates[i] and cents[i] != 0 and (
-                (cents[i] == sub and sub_rows >= 2) or (cents[i] == grand and grand_rows >= 2)):
+    removed, count_removed, last = 0, 0, -1  # the totals found so far, and the latest one
+    for i in np.flatnonzero(candidates):  # a few rows: those that say total, and the last
+        grand, grand_rows = before[i] - removed, i - count_removed
+        sub, sub_rows = before[i] - before[last + 1], i - (last + 1)
+        if cents[i] != 0 and ((cents[i] == sub and sub_rows >= 2) or (cents[i] == grand and grand_rows >= 2)):
             totals[i] = True
-            sub = sub_rows = 0
-            continue
-        grand += int(cents[i])
-        sub += int(cents[i])
-        grand_rows += 1
-        sub_rows += 1
+            removed, count_removed, last = removed + int(cents[i]), count_removed + 1, i
     return totals
 
 

@@ -369,9 +369,15 @@ def _split_mark(value: str) -> tuple[str, str | None]:
 def _normalised(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Currency marks taken off (and returned: the mark of each value, or missing), (12.50) and
     12.50- made -12.50, spaces around the sign removed."""
-    split = [_split_mark(v) if isinstance(v, str) else (v, None) for v in text.str.strip()]
-    text = pd.Series([v for v, _ in split], index=text.index, dtype="string").str.strip()
-    marks = pd.Series([m for _, m in split], index=text.index, dtype="string")
+    text = text.str.strip()
+    marks = pd.Series(pd.NA, index=text.index, dtype="string")
+    # Only values with a letter or a symbol can carry a mark: the plain numbers skip the loop.
+    marked = text.str.contains(r"[A-Z" + _CURRENCY_SYMBOLS + r"]", regex=True, na=False)
+    if marked.any():
+        split = [_split_mark(v) for v in text[marked]]
+        text = text.copy()
+        text[marked] = pd.Series([v for v, _ in split], index=text.index[marked], dtype="string").str.strip()
+        marks[marked] = pd.Series([m for _, m in split], index=text.index[marked], dtype="string")
     text = text.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
     text = text.str.replace(r"^([^-+].*)-$", r"-\1", regex=True)
     return text.str.replace(r"^([-+])\s*", r"\1", regex=True), marks
