@@ -558,3 +558,19 @@ def test_a_decompression_bomb_is_refused_before_it_is_read(tmp_path, monkeypatch
                                                        for i in range(20_000)))
     tx = load_file_source(FileSource(path="ok.csv.gz", columns=SIMPLE), base_dir=tmp_path).transactions
     assert len(tx) == 20_000
+
+
+def test_excel_sep_line_names_the_delimiter(tmp_path):
+    # Excel's "sep=;" first line (here with a byte-order mark and Windows line ends)
+    (tmp_path / "t.csv").write_bytes("\ufeffsep=;\r\ncust;when;amount\r\na;2024-01-01;1,50\r\nb;2024-01-02\r\n"
+                                     "c;2024-01-03;x\r\n".encode("utf-8"))
+    data = load_file_source(FileSource(path="t.csv", columns=SIMPLE), base_dir=tmp_path)
+    assert data.transactions["revenue"].tolist() == [1.5]
+    notes = data.quality.notes
+    assert notes[0] == ("The file's first line 'sep=;' (written by Excel) names its delimiter ';': the file was "
+                        "read with it, from line 2.")
+    # rows keep their file lines: row 2 is line 4, after the sep and header lines
+    assert "1 row(s) have fewer fields than the header (first: row 2 (line 4 of the file))" in notes[1]
+    assert "non-numeric amount: 2 row(s) excluded; first at row 2 (line 4 of the file)" in notes[3]
+    message = error_for(tmp_path, FileSource(path="t.csv", columns=SIMPLE, delimiter=","))
+    assert "The file's first line, 'sep=;', says its delimiter is ';'; the config sets delimiter ','." in message

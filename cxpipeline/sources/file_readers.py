@@ -31,11 +31,12 @@ class FileInfo:
     """Where rows come from, for messages: the path and whether rows map to CSV lines or to
     the rows of one spreadsheet sheet; ``notes`` say how the file itself was read."""
 
-    def __init__(self, path: Path, is_csv: bool, sheet: str | None = None, header: bool = True):
+    def __init__(self, path: Path, is_csv: bool, sheet: str | None = None, header: bool = True, skip: int = 0):
         self.path = path
         self.is_csv = is_csv
         self.sheet = sheet  # the one sheet read (None: not a spreadsheet, or stacked sheets)
-        self.header_lines = 1 if header else 0  # lines before the first data line
+        self.skip = skip  # lines before the header (Excel's "sep=;")
+        self.header_lines = (1 if header else 0) + skip  # lines before the first data line
         self.notes: list[str] = []
         self.currency_marks: dict[str, str] = {}  # column -> the currency mark its amounts carry
 
@@ -213,7 +214,34 @@ def _check_expansion(path: Path) -> None:
         return
 
 
-def _read_csv(path: Path, source: FileSource, header: bool = True) -> pd.DataFrame:
+def _excel_separator(path: Path, source: FileSource) -> tuple[FileSource, int, str | None]:
+    """Excel writes ``sep=;`` as the first line of a CSV to name its delimiter. When the file has
+    one, the source with that delimiter, the one line to skip and a note; else ``source``, 0."""
+    if _OPENERS.get(path.suffix.lower()) or path.suffix.lower() in (".zip", ".zst"):
+        return source, 0, None
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(64)
+    except OSError:
+        return source, 0, None
+    match = re.fullmatch(rb"(?:\xef\xbb\xbf)?sep=(.)\r?\n?", first)
+    if not match:
+        return source, 0, None
+    declared = match.group(1).decode("latin-1")
+    if declared == "\t":
+        shown = "'\\t' (tab)"
+    else:
+        shown = repr(declared)
+    if "delimiter" in source.model_fields_set and source.delimiter != declared:
+        raise InputError(f"The file's first line, 'sep={declared}', says its delimiter is {shown}; the config "
+                         f"sets delimiter {source.delimiter!r}.", where=f"{path}, line 1",
+                         fix=f"Remove source.delimiter (the file's own line is used), or set it to {shown}.")
+    note = (f"The file's first line 'sep={declared}' (written by Excel) names its delimiter {shown}: "
+            "the file was read with it, from line 2.")
+    return source.model_copy(update={"delimiter": declared}), 1, note
+
+
+def _read_csv(path: Path, source: FileSource, header: bool = True, skip: int = 0) -> pd.DataFrame:
     _check_wide_encoding(path, source)
     _check_expansion(path)
     try:
@@ -222,7 +250,7 @@ def _read_csv(path: Path, source: FileSource, header: bool = True) -> pd.DataFra
         frame = pd.read_csv(
             path, sep=_separator(source), encoding=source.encoding, dtype=str,
             keep_default_na=False, na_values=[""], skipinitialspace=False,
-            header=0 if header else None,
+            header=0 if header else None, skiprows=skip,
         )
         if not header:
             frame.columns = numbered_columns(len(frame.columns))
@@ -279,7 +307,8 @@ class _NotDefaultEncoding(Exception):
         self.line = line
 
 
-def _read_csv_any_encoding(path: Path, source: FileSource, header: bool) -> tuple[pd.DataFrame, FileSource, str | None]:
+def _read_csv_any_encoding(path: Path, source: FileSource, header: bool,
+                           skip: int = 0) -> tuple[pd.DataFrame, FileSource, str | None]:
     """The CSV read in ``source.encoding``; when that is the default (UTF-8, not set in the
     config) and the file is not valid UTF-8, read as Windows-1252, what Excel on Windows writes
     (Latin-1 where a byte is undefined in it). Returns the frame, the source as read and a note
@@ -287,13 +316,13 @@ def _read_csv_any_encoding(path: Path, source: FileSource, header: bool) -> tupl
     a date, and every byte still maps to one character, so customer ids stay apart. An encoding
     set in the config is used as set: a file not in it is an error."""
     try:
-        return _read_csv(path, source, header), source, None
+        return _read_csv(path, source, header, skip), source, None
     except _NotDefaultEncoding as exc:
         where = f" (first at line {exc.line})" if exc.line and not _OPENERS.get(path.suffix.lower()) else ""
     for fallback, name in (("cp1252", "Windows-1252"), ("latin-1", "Latin-1")):
         chosen = source.model_copy(update={"encoding": fallback})  # now set: a failure is an error
         try:
-            frame = _read_csv(path, chosen, header)
+            frame = _read_csv(path, chosen, header, skip)
         except InputError:
             if fallback == "latin-1":
                 raise
@@ -351,6 +380,7 @@ def _check_duplicate_header(frame: pd.DataFrame, info: FileInfo, source: FileSou
     if info.is_csv:
         try:
             header = pd.read_csv(info.path, sep=_separator(source), encoding=source.encoding, header=None,
+                                 skiprows=info.skip,
                                  nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
         except (ValueError, OSError, IndexError):  # already read once: nothing new to report
             return
@@ -379,9 +409,10 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
         frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
         _check_duplicate_header(frame, info, source)
         return frame, info
-    encoding_note = None
+    encoding_note, skip, sep_note = None, 0, None
     if kind == "csv":
-        frame, source, encoding_note = _read_csv_any_encoding(path, source, header)
+        source, skip, sep_note = _excel_separator(path, source)
+        frame, source, encoding_note = _read_csv_any_encoding(path, source, header, skip)
     else:
         frame = _read_parquet(path)
     if kind == "csv" and not isinstance(frame.index, pd.RangeIndex):
@@ -390,18 +421,17 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
         raise InputError(
             "The first data line has more fields than the header, so every column would be "
             "shifted by one.",
-            where=f"{path}, line 2",
+            where=f"{path}, line {2 + skip}",
             fix="Remove the extra field (or add the missing header name); a field that contains "
                 f"the delimiter {source.delimiter!r} must be in double quotes.",
         )
     # Header cells often carry stray spaces or a byte-order mark.
     frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
-    info = FileInfo(path, kind == "csv", header=header)
-    if encoding_note:
-        info.notes.append(encoding_note)
+    info = FileInfo(path, kind == "csv", header=header, skip=skip)
+    info.notes.extend(note for note in (sep_note, encoding_note) if note)
     _check_duplicate_header(frame, info, source)
     if kind == "csv":
-        short = _short_rows(path, source, frame, header)
+        short = _short_rows(path, source, frame, header, skip)
         if short:
             info.notes.append(
                 f"{len(short)} row(s) have fewer fields than the header (first: {info.row(short[0])}); "
@@ -409,7 +439,8 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
     return frame, info
 
 
-def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame, header: bool = True) -> list[int]:
+def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame, header: bool = True,
+                skip: int = 0) -> list[int]:
     """Data rows with fewer fields than the header (pandas fills them in silently).
 
     Only looked for when the last column has empty cells, since a short row leaves it empty.
@@ -423,7 +454,7 @@ def _short_rows(path: Path, source: FileSource, frame: pd.DataFrame, header: boo
     with path.open(newline="", encoding=source.encoding, errors="replace") as handle:
         rows = ((line.split() for line in handle) if source.delimiter == WHITESPACE
                 else csv.reader(handle, delimiter=source.delimiter))
-        if header:
+        for _ in range(skip + (1 if header else 0)):
             next(rows, None)
         position = 0
         for fields in rows:
