@@ -528,3 +528,16 @@ def test_a_row_that_only_adds_up_is_not_taken_for_a_total(tmp_path):
     # and a last row that says total but does not add up is not left out: its 'Total' is then a date
     write(tmp_path, "cust,when,amount\na,2024-01-05,10.00\nb,2024-01-06,20.00\nc,2024-01-07,5.00\n,Total,99.00\n")
     assert "first: 'Total'" in error_for(tmp_path)
+
+
+def test_spreadsheet_day_numbers(tmp_path):
+    # a date column exported from a spreadsheet in "General" format: 45292 = 1 January 2024
+    write(tmp_path, "cust,when,amount\na,45292,10\nb,45293.5,5\nc,45474,7\n")
+    data = load(tmp_path)
+    assert data.transactions["ordered_at"].tolist() == [
+        pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-02 12:00"), pd.Timestamp("2024-07-01")]
+    assert ("column 'when': dates read as spreadsheet day numbers (days since 30 December 1899): "
+            "45293.5 = 2 January 2024.") in data.quality.notes
+    # outside 1990-2099 they are no dates: an id-like column is not read as one
+    write(tmp_path, "cust,when,amount\na,12345,10\nb,99999,5\n")
+    assert "cannot be read in any one known format" in error_for(tmp_path)

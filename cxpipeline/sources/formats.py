@@ -89,6 +89,7 @@ class _Family:
     formats: tuple[str, ...]
     iso: bool = False  # first try pandas' ISO 8601 parser (zones, 'T', fractions)
     unix: bool = False  # whole seconds (10 digits) or milliseconds (13) since 1970-01-01 UTC
+    serial: bool = False  # spreadsheet day numbers (days since 1899-12-30), with a time as a fraction
 
 
 #: The candidate conventions, in the order they are preferred when they agree on every value.
@@ -105,6 +106,9 @@ DATE_FAMILIES: tuple[_Family, ...] = (
     # Database and API exports (Stripe, event logs) write instants as Unix time; 10 or 13 digits
     # cannot be mistaken for yyyymmdd (8).
     _Family("Unix time (seconds since 1970, UTC)", (), unix=True),
+    # A date column that a spreadsheet exported in "General" format: 45292 is 1 January 2024.
+    # Five-digit day numbers from 32874 (1990) to 73050 (2099) only.
+    _Family("spreadsheet day numbers (days since 30 December 1899)", (), serial=True),
 )
 
 # A time followed by a zone (Z, UTC, +01:00, -0500, +01): the string is time-zone aware.
@@ -158,6 +162,14 @@ def _read_family(text: pd.Series, family: _Family) -> tuple[pd.Series, np.ndarra
     result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us]")
     aware = np.zeros(len(text), dtype=bool)
     pending = np.ones(len(text), dtype=bool)
+    if family.serial:
+        shaped = text.str.fullmatch(r"[3-7]\d{4}(?:\.\d+)?", na=False).to_numpy(dtype=bool)
+        if shaped.any():
+            days = pd.to_numeric(text[shaped], errors="coerce").to_numpy(dtype="float64")
+            ok = (days >= 32874) & (days < 73051)
+            stamps = pd.Timestamp("1899-12-30") + pd.to_timedelta(np.round(days[ok] * 86400), unit="s")
+            result.iloc[np.flatnonzero(shaped)[ok]] = pd.Series(stamps).astype("datetime64[us]").to_numpy()
+        return result, aware
     if family.unix:
         for digits, unit in ((10, "s"), (13, "ms")):
             shaped = text.str.fullmatch(rf"\d{{{digits}}}", na=False).to_numpy(dtype=bool)
