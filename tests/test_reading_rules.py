@@ -541,3 +541,35 @@ def test_spreadsheet_day_numbers(tmp_path):
     # outside 1990-2099 they are no dates: an id-like column is not read as one
     write(tmp_path, "cust,when,amount\na,12345,10\nb,99999,5\n")
     assert "cannot be read in any one known format" in error_for(tmp_path)
+
+
+# --- a report's title above its header --------------------------------------------------------------
+
+
+def test_title_lines_above_the_header_of_a_csv(tmp_path):
+    write(tmp_path, "Sales report Q3 2024\nExported 2024-10-01 by finance\n\ncust,when,amount\n"
+                    "a,2024-01-01,10\nb,2024-01-02,x\nc,2024-01-03,7\n")
+    data = load(tmp_path)
+    assert data.transactions["revenue"].tolist() == [10.0, 7.0]
+    assert data.quality.notes[0] == ("The header is on line 4: the 3 line(s) above it (a report's title) "
+                                     "were skipped.")
+    assert any("first at row 2 (line 6 of the file)" in n for n in data.quality.notes)
+    # no line names every mapped column: the first line is the header, and the error says what is missing
+    write(tmp_path, "customer,when,amount\na,2024-01-01,10\n")
+    assert "columns.customer_id: 'cust'" in error_for(tmp_path)
+
+
+def test_title_rows_above_the_header_of_a_sheet(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Report"
+    for row in (["Sales report Q3 2024"], [], ["cust", "when", "amount"], ["a", "2024-01-01", 10],
+                ["b", "2024-01-02", "x"]):
+        sheet.append(row)
+    book.save(tmp_path / "t.xlsx")
+    data = load(tmp_path, path="t.xlsx")
+    assert data.transactions["revenue"].tolist() == [10.0]
+    assert data.quality.notes[0] == "Sheet 'Report': the 2 row(s) above the header (a report's title) were skipped."
+    assert any("first at row 2 (row 5 of sheet 'Report')" in n for n in data.quality.notes)

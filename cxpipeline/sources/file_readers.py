@@ -116,10 +116,14 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str,
                              fix="Set source.sheet to one of " + ", ".join(repr(n) for n in names) + ".")
         else:
             chosen = [wanted]
-    frames = []
+    frames, titles = [], []
     for name in chosen:
         rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=True)
-        rows = [row for row in rows if any(cell not in ("", None) for cell in row)]
+        # A report's title rows (and blank rows) above the header are counted as the sheet has them.
+        title = header_index(rows, mapped_names(source, role)) if header else 0
+        if title:
+            titles.append((name, title))
+        rows = [row for row in rows[title:] if any(cell not in ("", None) for cell in row)]
         if not rows:
             if len(chosen) > 1:
                 continue  # an empty sheet among several adds nothing
@@ -146,7 +150,10 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str,
     # Empty cells are missing, as in CSV; numbers, dates and text keep the types the reader gave.
     # (calamine gives "" for an empty cell; cells of spaces are stripped to empty later, as in CSV.)
     frame = frame.replace("", None).infer_objects()
-    info = FileInfo(path, is_csv=False, sheet=first_name if len(frames) == 1 else None, header=header)
+    info = FileInfo(path, is_csv=False, sheet=first_name if len(frames) == 1 else None, header=header,
+                    skip=titles[0][1] if titles and len(frames) == 1 else 0)
+    info.notes.extend(f"Sheet {name!r}: the {count} row(s) above the header (a report's title) were skipped."
+                      for name, count in titles)
     if len(frames) > 1:
         info.notes.append(f"{len(frames)} sheets stacked ({', '.join(repr(n) for n, _ in frames)}): "
                           f"{len(frame)} rows.")
@@ -212,6 +219,49 @@ def _check_expansion(path: Path) -> None:
                         fix="Check where the file came from; export the data again, uncompressed or as Parquet.")
     except (OSError, EOFError, ValueError):  # not really compressed, or truncated: pandas says so
         return
+
+
+#: How far down a report's title lines may push its header.
+MAX_TITLE_LINES = 20
+
+
+def mapped_names(source: FileSource, role: str) -> set[str]:
+    """The column names the config maps in the ``role`` file (transactions or customers)."""
+    if role == "transactions":
+        return {c for c in source.columns.model_dump().values() if c} | set(source.segment_columns.values())
+    return set(source.customer_columns.values())
+
+
+def header_index(rows, needed: set[str]) -> int:
+    """Index of the first of the first :data:`MAX_TITLE_LINES` rows that names every mapped
+    column: reports put a title, a date or a blank line above their header. 0 when the first row
+    does, or when none does (the first row is then the header, and the missing columns are
+    reported as such)."""
+    if not needed:
+        return 0
+    for index, row in enumerate(rows):
+        if index >= MAX_TITLE_LINES:
+            break
+        if needed <= {str(cell).strip().lstrip("\ufeff").strip() for cell in row if cell is not None}:
+            return index
+    return 0
+
+
+def _title_lines(path: Path, source: FileSource, role: str, skip: int) -> int:
+    """Lines of a CSV's title above its header (after ``skip`` lines), see :func:`header_index`."""
+    import csv
+    import itertools
+
+    if _OPENERS.get(path.suffix.lower()) or path.suffix.lower() in (".zip", ".zst"):
+        return 0
+    try:
+        with path.open(newline="", encoding=source.encoding, errors="replace") as handle:
+            lines = itertools.islice(handle, skip, skip + MAX_TITLE_LINES)
+            rows = ((line.split() for line in lines) if source.delimiter == WHITESPACE
+                    else csv.reader(lines, delimiter=source.delimiter))
+            return header_index(rows, mapped_names(source, role))
+    except (OSError, csv.Error, LookupError, ValueError):  # UnicodeError is a ValueError
+        return 0  # read (and reported) by _read_csv
 
 
 def _excel_separator(path: Path, source: FileSource) -> tuple[FileSource, int, str | None]:
@@ -409,9 +459,14 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
         frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
         _check_duplicate_header(frame, info, source)
         return frame, info
-    encoding_note, skip, sep_note = None, 0, None
+    encoding_note, skip, sep_note, title_note = None, 0, None, None
     if kind == "csv":
         source, skip, sep_note = _excel_separator(path, source)
+        title = _title_lines(path, source, role, skip) if header else 0
+        if title:
+            title_note = (f"The header is on line {skip + title + 1}: the {title} line(s) above it (a report's "
+                          "title) were skipped.")
+            skip += title
         frame, source, encoding_note = _read_csv_any_encoding(path, source, header, skip)
     else:
         frame = _read_parquet(path)
@@ -428,7 +483,7 @@ def read_frame(path: Path, source: FileSource, role: str) -> tuple[pd.DataFrame,
     # Header cells often carry stray spaces or a byte-order mark.
     frame.columns = [str(c).strip().lstrip("\ufeff").strip() for c in frame.columns]
     info = FileInfo(path, kind == "csv", header=header, skip=skip)
-    info.notes.extend(note for note in (sep_note, encoding_note) if note)
+    info.notes.extend(note for note in (sep_note, title_note, encoding_note) if note)
     _check_duplicate_header(frame, info, source)
     if kind == "csv":
         short = _short_rows(path, source, frame, header, skip)
