@@ -484,16 +484,30 @@ def test_currency_mark_matches():
     ]] == [True, True, False, True, False, True, True, False, True, True, False, True]
 
 
-def test_unix_time_in_seconds_or_milliseconds(tmp_path):
+NUMBER_DATES = {
     # 2024-01-01 00:00 UTC, 2024-01-02 00:00 UTC, 2024-07-01 00:00 UTC (in ms): London is UTC+1 in July
-    write(tmp_path, "cust,when,amount\na,1704067200,10\nb,1704153600,5\nc,1719792000000,7\n")
-    data = load(tmp_path, timezone="Europe/London")
-    assert data.transactions["ordered_at"].tolist() == [
-        pd.Timestamp("2024-01-01 00:00"), pd.Timestamp("2024-01-02 00:00"), pd.Timestamp("2024-07-01 01:00")]
-    assert ("column 'when': dates read as Unix time (seconds since 1970, UTC): 1704153600 = 2 January 2024 "
-            "00:00 UTC.") in data.quality.notes
-    # an 8-digit value is yyyymmdd, never seconds: a column mixing both reads in no one convention
-    write(tmp_path, "cust,when,amount\na,1704067200,10\nb,20240102,5\n")
+    "unix time": ("a,1704067200,10\nb,1704153600,5\nc,1719792000000,7\n", {"timezone": "Europe/London"},
+                  ["2024-01-01 00:00", "2024-01-02 00:00", "2024-07-01 01:00"],
+                  "Unix time (seconds since 1970, UTC): 1704153600 = 2 January 2024 00:00 UTC",
+                  # an 8-digit value is yyyymmdd, never seconds: mixed, they read in no one convention
+                  "a,1704067200,10\nb,20240102,5\n"),
+    # a date column exported from a spreadsheet in "General" format: 45292 = 1 January 2024
+    "spreadsheet day numbers": ("a,45292,10\nb,45293.5,5\nc,45474,7\n", {},
+                                ["2024-01-01 00:00", "2024-01-02 12:00", "2024-07-01 00:00"],
+                                "spreadsheet day numbers (days since 30 December 1899): 45293.5 = 2 January 2024",
+                                # outside 1990-2099 they are no dates: an id-like column is not read as one
+                                "a,12345,10\nb,99999,5\n"),
+}
+
+
+@pytest.mark.parametrize("case", NUMBER_DATES)
+def test_dates_written_as_numbers(tmp_path, case):
+    text, settings, expected, reading, not_dates = NUMBER_DATES[case]
+    write(tmp_path, "cust,when,amount\n" + text)
+    data = load(tmp_path, **settings)
+    assert data.transactions["ordered_at"].tolist() == [pd.Timestamp(t) for t in expected]
+    assert f"column 'when': dates read as {reading}." in data.quality.notes
+    write(tmp_path, "cust,when,amount\n" + not_dates)
     assert "cannot be read in any one known format" in error_for(tmp_path)
 
 
@@ -528,19 +542,6 @@ def test_a_row_that_only_adds_up_is_not_taken_for_a_total(tmp_path):
     # and a last row that says total but does not add up is not left out: its 'Total' is then a date
     write(tmp_path, "cust,when,amount\na,2024-01-05,10.00\nb,2024-01-06,20.00\nc,2024-01-07,5.00\n,Total,99.00\n")
     assert "first: 'Total'" in error_for(tmp_path)
-
-
-def test_spreadsheet_day_numbers(tmp_path):
-    # a date column exported from a spreadsheet in "General" format: 45292 = 1 January 2024
-    write(tmp_path, "cust,when,amount\na,45292,10\nb,45293.5,5\nc,45474,7\n")
-    data = load(tmp_path)
-    assert data.transactions["ordered_at"].tolist() == [
-        pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-02 12:00"), pd.Timestamp("2024-07-01")]
-    assert ("column 'when': dates read as spreadsheet day numbers (days since 30 December 1899): "
-            "45293.5 = 2 January 2024.") in data.quality.notes
-    # outside 1990-2099 they are no dates: an id-like column is not read as one
-    write(tmp_path, "cust,when,amount\na,12345,10\nb,99999,5\n")
-    assert "cannot be read in any one known format" in error_for(tmp_path)
 
 
 # --- a report's title above its header --------------------------------------------------------------
