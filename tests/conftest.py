@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -70,6 +71,29 @@ def scratch_database(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+#: The data_quality.json keys two engines must agree on (the source and fingerprint differ).
+SAME_DQ_KEYS = ("rows_in", "rows_used", "rows_excluded", "revenue_in", "revenue_used", "revenue_excluded",
+                "excluded_by_reason", "first_ordered_at", "last_ordered_at", "count_customers", "count_panel_rows",
+                "tie_out")
+
+
+def assert_same_artifacts(a: Path, b: Path, *, required: tuple[str, ...] = ()) -> None:
+    """Two artifact folders of one period hold the same tables, frame for frame, and agree on
+    the accounting of data_quality.json (:data:`SAME_DQ_KEYS`); ``required`` tables must be there."""
+    import pandas as pd
+
+    from cxpipeline.artifacts import read_json, read_table
+
+    names = sorted(p.stem for p in a.glob("*.parquet"))
+    assert set(required) <= set(names)
+    assert names == sorted(p.stem for p in b.glob("*.parquet"))
+    for name in names:
+        pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), obj=f"{a.name} {name}")
+    dq_a, dq_b = read_json(a / "data_quality.json"), read_json(b / "data_quality.json")
+    for key in SAME_DQ_KEYS:
+        assert dq_a[key] == dq_b[key], key
 
 
 @pytest.fixture(scope="module")

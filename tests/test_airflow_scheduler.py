@@ -99,6 +99,17 @@ def _wait(what: str, check, timeout: float, processes: subprocess.Popen, logs: P
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{_tail(logs)}")
 
 
+def _finished_run(run_url: str, token: str, what: str, processes: subprocess.Popen,
+                  logs: Path) -> tuple[str, list[dict]]:
+    """Wait (up to 420 s) for a DAG run to succeed or fail; its state and task instances."""
+    def finished():
+        state = _request("GET", run_url, token=token)[1]["state"]
+        return state if state in ("success", "failed") else None
+
+    state = _wait(what, finished, 420, processes, logs)
+    return state, _request("GET", f"{run_url}/taskInstances?limit=100", token=token)[1]["task_instances"]
+
+
 def _tail(path: Path, chars: int = 6000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
@@ -210,12 +221,7 @@ def test_rest_triggered_run_for_a_past_quarter_delivers_the_pack(airflow_stack):
     assert status == 200, run
     run_url = f"{url}/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}"
 
-    def finished():
-        state = _request("GET", run_url, token=token)[1]["state"]
-        return state if state in ("success", "failed") else None
-
-    state = _wait("the run to finish", finished, 420, procs, logs)
-    tasks = _request("GET", f"{run_url}/taskInstances", token=token)[1]["task_instances"]
+    state, tasks = _finished_run(run_url, token, "the run to finish", procs, logs)
     assert state == "success", {t["task_id"]: t["state"] for t in tasks}
     assert {t["task_id"]: t["state"] for t in tasks} == {name: "success" for name in TASKS}
 
@@ -363,12 +369,7 @@ def test_weekly_run_maps_one_unit_pack_per_region(airflow_stack):
     assert status == 200, run
     run_url = f"{dag_url}/dagRuns/{run['dag_run_id']}"
 
-    def finished():
-        state = _request("GET", run_url, token=token)[1]["state"]
-        return state if state in ("success", "failed") else None
-
-    state = _wait("the weekly run to finish", finished, 420, procs, logs)
-    tis = _request("GET", f"{run_url}/taskInstances?limit=100", token=token)[1]["task_instances"]
+    state, tis = _finished_run(run_url, token, "the weekly run to finish", procs, logs)
     assert state == "success", sorted((t["task_id"], t["map_index"], t["state"]) for t in tis)
     mapped = sorted((t["rendered_map_index"], t["state"]) for t in tis if t["task_id"] == "unit.pack")
     assert mapped == [(region, "success") for region in ["East", "International", "North", "South", "West"]]

@@ -13,6 +13,7 @@ from cxpipeline.sources import pushdown_kind
 from cxpipeline.sources.parquet import parquet_fast_path
 from cxpipeline.sources import load_source
 from cxpipeline.sources.demo import generate_demo
+from tests.conftest import assert_same_artifacts
 
 PERIOD = parse_period("2026-Q2")
 IDENTITY = {c: c for c in ("order_id", "customer_id", "ordered_at", "revenue", "cost", "cost_to_serve",
@@ -116,15 +117,7 @@ def _compare_extracts(config_fast, config_slow, period, root) -> None:
     for config in (config_fast, config_slow):
         pipeline.compute_metrics(config, period, root)
     a, b = root / config_fast.pack_id / period.label, root / config_slow.pack_id / period.label
-    names = sorted(p.stem for p in b.glob("*.parquet"))
-    assert names == sorted(p.stem for p in a.glob("*.parquet"))
-    for name in names:
-        pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), obj=name)
-    dq_fast, dq_slow = read_json(a / "data_quality.json"), read_json(b / "data_quality.json")
-    for key in ("rows_in", "rows_used", "rows_excluded", "revenue_in", "revenue_used", "revenue_excluded",
-                "excluded_by_reason", "first_ordered_at", "last_ordered_at", "count_customers", "count_panel_rows",
-                "tie_out"):
-        assert dq_fast[key] == dq_slow[key], key
+    assert_same_artifacts(a, b)
     assert not list(a.glob(".extract-*")), "the staging folder is removed"
 
 

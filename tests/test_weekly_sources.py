@@ -21,7 +21,7 @@ from cxpipeline.config import config_from_dict
 from cxpipeline.periods import parse_period
 from cxpipeline.sources import load_source, pushdown_kind
 from cxpipeline.sources.demo import generate_demo
-from tests.conftest import scratch_database
+from tests.conftest import assert_same_artifacts, scratch_database
 
 END = "2027-01-17"
 DEMO = {"customers": 500, "years": 2, "seed": 13}
@@ -83,15 +83,7 @@ def _pandas_extract(config, period, root):
     return root / config.pack_id / period.label
 
 
-def _assert_same_tables(a, b, *, same_dq_keys) -> None:
-    names = sorted(p.stem for p in a.glob("*.parquet"))
-    assert {"panel", "panel_monthly", "cadence", "customers"} <= set(names)
-    assert names == sorted(p.stem for p in b.glob("*.parquet"))
-    for name in names:
-        pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), obj=f"{a.name} {name}")
-    dq_a, dq_b = read_json(a / "data_quality.json"), read_json(b / "data_quality.json")
-    for key in same_dq_keys:
-        assert dq_a[key] == dq_b[key], key
+REQUIRED = ("panel", "panel_monthly", "cadence", "customers")
 
 
 def _edges_in_panel(folder, period) -> None:
@@ -118,11 +110,6 @@ def _frames_without_edges() -> dict:
     return out
 
 
-DQ_KEYS = ("rows_in", "rows_used", "rows_excluded", "revenue_in", "revenue_used", "revenue_excluded",
-           "excluded_by_reason", "first_ordered_at", "last_ordered_at", "count_customers", "count_panel_rows",
-           "tie_out")
-
-
 @pytest.mark.parametrize("comparison", ["previous", "year_ago"])
 @pytest.mark.parametrize("week", WEEKS)
 def test_weekly_parquet_pushdown_equals_the_pandas_file_source(files, tmp_path, week, comparison):
@@ -132,10 +119,10 @@ def test_weekly_parquet_pushdown_equals_the_pandas_file_source(files, tmp_path, 
     pipeline.extract(fast, period, tmp_path)
     reference = _pandas_extract(slow, period, tmp_path)
     _edges_in_panel(reference, period)
-    _assert_same_tables(tmp_path / "fast" / week, reference, same_dq_keys=DQ_KEYS)
+    assert_same_artifacts(tmp_path / "fast" / week, reference, required=REQUIRED)
     for config in (fast, slow):  # and the metric tables computed from them
         pipeline.compute_metrics(config, period, tmp_path)
-    _assert_same_tables(tmp_path / "fast" / week, reference, same_dq_keys=DQ_KEYS)
+    assert_same_artifacts(tmp_path / "fast" / week, reference, required=REQUIRED)
 
 
 # --- the SQL source on the local PostgreSQL ------------------------------------------------------
@@ -175,10 +162,10 @@ def test_weekly_sql_source_equals_the_pandas_file_source(database, files, tmp_pa
     pipeline.extract(warehouse, period, tmp_path)
     reference = _pandas_extract(_file_config(files, "file", comparison), period, tmp_path)
     _edges_in_panel(reference, period)
-    _assert_same_tables(tmp_path / "sql" / week, reference, same_dq_keys=DQ_KEYS)
+    assert_same_artifacts(tmp_path / "sql" / week, reference, required=REQUIRED)
     for pack_id in ("sql", "file"):
         config = warehouse if pack_id == "sql" else _file_config(files, "file", comparison)
         pipeline.compute_metrics(config, period, tmp_path)
-    _assert_same_tables(tmp_path / "sql" / week, reference, same_dq_keys=DQ_KEYS)
+    assert_same_artifacts(tmp_path / "sql" / week, reference, required=REQUIRED)
     assert read_json(tmp_path / "sql" / week / "metrics.json")["headline"] == \
         read_json(reference / "metrics.json")["headline"]
