@@ -195,6 +195,11 @@ BOMB_MIN_BYTES = 256 * 1024 * 1024
 _OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 
 
+def _is_compressed(path: Path) -> bool:
+    """A CSV pandas decompresses (by its suffix): its lines cannot be read from the raw bytes."""
+    return path.suffix.lower() in (*_OPENERS, ".zip", ".zst")
+
+
 def _check_expansion(path: Path) -> None:
     """Refuse a decompression bomb: a compressed CSV that inflates more than
     :data:`MAX_EXPANSION` times its size (and past :data:`BOMB_MIN_BYTES`). Read in chunks, so
@@ -252,7 +257,7 @@ def _title_lines(path: Path, source: FileSource, role: str, skip: int) -> int:
     import csv
     import itertools
 
-    if _OPENERS.get(path.suffix.lower()) or path.suffix.lower() in (".zip", ".zst"):
+    if _is_compressed(path):
         return 0
     try:
         with path.open(newline="", encoding=source.encoding, errors="replace") as handle:
@@ -267,7 +272,7 @@ def _title_lines(path: Path, source: FileSource, role: str, skip: int) -> int:
 def _excel_separator(path: Path, source: FileSource) -> tuple[FileSource, int, str | None]:
     """Excel writes ``sep=;`` as the first line of a CSV to name its delimiter. When the file has
     one, the source with that delimiter, the one line to skip and a note; else ``source``, 0."""
-    if _OPENERS.get(path.suffix.lower()) or path.suffix.lower() in (".zip", ".zst"):
+    if _is_compressed(path):
         return source, 0, None
     try:
         with path.open("rb") as handle:
@@ -368,7 +373,7 @@ def _read_csv_any_encoding(path: Path, source: FileSource, header: bool,
     try:
         return _read_csv(path, source, header, skip), source, None
     except _NotDefaultEncoding as exc:
-        where = f" (first at line {exc.line})" if exc.line and not _OPENERS.get(path.suffix.lower()) else ""
+        where = f" (first at line {exc.line})" if exc.line and not _is_compressed(path) else ""
     for fallback, name in (("cp1252", "Windows-1252"), ("latin-1", "Latin-1")):
         chosen = source.model_copy(update={"encoding": fallback})  # now set: a failure is an error
         try:

@@ -393,7 +393,8 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
     order_id = _order_ids(raw, source, notes)
     is_return = _mark_returns(amounts, order_id, raw, source, info, notes)
     quality = Exclusions.start(n, amounts.revenue)
-    totals = total_rows(raw, amounts.revenue, cols.customer_id)
+    ids = customer_ids(raw[cols.customer_id])
+    totals = total_rows(raw, amounts.revenue, ids)
     # A total row's date cell ("Total", or empty) is no date: it must not weigh in the decision
     # of the column's date format.
     dates = _order_dates(raw.assign(**{cols.ordered_at: raw[cols.ordered_at].where(~totals)}) if totals.any() else raw,
@@ -402,7 +403,7 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
 
     work = pd.DataFrame({
         "order_id": order_id.astype("string"),
-        "customer_id": customer_ids(raw[cols.customer_id]),
+        "customer_id": ids,
         "ordered_at": dates.values,
         "revenue": amounts.revenue,
         "cost": amounts.cost,
@@ -470,18 +471,18 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
 _TOTAL_WORD = r"(?i)\b(?:sub-?|grand[ -]?)?totals?\b"
 
 
-def total_rows(raw: pd.DataFrame, revenue: np.ndarray, customer_column: str) -> np.ndarray:
+def total_rows(raw: pd.DataFrame, revenue: np.ndarray, customer: pd.Series) -> np.ndarray:
     """Rows that are a report's totals, not sales: the customer cell empty or saying "total",
     some cell saying "total" (Total, Subtotal, Grand total) or the row the last of the file,
     and the amount equal, to the cent, to the sum of at least two rows above it: those since the
     previous total row (a subtotal) or all of them (a grand total).
 
     Finance exports often end with such a row; read as a sale it would double the file's revenue.
+    ``customer`` is the file's customer ids as read (:func:`customer_ids`: missing where empty).
     """
     n = len(raw)
     if n < 3:
         return np.zeros(n, dtype=bool)
-    customer = as_text(raw[customer_column])
     no_customer = (customer.isna() | customer.str.contains(_TOTAL_WORD, regex=True, na=False)).to_numpy(dtype=bool)
     if not no_customer.any():
         return np.zeros(n, dtype=bool)
