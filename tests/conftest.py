@@ -115,7 +115,7 @@ INTEGRATION_MODULES = {
     "test_object_storage", "test_outbound", "test_pushdown", "test_report",
     "test_report_model_pages", "test_report_security", "test_security", "test_sql_source", "test_units",
     "test_email", "test_board_edition", "test_trend_report", "test_spark_source", "test_published_links",
-    "test_weekly_sources", "test_public_exports",
+    "test_weekly_sources", "test_public_exports", "test_adbc_source",
 }
 
 

@@ -104,7 +104,7 @@ def test_spark_connect_results_stream_to_parquet_batch_by_batch(spark, demo_file
     from cxpipeline.sources import spark as spark_source
 
     streamed: list[int] = []
-    real = spark_source._write
+    real = spark_source.write_arrow_stream
 
     def counting(tables, target, dtypes):
         def each():
@@ -115,7 +115,7 @@ def test_spark_connect_results_stream_to_parquet_batch_by_batch(spark, demo_file
 
         return real(each(), target, dtypes)
 
-    monkeypatch.setattr(spark_source, "_write", counting)
+    monkeypatch.setattr(spark_source, "write_arrow_stream", counting)
     config, duck = _spark_config(demo_files, pack_id="streamed", remote=spark), _duckdb_config(demo_files, "duck")
     for c in (config, duck):
         pipeline.extract(c, PERIOD, tmp_path)

@@ -57,6 +57,7 @@ __all__ = [
     "no_usable_rows",
     "file_digest",
     "pandas_arrow_schema",
+    "write_arrow_stream",
 ]
 
 AFTER_PERIOD = "after the reporting period"
@@ -413,6 +414,28 @@ def pandas_arrow_schema(dtypes: dict[str, str]):
 
     empty = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
     return pa.Schema.from_pandas(empty, preserve_index=False)
+
+
+def write_arrow_stream(chunks, target: Path, dtypes: dict[str, str]) -> int:
+    """Write Arrow record batches or tables, as a driver streams them, to one Parquet file with
+    the schema ``DataFrame.to_parquet`` writes for ``dtypes``; one chunk is held at a time.
+
+    Each column is cast to its artifact type (a warehouse's ``large_string``, ``decimal`` or
+    ``int32`` becomes what the pandas path writes). Returns the number of rows.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pandas_arrow_schema(dtypes)
+    rows = 0
+    with pq.ParquetWriter(target, schema) as writer:
+        for chunk in chunks:
+            batches = chunk.to_batches(max_chunksize=1 << 18) if isinstance(chunk, pa.Table) else [chunk]
+            for batch in batches:
+                columns = [batch.column(field.name).cast(field.type) for field in schema]
+                writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))
+                rows += batch.num_rows
+    return rows
 
 
 def no_usable_rows(period: Period, description: str, quality: Exclusions, first) -> InputError:

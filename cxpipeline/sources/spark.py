@@ -36,7 +36,7 @@ from cxpipeline.sources.aggregate import (
     PanelExtract,
     RowRules,
     extract_aggregates,
-    pandas_arrow_schema,
+    write_arrow_stream,
 )
 from cxpipeline.sources.base import expand_env
 from cxpipeline.sources.dialects import render
@@ -194,18 +194,6 @@ def _frame(table) -> pd.DataFrame:
     return frame
 
 
-def _write(tables, target: Path, dtypes: dict[str, str]) -> int:
-    """Write a stream of Arrow tables (:func:`_arrow_stream`) to one Parquet file; returns the rows."""
-    import pyarrow.parquet as pq
-
-    schema = pandas_arrow_schema(dtypes)
-    rows = 0
-    with pq.ParquetWriter(target, schema) as writer:
-        for table in tables:
-            for batch in table.select(schema.names).to_batches(max_chunksize=1 << 18):
-                writer.write_batch(batch.cast(schema))
-            rows += table.num_rows
-    return rows
 
 
 def _source_view(session, source: SparkSource, base_dir: str | Path, segments: list[str]) -> tuple[str, list[str]]:
@@ -326,7 +314,7 @@ def extract_spark(
                 out = {}
                 for sql, name, dtypes in jobs:
                     target = Path(stage_dir) / f"{name}.parquet"
-                    out[name] = (target, _write(_arrow_stream(session, sql), target, dtypes))
+                    out[name] = (target, write_arrow_stream(_arrow_stream(session, sql), target, dtypes))
                 return out
 
         result = extract_aggregates(query, view, period=period, comparison=comparison, segment_columns=present,

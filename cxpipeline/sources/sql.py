@@ -1,4 +1,5 @@
-"""SQL source: a warehouse table (PostgreSQL tested; any SQLAlchemy URL speaking this SQL).
+"""SQL source: a warehouse table (PostgreSQL tested; Snowflake, BigQuery and DuckDB files through
+their ADBC drivers in :mod:`cxpipeline.sources.adbc`; Trino through SQLAlchemy).
 
 One module of ~550 lines on purpose: the connection, the shared snapshot and the three ways
 results come back (ADBC Arrow, COPY, cursor chunks) are one consistency story.
@@ -43,7 +44,8 @@ from cxpipeline.schema import (
     validate_customers,
     validate_transactions,
 )
-from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, quoted
+from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, quoted, write_arrow_stream
+from cxpipeline.sources.adbc import adbc_driver, adbc_session
 from cxpipeline.sources.base import SourceData, expand_env
 from cxpipeline.sources.dialects import ENGINES, render
 
@@ -55,6 +57,8 @@ __all__ = [
     "resolve_url",
     "with_url",
     "sqlalchemy_url",
+    "canonical_relation",
+    "customer_frame",
     "redact",
     "snapshot",
     "iter_query_chunks",
@@ -278,14 +282,7 @@ def _adbc_to_parquet(url: str, snapshot_id: str, sql: str, target: Path, dtypes:
     :data:`WORK_MEM`. No row becomes a Python object: batches go from the driver to the file.
     """
     import adbc_driver_postgresql.dbapi as adbc
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from cxpipeline.sources.aggregate import pandas_arrow_schema as _pandas_schema
-
-    schema = _pandas_schema(dtypes)
-    types = {f.name: pa.string() if pa.types.is_large_string(f.type) else f.type for f in schema}
-    rows = 0
     try:
         with adbc.connect(_libpq_url(url), autocommit=True) as conn:
             connections.append(conn.adbc_connection)
@@ -296,13 +293,7 @@ def _adbc_to_parquet(url: str, snapshot_id: str, sql: str, target: Path, dtypes:
                                   f"SET LOCAL work_mem = '{WORK_MEM}'"):
                     cursor.execute(statement)
                 cursor.execute(sql)
-                reader = cursor.fetch_record_batch()
-                with pq.ParquetWriter(target, schema) as writer:
-                    for batch in reader:
-                        batch = pa.RecordBatch.from_arrays(
-                            [batch.column(n).cast(types[n]) for n in schema.names], names=schema.names)
-                        writer.write_batch(batch.cast(schema))
-                        rows += batch.num_rows
+                rows = write_arrow_stream(cursor.fetch_record_batch(), target, dtypes)
                 cursor.execute("COMMIT")
     except Exception as exc:
         if type(exc).__module__.split(".")[0] not in ("adbc_driver_manager", "adbc_driver_postgresql"):
@@ -358,20 +349,36 @@ def _ts(value) -> str:
 def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tuple[str, list[str]]:
     table = _table_name(conn, source, source.transactions_table)
     columns = _columns(conn, table)
-    missing = [c for c in TRANSACTION_COLUMNS if c not in columns]
-    if missing:
-        raise InputError(
-            f"The transactions table lacks canonical column(s): {', '.join(missing)}.",
-            where=f"{redact(url)}, table {table}",
-            fix="Create a view with the canonical columns (docs/warehouse.md) and set "
-                "source.transactions_table to it.",
-        )
-    present = [c for c in segments if c in columns]
-    segment_sql = "".join(f",\n           NULLIF(trim(CAST({quoted(c)} AS VARCHAR)), '') AS {quoted(c)}" for c in present)
-    bound = f"\n    WHERE ordered_at < TIMESTAMP '{_ts(source.as_of)}'" if source.as_of else ""
     # Binary collation on the id in PostgreSQL: the results are ordered by customer_id COLLATE "C",
     # so groupings sorted in that collation stream straight into the output order (no final sort).
     collate = ' COLLATE "C"' if conn.dialect.name == "postgresql" else ""
+    return canonical_relation(table, columns, segments, as_of=source.as_of, collate=collate,
+                              where=f"{redact(url)}, table {table}")
+
+
+def canonical_relation(table: str, columns: list[str], segments: list[str], *, as_of: str | None = None,
+                       collate: str = "", where: str = "") -> tuple[str, list[str]]:
+    """The transactions as the extract reads them: canonical columns, trimmed ids, zeros for
+    missing costs, and the segment columns ``segments`` the table has (returned as the second item).
+
+    ``table`` is the quoted table name; ``columns`` the table's columns; ``as_of`` bounds the rows
+    to those ordered before it; ``where`` names the table in the error for missing columns.
+    """
+    # Matched regardless of case: Snowflake reports an unquoted column as ORDER_ID, and reads
+    # the extract's unquoted order_id as that column.
+    actual = {c.lower(): c for c in reversed(columns)} | {c: c for c in columns}
+    missing = [c for c in TRANSACTION_COLUMNS if c not in actual and c.lower() not in actual]
+    if missing:
+        raise InputError(
+            f"The transactions table lacks canonical column(s): {', '.join(missing)}.",
+            where=where or table,
+            fix="Create a view with the canonical columns (docs/warehouse.md) and set "
+                "source.transactions_table to it.",
+        )
+    present = [c for c in segments if c in actual or c.lower() in actual]
+    segment_sql = "".join(f",\n           NULLIF(trim(CAST({quoted(actual.get(c) or actual[c.lower()])} AS VARCHAR)), '') "
+                          f"AS {quoted(c)}" for c in present)
+    bound = f"\n    WHERE ordered_at < TIMESTAMP '{_ts(as_of)}'" if as_of else ""
     relation = f"""(
     SELECT CAST(order_id AS VARCHAR) AS order_id,
            NULLIF(trim(CAST(customer_id AS VARCHAR)), ''){collate} AS customer_id,
@@ -385,8 +392,8 @@ def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tu
 
 
 #: SQLAlchemy dialect name -> the engine the statements are rendered for (dialects.render).
-SQLALCHEMY_ENGINES = {"postgresql": "postgres", "snowflake": "snowflake", "bigquery": "bigquery",
-                      "trino": "trino", "databricks": "databricks", "duckdb": "duckdb"}
+#: Snowflake, BigQuery and DuckDB URLs never get here: their ADBC drivers read them (sources/adbc.py).
+SQLALCHEMY_ENGINES = {"postgresql": "postgres", "trino": "trino", "databricks": "databricks"}
 
 
 def _engine_of(conn, url: str) -> str:
@@ -446,13 +453,17 @@ def _customers(conn, source: SqlSource, url: str) -> pd.DataFrame | None:
         return None
     table = _table_name(conn, source, source.customers_table)
     read = _copy_to_frame if _is_psycopg(conn) else _read
-    frame = read(conn, f"SELECT * FROM {table}")
+    return customer_frame(read(conn, f"SELECT * FROM {table}"), f"{redact(url)}, table {table}")
+
+
+def customer_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """A customer table as read from a warehouse, with the types the pipeline's customers have."""
     for column in frame.columns:
         if column == "acquired_at":
             frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
         elif frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
             frame[column] = frame[column].astype("string")
-    return validate_customers(frame, source=f"{redact(url)}, table {table}")
+    return validate_customers(frame, source=where)
 
 
 def _describe(source: SqlSource, url: str) -> str:
@@ -555,6 +566,11 @@ def extract_sql(
         The database is unreachable, the connection drops, the table is missing or lacks columns.
     """
     target = resolve_url(source, url)
+    if adbc_driver(target) is not None:
+        from cxpipeline.sources.adbc import extract_adbc
+
+        return extract_adbc(source, period, comparison, segments, url=target, stage_dir=stage_dir,
+                            time_zone=time_zone, instants=instants)
     what = f"reading {source.transactions_table} for {period.label}"
     with snapshot(target, what, time_zone=time_zone) as conn:
         engine = _engine_of(conn, target)
@@ -589,10 +605,18 @@ def extract_sql(
 def sql_last_day(source: SqlSource, *, url: str | None = None):
     """The last order date among usable rows (for the default period), read in the warehouse."""
     target = resolve_url(source, url)
+    last_sql = ("SELECT max(ordered_at) AS last_at FROM {relation} "
+                "WHERE customer_id IS NOT NULL AND revenue IS NOT NULL")
+    if adbc_driver(target) is not None:
+        from cxpipeline.sources.adbc import adbc_relation
+
+        with adbc_session(target, "finding the last order date") as session:
+            relation, _ = adbc_relation(session, source, [])
+            value = session.read(render(last_sql.format(relation=relation), session.engine)).iloc[0, 0]
+        return None if pd.isna(value) else pd.Timestamp(value).date()
     with snapshot(target, "finding the last order date") as conn:
         relation, _ = _base_relation(conn, source, target, [])
-        value = _read(conn, f"SELECT max(ordered_at) AS last_at FROM {relation} "
-                            "WHERE customer_id IS NOT NULL AND revenue IS NOT NULL").iloc[0, 0]
+        value = _read(conn, last_sql.format(relation=relation)).iloc[0, 0]
     return None if pd.isna(value) else pd.Timestamp(value).date()
 
 
@@ -605,17 +629,18 @@ def load_sql_source(source: SqlSource, *, url: str | None = None) -> SourceData:
     """
     target = resolve_url(source, url)
     zero = "CAST(revenue AS DECIMAL(18, 2)) = 0" if source.exclude_zero_amounts else "false"
-    with snapshot(target, f"reading {source.transactions_table}") as conn:
-        relation, present = _base_relation(conn, source, target, [])
-        accounting = _read(conn, f"""
+    what = f"reading {source.transactions_table}"
+
+    def statements(relation: str) -> tuple[str, str]:
+        accounting = f"""
             SELECT CASE WHEN revenue IS NULL THEN 'non-numeric amount'
                         WHEN ordered_at IS NULL THEN 'unparseable date'
                         WHEN customer_id IS NULL THEN 'missing customer id'
                         WHEN {zero} THEN 'zero amount' ELSE '' END AS reason,
                    count(*) AS count_rows,
                    CAST(coalesce(sum(CAST(coalesce(revenue, 0) AS DECIMAL(18, 2))), 0) * 100 AS BIGINT) AS revenue_cents
-            FROM {relation} GROUP BY 1""")
-        transactions = _read(conn, f"""
+            FROM {relation} GROUP BY 1"""
+        transactions = f"""
             SELECT order_id, customer_id, ordered_at,
                    CAST(revenue AS DOUBLE PRECISION) AS revenue, CAST(cost AS DOUBLE PRECISION) AS cost,
                    CAST(cost_to_serve AS DOUBLE PRECISION) AS cost_to_serve,
@@ -623,8 +648,21 @@ def load_sql_source(source: SqlSource, *, url: str | None = None) -> SourceData:
             FROM {relation}
             WHERE revenue IS NOT NULL AND ordered_at IS NOT NULL AND customer_id IS NOT NULL
               AND NOT ({zero})
-            ORDER BY customer_id COLLATE "C", ordered_at, order_id COLLATE "C" """)
-        customers = _customers(conn, source, target)
+            ORDER BY customer_id COLLATE "C", ordered_at, order_id COLLATE "C" """
+        return accounting, transactions
+
+    if adbc_driver(target) is not None:
+        from cxpipeline.sources.adbc import adbc_customers, adbc_relation
+
+        with adbc_session(target, what) as session:
+            relation, _ = adbc_relation(session, source, [])
+            accounting, transactions = (session.read(render(sql, session.engine)) for sql in statements(relation))
+            customers = adbc_customers(session, source)
+    else:
+        with snapshot(target, what) as conn:
+            relation, _ = _base_relation(conn, source, target, [])
+            accounting, transactions = (_read(conn, sql) for sql in statements(relation))
+            customers = _customers(conn, source, target)
     quality = Exclusions(rows_in=int(accounting["count_rows"].sum()),
                          revenue_in_cents=int(accounting["revenue_cents"].sum()))
     for row in accounting.itertuples(index=False):
