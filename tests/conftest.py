@@ -96,6 +96,19 @@ def assert_same_artifacts(a: Path, b: Path, *, required: tuple[str, ...] = ()) -
         assert dq_a[key] == dq_b[key], key
 
 
+def pdf_pages(pdf: Path, layout: bool = True) -> list[str]:
+    """A PDF's text per page as poppler's ``pdftotext`` reads it, whitespace collapsed: in layout
+    mode (a table row stays on one line) or in reading order (a column's sentences stay whole)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftotext") is None:
+        pytest.fail("pdftotext (poppler-utils) is missing: `make` installs it")
+    args = ["pdftotext", *(["-layout"] if layout else []), str(pdf), "-"]
+    text = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return [" ".join(page.split()) for page in text.split("\f")][:-1]  # the text ends with a form feed
+
+
 @pytest.fixture(scope="module")
 def smtp_sink():
     """A real SMTP server on localhost (aiosmtpd, tests/smtp_fixtures.py) for a module's tests."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pikepdf
@@ -22,20 +21,13 @@ from cxpipeline.periods import parse_period
 from cxpipeline.pipeline import check_pack, render_pack, run_pack
 from cxpipeline.report.context import PAGES
 from cxpipeline.report.formatting import Formatter
+from tests.conftest import pdf_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = {"kind": "demo", "customers": 1200, "years": 4}
 BOARD_IDS = [page.id for page in PAGES if page.board]
 BOARD_TITLES = ["Executive summary", "Customer asset trend", "Revenue bridge", "Customer asset ledger",
                 "Value tiers and migration", "At-risk customers and value at risk"]
-
-
-def _pages(pdf: Path) -> list[str]:
-    if shutil.which("pdftotext") is None:
-        pytest.fail("pdftotext (poppler-utils) is missing: `make` installs it")
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                          check=True).stdout
-    return [" ".join(page.split()) for page in text.split("\f")][:-1]  # the text ends with a form feed
 
 
 def _with_edition(config, edition: str):
@@ -91,7 +83,7 @@ def _check_board_section(pages: list[str], titles: list[str]) -> None:
 
 def test_board_edition_is_the_board_section_alone(demo):
     config, _, folder = demo
-    pages = _pages(folder / "board_pack.pdf")
+    pages = pdf_pages(folder / "board_pack.pdf")
     assert len(pages) == 2 + 6  # cover, contents, six board pages
     _check_board_section(pages, BOARD_TITLES)
     assert not any("Appendix" in page for page in pages)
@@ -107,7 +99,7 @@ def test_board_edition_is_the_board_section_alone(demo):
 
 def test_full_pack_has_the_appendix_divider_and_its_contents(demo):
     _, folder, _ = demo
-    pages = _pages(folder / "board_pack.pdf")
+    pages = pdf_pages(folder / "board_pack.pdf")
     _check_board_section(pages, BOARD_TITLES)
     contents = _contents(pages[1])
     appendix = [(n, t, p) for n, t, p in contents if n.startswith("A")]
@@ -202,11 +194,11 @@ def test_second_brand_board_and_full(helfen):
     config, full, board = helfen
     titles = ["Executive summary", "Donor asset trend", "Revenue bridge", "Donor asset ledger",
               "Value tiers and migration", "At-risk donors and value at risk"]
-    pages = _pages(board / "board_pack.pdf")
+    pages = pdf_pages(board / "board_pack.pdf")
     assert len(pages) == 8
     _check_board_section(pages, titles)
-    _check_board_section(_pages(full / "board_pack.pdf"), titles)
-    assert "Appendix" in " ".join(_pages(full / "board_pack.pdf"))
+    _check_board_section(pdf_pages(full / "board_pack.pdf"), titles)
+    assert "Appendix" in " ".join(pdf_pages(full / "board_pack.pdf"))
     for folder in (board, full):
         report = read_json(folder / "checks.json")
         assert report["is_deliverable"] is True

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from html import unescape
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,17 +19,11 @@ from cxpipeline.metrics.registry import METRICS, label
 from cxpipeline.pipeline import run_pack
 from cxpipeline.report.briefing import BRIEFING_FIGURES, EMAIL_LOGO_HEIGHT, svg_logo_png
 from cxpipeline.report.formatting import Formatter
+from tests.conftest import pdf_pages
 from tests.smtp_fixtures import attachment_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = {"kind": "demo", "customers": 1200, "years": 4}
-
-
-def _pdf_text(pdf: Path) -> str:
-    if shutil.which("pdftotext") is None:
-        pytest.fail("pdftotext (poppler-utils) is missing: `make` installs it")
-    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +54,7 @@ def _send(config, folder: Path, server, **kwargs):
 def _check_email(config, folder: Path, message) -> tuple[str, str]:
     text = message.get_body(("plain",)).get_content()
     html = unescape(message.get_body(("html",)).get_content())
-    pdf_text = _pdf_text(folder / "board_pack.pdf")
+    pdf_text = " ".join(pdf_pages(folder / "board_pack.pdf", layout=False))
     headline = read_json(folder / "email.json")["headline"]
     # the pack's own sentence, as the PDF prints it (the PDF has no final full stop)
     flat = lambda words: " ".join(words.split())  # noqa: E731 - the locale's no-break spaces as spaces

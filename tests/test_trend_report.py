@@ -5,8 +5,6 @@ de_DE); the pack's own checks pass; a short history is said plainly."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -19,19 +17,10 @@ from cxpipeline.pipeline import check_pack, compute_metrics, extract, render_pac
 from cxpipeline.periods import parse_period
 from cxpipeline.report.formatting import Formatter
 from cxpipeline.report.pages_trend import ordinal, trend_sentences
+from tests.conftest import pdf_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = {"kind": "demo", "customers": 1200, "years": 4}
-
-
-def _pages(pdf: Path, layout: bool = True) -> list[str]:
-    """The PDF's text per page: in layout mode (table rows stay on one line) or in reading order
-    (a column's sentences stay whole)."""
-    if shutil.which("pdftotext") is None:
-        pytest.fail("pdftotext (poppler-utils) is missing: `make` installs it")
-    args = ["pdftotext", *(["-layout"] if layout else []), str(pdf), "-"]
-    text = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return [" ".join(page.split()) for page in text.split("\f")]
 
 
 def _trend_page(pages: list[str], title: str) -> tuple[int, str]:
@@ -72,7 +61,7 @@ def demo_pack(tmp_path_factory):
 
 def test_trend_page_reads_back_from_the_pdf(demo_pack):
     config, folder = demo_pack
-    pages = _pages(folder / "board_pack.pdf")
+    pages = pdf_pages(folder / "board_pack.pdf")
     index, page = _trend_page(pages, "Customer asset trend")
     summary_index = next(i for i, p in enumerate(pages) if "Executive summary" in p and "Three things" in p)
     assert index == summary_index + 1  # right after the summary
@@ -96,7 +85,7 @@ def test_trend_page_reads_back_from_the_pdf(demo_pack):
 
 def test_summary_sentence_names_the_run_of_periods(demo_pack):
     _, folder = demo_pack
-    pages = _pages(folder / "board_pack.pdf", layout=False)
+    pages = pdf_pages(folder / "board_pack.pdf", layout=False)
     summary = next(p for p in pages if "Executive summary" in p and "Three things" in p)
     net = _wide(folder)["net_value"].round(2)
     sign = (net > 0).astype(int) - (net < 0).astype(int)
@@ -131,7 +120,7 @@ def test_second_brand_reads_right(tmp_path):
     config = load_config(ROOT / "examples" / "brands" / "helfen.yaml")
     config = config.model_copy(update={"source": config_from_dict({"source": SOURCE}).source})
     folder = run_pack(config, "2026-Q3", tmp_path).folder
-    pages = _pages(folder / "board_pack.pdf")
+    pages = pdf_pages(folder / "board_pack.pdf")
     _, page = _trend_page(pages, "Donor asset trend")
     fmt = Formatter("de_DE", "EUR")
     wide = _wide(folder)
@@ -139,7 +128,7 @@ def test_second_brand_reads_right(tmp_path):
     assert row in page and "€" in row
     assert "donors gained and lost, in count and in value" in page and "customer" not in page.lower()
     assert "Donors gained and lost" in page or "Donors gained" in " ".join(pages)
-    summary = next(p for p in _pages(folder / "board_pack.pdf", layout=False) if "Across the last 8 quarters" in p)
+    summary = next(p for p in pdf_pages(folder / "board_pack.pdf", layout=False) if "Across the last 8 quarters" in p)
     assert "The donor asset" in summary
 
 
@@ -153,7 +142,7 @@ def test_short_history_is_said_plainly_and_without_a_model(tmp_path):
     shown = int(span["shown"])
     assert shown < 8 and span["reason"] == "history"
     assert read_table(folder, "trend_ledger")["period"].nunique() == shown
-    text = " ".join(_pages(folder / "board_pack.pdf", layout=False))
+    text = " ".join(pdf_pages(folder / "board_pack.pdf", layout=False))
     first_label = f"{first.year}-Q{(first.month - 1) // 3 + 1}"
     assert f"The trend shows {shown} quarters, not 8: the data starts in {first_label}" in text
     assert "No at-risk model ran for this pack, so no value at risk is shown for any quarter." in text
