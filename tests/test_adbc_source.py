@@ -167,3 +167,21 @@ def test_identifiers_are_quoted_only_when_the_engine_needs_it(warehouse):
     with adbc.adbc_session(f"duckdb:///{warehouse}") as session:
         assert session.table("transactions", "main") == "main.transactions"
         assert session.table('Odd "Name"') == '"Odd ""Name"""'
+
+
+def test_a_relative_database_path_is_found_beside_the_config_file(warehouse, tmp_path, monkeypatch):
+    import shutil
+
+    from cxpipeline.config import load_config
+    from cxpipeline.sources import pushdown_last_day
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    shutil.copyfile(warehouse, folder / "sales.duckdb")
+    (folder / "pack.yaml").write_text("pack_id: beside\nsource:\n  kind: sql\n  url: duckdb:///sales.duckdb\n")
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    config = load_config(folder / "pack.yaml")
+    assert pushdown_last_day(config) == sql_last_day(_config(f"duckdb:///{warehouse}").source)
+    assert adbc.local_database("duckdb:///sales.duckdb", folder) == f"duckdb:///{folder / 'sales.duckdb'}"
+    for unchanged in ("duckdb:////abs/x.duckdb", "duckdb:///md:sales", "snowflake://u@acct/DB"):
+        assert adbc.local_database(unchanged, folder) == unchanged

@@ -36,7 +36,7 @@ def load_source(config: Config) -> SourceData:
         raise ValueError("a Spark source is aggregated in Spark (extract_pushdown), never loaded into pandas")
     from cxpipeline.sources.sql import load_sql_source
 
-    return load_sql_source(config.source)
+    return load_sql_source(config.source, base_dir=config.base_dir)
 
 
 def pushdown_kind(config: Config) -> str | None:
@@ -67,7 +67,7 @@ def extract_pushdown(config: Config, period: Period, comparison: Period, *, url:
         from cxpipeline.sources.sql import extract_sql
 
         return extract_sql(config.source, period, comparison, list(config.segments), url=url, stage_dir=stage_dir,
-                           time_zone=config.report_timezone, instants=instants)
+                           time_zone=config.report_timezone, instants=instants, base_dir=config.base_dir)
     if kind == "spark":
         from cxpipeline.sources.spark import extract_spark
 
@@ -91,7 +91,7 @@ def pushdown_last_day(config: Config, *, url: str | None = None):
     if pushdown_kind(config) == "sql":
         from cxpipeline.sources.sql import sql_last_day
 
-        return sql_last_day(config.source, url=url)
+        return sql_last_day(config.source, url=url, base_dir=config.base_dir)
     if pushdown_kind(config) == "spark":
         from cxpipeline.sources.spark import spark_last_day
 

@@ -34,6 +34,7 @@ __all__ = [
     "AdbcDriver",
     "ADBC_DRIVERS",
     "adbc_driver",
+    "local_database",
     "connect_arguments",
     "AdbcSession",
     "adbc_session",
@@ -74,6 +75,18 @@ def adbc_driver(url: str) -> AdbcDriver | None:
     """The ADBC driver for a URL's scheme (``snowflake://...``), or None for SQLAlchemy URLs."""
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
     return ADBC_DRIVERS.get(scheme)
+
+
+def local_database(url: str, base_dir: str | Path = ".") -> str:
+    """``url`` with a relative DuckDB database path anchored in ``base_dir``; other URLs unchanged."""
+    driver = adbc_driver(url)
+    prefix = "duckdb:///"
+    if driver is None or driver.scheme != "duckdb" or not url.startswith(prefix):
+        return url
+    path = url[len(prefix):]
+    if not path or path.startswith(("/", "md:", ":memory:")):
+        return url
+    return prefix + str((Path(base_dir) / path).resolve())
 
 
 def connect_arguments(url: str) -> dict:

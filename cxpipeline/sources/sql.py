@@ -45,7 +45,7 @@ from cxpipeline.schema import (
     validate_transactions,
 )
 from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, quoted, write_arrow_stream
-from cxpipeline.sources.adbc import adbc_driver, adbc_session
+from cxpipeline.sources.adbc import adbc_driver, adbc_session, local_database
 from cxpipeline.sources.base import SourceData, expand_env
 from cxpipeline.sources.dialects import ENGINES, render
 
@@ -85,8 +85,11 @@ RESULT_SETTINGS = ("SET LOCAL enable_hashagg = off", "SET LOCAL max_parallel_wor
 
 
 
-def resolve_url(source: SqlSource, url: str | None = None) -> str:
+def resolve_url(source: SqlSource, url: str | None = None, base_dir: str | Path = ".") -> str:
     """The database URL for ``source``: ``url`` if given (e.g. resolved by Airflow), else the config.
+
+    A DuckDB database file given by a relative path is found in ``base_dir`` (the config file's
+    folder), as every relative path in a config is.
 
     Raises
     ------
@@ -94,16 +97,16 @@ def resolve_url(source: SqlSource, url: str | None = None) -> str:
         An environment variable is missing, or only ``conn_id`` is set outside Airflow.
     """
     if url:
-        return sqlalchemy_url(url)
+        return local_database(sqlalchemy_url(url), base_dir)
     if source.url:
-        return sqlalchemy_url(expand_env(source.url, "source.url"))
+        return local_database(sqlalchemy_url(expand_env(source.url, "source.url")), base_dir)
     if source.url_env:
         value = os.environ.get(source.url_env)
         if not value:
             raise ConfigError(f"The environment variable {source.url_env} (source.url_env) is not set.",
                               where="source.url_env",
                               fix=f"Export {source.url_env}=postgresql://USER@HOST:PORT/DATABASE.")
-        return sqlalchemy_url(value)
+        return local_database(sqlalchemy_url(value), base_dir)
     raise ConfigError(
         f"source.conn_id {source.conn_id!r} is an Airflow connection and no URL was passed.",
         where="source.conn_id",
@@ -537,6 +540,7 @@ def extract_sql(
     stage_dir: str | Path | None = None,
     time_zone: str = "UTC",
     instants: list | None = None,
+    base_dir: str | Path = ".",
 ) -> PanelExtract:
     """Compute the panel, monthly panel, cadence, customers and accounting in the warehouse.
 
@@ -559,13 +563,15 @@ def extract_sql(
         The reporting zone (``Config.report_timezone``): periods start at its midnights.
     instants
         Where to measure the cadence (:func:`cxpipeline.periods.cadence_instants`).
+    base_dir
+        The folder a relative DuckDB database path is found in (the config file's).
 
     Raises
     ------
     InputError
         The database is unreachable, the connection drops, the table is missing or lacks columns.
     """
-    target = resolve_url(source, url)
+    target = resolve_url(source, url, base_dir)
     if adbc_driver(target) is not None:
         from cxpipeline.sources.adbc import extract_adbc
 
@@ -602,9 +608,9 @@ def extract_sql(
     return result
 
 
-def sql_last_day(source: SqlSource, *, url: str | None = None):
+def sql_last_day(source: SqlSource, *, url: str | None = None, base_dir: str | Path = "."):
     """The last order date among usable rows (for the default period), read in the warehouse."""
-    target = resolve_url(source, url)
+    target = resolve_url(source, url, base_dir)
     last_sql = ("SELECT max(ordered_at) AS last_at FROM {relation} "
                 "WHERE customer_id IS NOT NULL AND revenue IS NOT NULL")
     if adbc_driver(target) is not None:
@@ -620,14 +626,14 @@ def sql_last_day(source: SqlSource, *, url: str | None = None):
     return None if pd.isna(value) else pd.Timestamp(value).date()
 
 
-def load_sql_source(source: SqlSource, *, url: str | None = None) -> SourceData:
+def load_sql_source(source: SqlSource, *, url: str | None = None, base_dir: str | Path = ".") -> SourceData:
     """The table as canonical transactions in pandas (for small tables and inspection).
 
     The pipeline does not use this: :func:`extract_sql` aggregates in the database instead.
     Rows without a customer id (and zero amounts, with ``exclude_zero_amounts``) are excluded
     and counted, as in the other sources.
     """
-    target = resolve_url(source, url)
+    target = resolve_url(source, url, base_dir)
     zero = "CAST(revenue AS DECIMAL(18, 2)) = 0" if source.exclude_zero_amounts else "false"
     what = f"reading {source.transactions_table}"
 
