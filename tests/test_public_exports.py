@@ -11,7 +11,7 @@ from pathlib import Path
 from cxpipeline.artifacts import read_json
 from cxpipeline.config import load_config
 from cxpipeline.pipeline import run_pack
-from tests.test_board_edition import _pages
+from tests.conftest import pdf_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "cdnow_sample_transactions.txt"
@@ -44,6 +44,6 @@ def test_cdnow_sample_as_shipped_gives_a_pack_that_ties_to_the_file(tmp_path):
     assert Decimal(str(round(headline["revenue_current"], 2))) == quarters["1998-Q2"]
     assert Decimal(str(round(headline["revenue_previous"], 2))) == quarters["1998-Q1"]
     assert read_json(folder / "checks.json")["is_deliverable"] is True
-    pages = _pages(folder / "board_pack.pdf")
+    pages = pdf_pages(folder / "board_pack.pdf")
     assert "US$17,981" in pages[2] and "CDNOW" in pages[0]  # en_GB prints US dollars as US$
     assert any("dates read as yyyymmdd" in page for page in pages)

@@ -266,6 +266,27 @@ def test_two_sheets_stacked_with_an_overlap(tmp_path):
     assert "no sheet named 'Mar'" in message and "'Jan', 'Feb'" in message
 
 
+def test_a_workbook_split_by_year_is_not_read_as_its_first_sheet_alone(tmp_path):
+    """Online Retail II keeps each year on its own sheet: reading the first alone would leave the
+    second year out without a word, so the default asks which to read. A sheet without the
+    mapped columns (notes, a summary) is not transactions: it is left and the note names it."""
+    year = [HEADER, ["A1", "c1", dt.datetime(2024, 1, 30), 10.0]]
+    _workbook(tmp_path / "t.xlsx", {"Year 2023": year, "Notes": [["Exported by finance"], ["Figures in GBP"]],
+                                    "Year 2024": [["Sales by line"], [], *year]})  # a title above its header
+    columns = dict(customer_id="Customer", ordered_at="Date", revenue="Amount", order_id="Invoice")
+    message = error_for(tmp_path, path="t.xlsx", columns=columns)
+    assert "2 sheets with the mapped columns ('Year 2023', 'Year 2024')" in message
+    assert "only the first, 'Year 2023', would be read" in message and "source.sheets: all" in message
+    chosen = load(tmp_path, path="t.xlsx", columns=columns, sheet="Year 2023")
+    assert chosen.quality.notes == ["Sheet 'Year 2023' was read; the workbook's other sheet(s) 'Notes', "
+                                    "'Year 2024' were not."]
+    _workbook(tmp_path / "n.xlsx", {"Sales": year, "Notes": [["Exported by finance"]]})
+    data = load(tmp_path, path="n.xlsx", columns=columns)
+    assert data.transactions["order_id"].tolist() == ["A1"]
+    assert data.quality.notes == ["Sheet 'Sales' was read; the workbook's other sheet(s) 'Notes' were not "
+                                  "(they do not name the mapped columns)."]
+
+
 def test_an_opendocument_spreadsheet_reads_like_the_workbook(tmp_path):
     frame = pd.DataFrame({"Customer": ["c1", "c2"], "Date": ["03/01/2024", "15/01/2024"], "Amount": [10.5, 2.25]})
     frame.to_excel(tmp_path / "t.ods", index=False, engine="odf")

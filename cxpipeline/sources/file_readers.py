@@ -116,6 +116,18 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str,
                              fix="Set source.sheet to one of " + ", ".join(repr(n) for n in names) + ".")
         else:
             chosen = [wanted]
+    unread = [] if role != "transactions" or source.sheets == "all" else [n for n in names if n not in chosen]
+    if unread and source.sheet is None and header:
+        # Exports split by year put each year on its own sheet (Online Retail II): reading the first
+        # alone would leave the others' revenue out of the pack without a word.
+        alike = [n for n in unread if _names_every_column(workbook.get_sheet_by_name(n), mapped_names(source, role))]
+        if alike:
+            raise InputError(
+                f"The workbook has {len(alike) + 1} sheets with the mapped columns ("
+                + ", ".join(repr(n) for n in [chosen[0], *alike]) + f"); only the first, {chosen[0]!r}, would be read.",
+                where=str(path),
+                fix="Set source.sheets: all to stack them (lines in two sheets are found as exact duplicates and "
+                    "dropped and counted), or set source.sheet to the one sheet to read.")
     frames, titles = [], []
     for name in chosen:
         rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=True)
@@ -157,7 +169,19 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str,
     if len(frames) > 1:
         info.notes.append(f"{len(frames)} sheets stacked ({', '.join(repr(n) for n, _ in frames)}): "
                           f"{len(frame)} rows.")
+    if unread:
+        info.notes.append(f"Sheet {chosen[0]!r} was read; the workbook's other sheet(s) "
+                          + ", ".join(repr(n) for n in unread) + " were not"
+                          + (" (they do not name the mapped columns)." if source.sheet is None and header else "."))
     return frame, info
+
+
+def _names_every_column(sheet, needed: set[str]) -> bool:
+    """Whether one of the sheet's first :data:`MAX_TITLE_LINES` rows names every column in ``needed``."""
+    import itertools
+
+    rows = itertools.islice(sheet.iter_rows(), MAX_TITLE_LINES)
+    return bool(needed) and any(needed <= {str(cell).strip() for cell in row if cell is not None} for row in rows)
 
 
 def _first_undecodable_line(path: Path, encoding: str) -> int | None:
