@@ -142,6 +142,7 @@ def test_zero_amounts_are_purchases_unless_excluded(tmp_path):
     (['"3 527,60"', '"12,5"'], [3527.60, 12.5]),                       # space thousands
     (["3'527.60", "12.50"], [3527.60, 12.5]),                          # Swiss apostrophe
     (["(12.50)", "£5.00", "12.50-"], [-12.50, 5.0, -12.50]),           # accounting negatives, symbols
+    (['"1,23,456.00"', '"12,34,56,789"', "99.5"], [123456.0, 123456789.0, 99.5]),  # Indian lakh grouping
 ])
 def test_amounts_as_people_write_them(tmp_path, values, expected):
     rows = "".join(f"c{i},2024-01-0{i + 1},{v}\n" for i, v in enumerate(values))

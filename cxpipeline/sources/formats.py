@@ -310,7 +310,10 @@ def _amount_pattern(decimal: str) -> re.Pattern:
     point = re.escape(decimal)
     # One separator throughout a number (no back-reference, so the engine is pyarrow's RE2);
     # a leading 0 is no thousands group (0.336 is not 336).
-    grouped = "(?:" + "|".join(rf"[1-9]\d{{0,2}}(?:{re.escape(sep)}\d{{3}})+" for sep in _SEPARATORS_OF[decimal]) + ")"
+    groups = [rf"[1-9]\d{{0,2}}(?:{re.escape(sep)}\d{{3}})+" for sep in _SEPARATORS_OF[decimal]]
+    if decimal == ".":  # Indian grouping (lakh, crore): 1,23,456.00 and 12,34,56,789
+        groups.append(r"[1-9]\d?(?:,\d\d)+,\d{3}")
+    grouped = "(?:" + "|".join(groups) + ")"
     exponent = r"(?:[eE][-+]?\d+)?"
     return re.compile(rf"^[-+]?(?:{grouped}(?:{point}\d*)?|\d+(?:{point}\d*)?{exponent}|{point}\d+{exponent})$")
 
