@@ -137,8 +137,10 @@ def connect_arguments(url: str) -> dict:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password (and without a BigQuery key path's folders)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password."""
+    from cxpipeline.sources.sql import redact
+
+    return redact(url)
 
 
 def _secrets(url: str) -> list[str]:
