@@ -138,7 +138,7 @@ def connect_arguments(url: str) -> dict:
 
 def _redact(url: str) -> str:
     """The URL without its password."""
-    from cxpipeline.sources.sql import redact
+    from cxpipeline.sources.warehouse import redact
 
     return redact(url)
 
@@ -291,7 +291,7 @@ def write_batches(session: AdbcSession, sql: str, target: Path, dtypes: dict[str
 
 def adbc_relation(session: AdbcSession, source, segments: list[str]) -> tuple[str, list[str]]:
     """The canonical transactions relation on the session's table (see ``canonical_relation``)."""
-    from cxpipeline.sources.sql import canonical_relation
+    from cxpipeline.sources.warehouse import canonical_relation
 
     table = session.table(source.transactions_table, source.schema_name)
     return canonical_relation(table, session.columns(table), segments, as_of=source.as_of,
@@ -300,7 +300,7 @@ def adbc_relation(session: AdbcSession, source, segments: list[str]) -> tuple[st
 
 def adbc_customers(session: AdbcSession, source) -> pd.DataFrame | None:
     """The customer table (``source.customers_table``), or None."""
-    from cxpipeline.sources.sql import customer_frame
+    from cxpipeline.sources.warehouse import customer_frame
 
     if not source.customers_table:
         return None

@@ -39,14 +39,11 @@ from cxpipeline.config import SqlSource
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
 from cxpipeline.quality import Exclusions
-from cxpipeline.schema import (
-    TRANSACTION_COLUMNS,
-    validate_customers,
-    validate_transactions,
-)
-from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, quoted, write_arrow_stream
+from cxpipeline.schema import validate_transactions
+from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, write_arrow_stream
 from cxpipeline.sources.adbc import adbc_driver, adbc_session, local_database
 from cxpipeline.sources.base import SourceData, expand_env
+from cxpipeline.sources.warehouse import canonical_relation, customer_frame, redact
 from cxpipeline.sources.dialects import ENGINES, render
 
 __all__ = [
@@ -131,16 +128,6 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "the configured database URL"
 
 
 def _engine(url: str):
@@ -345,10 +332,6 @@ def _columns(conn, name: str) -> list[str]:
     return columns
 
 
-def _ts(value) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tuple[str, list[str]]:
     table = _table_name(conn, source, source.transactions_table)
     columns = _columns(conn, table)
@@ -357,41 +340,6 @@ def _base_relation(conn, source: SqlSource, url: str, segments: list[str]) -> tu
     collate = ' COLLATE "C"' if conn.dialect.name == "postgresql" else ""
     return canonical_relation(table, columns, segments, as_of=source.as_of, collate=collate,
                               where=f"{redact(url)}, table {table}")
-
-
-def canonical_relation(table: str, columns: list[str], segments: list[str], *, as_of: str | None = None,
-                       collate: str = "", where: str = "") -> tuple[str, list[str]]:
-    """The transactions as the extract reads them: canonical columns, trimmed ids, zeros for
-    missing costs, and the segment columns ``segments`` the table has (returned as the second item).
-
-    ``table`` is the quoted table name; ``columns`` the table's columns; ``as_of`` bounds the rows
-    to those ordered before it; ``where`` names the table in the error for missing columns.
-    """
-    # Matched regardless of case: Snowflake reports an unquoted column as ORDER_ID, and reads
-    # the extract's unquoted order_id as that column.
-    actual = {c.lower(): c for c in reversed(columns)} | {c: c for c in columns}
-    missing = [c for c in TRANSACTION_COLUMNS if c not in actual and c.lower() not in actual]
-    if missing:
-        raise InputError(
-            f"The transactions table lacks canonical column(s): {', '.join(missing)}.",
-            where=where or table,
-            fix="Create a view with the canonical columns (docs/warehouse.md) and set "
-                "source.transactions_table to it.",
-        )
-    present = [c for c in segments if c in actual or c.lower() in actual]
-    segment_sql = "".join(f",\n           NULLIF(trim(CAST({quoted(actual.get(c) or actual[c.lower()])} AS VARCHAR)), '') "
-                          f"AS {quoted(c)}" for c in present)
-    bound = f"\n    WHERE ordered_at < TIMESTAMP '{_ts(as_of)}'" if as_of else ""
-    relation = f"""(
-    SELECT CAST(order_id AS VARCHAR) AS order_id,
-           NULLIF(trim(CAST(customer_id AS VARCHAR)), ''){collate} AS customer_id,
-           CAST(ordered_at AS TIMESTAMP) AS ordered_at,
-           revenue, coalesce(cost, 0) AS cost, coalesce(cost_to_serve, 0) AS cost_to_serve,
-           coalesce(quantity, 0) AS quantity, coalesce(is_return, false) AS is_return,
-           false AS isnan_revenue, false AS is_duplicate{segment_sql}
-    FROM {table}{bound}
-) AS source_rows"""
-    return relation, present
 
 
 #: SQLAlchemy dialect name -> the engine the statements are rendered for (dialects.render).
@@ -457,16 +405,6 @@ def _customers(conn, source: SqlSource, url: str) -> pd.DataFrame | None:
     table = _table_name(conn, source, source.customers_table)
     read = _copy_to_frame if _is_psycopg(conn) else _read
     return customer_frame(read(conn, f"SELECT * FROM {table}"), f"{redact(url)}, table {table}")
-
-
-def customer_frame(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """A customer table as read from a warehouse, with the types the pipeline's customers have."""
-    for column in frame.columns:
-        if column == "acquired_at":
-            frame[column] = pd.to_datetime(frame[column]).astype("datetime64[us]")
-        elif frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            frame[column] = frame[column].astype("string")
-    return validate_customers(frame, source=where)
 
 
 def _describe(source: SqlSource, url: str) -> str:
