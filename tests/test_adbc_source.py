@@ -152,6 +152,15 @@ def test_upper_case_names_are_read_as_the_extract_names_them(warehouse):
     assert frame.iloc[0].tolist() == [1, 2]
 
 
+def test_a_duckdb_file_is_read_only_and_open_to_several_readers(warehouse):
+    url = f"duckdb:///{warehouse}"
+    with adbc.adbc_session(url) as one, adbc.adbc_session(url) as two:  # unit packs read at once
+        assert one.read("SELECT count(*) AS n FROM transactions")["n"][0] == two.read(
+            "SELECT count(*) AS n FROM transactions")["n"][0] > 0
+        with pytest.raises(Exception, match="read-only|Cannot execute"):
+            one.read("CREATE TABLE written AS SELECT 1 AS x")
+
+
 def test_canonical_columns_and_segments_match_whatever_their_case():
     columns = ["ORDER_ID", "CUSTOMER_ID", "ORDERED_AT", "REVENUE", "COST", "COST_TO_SERVE", "QUANTITY",
                "IS_RETURN", "REGION", "Sales Channel"]

@@ -216,6 +216,20 @@ def _load_driver(driver: AdbcDriver):
         ) from None
 
 
+def _connect(module, driver: AdbcDriver, arguments: dict):
+    """A DBAPI connection; a DuckDB file is opened read only: a read never writes to it, and
+    several packs (a company's unit packs) can read it at the same time."""
+    if driver.scheme != "duckdb":
+        return module.connect(**arguments)
+    import adbc_driver_duckdb
+    import adbc_driver_manager
+    import adbc_driver_manager.dbapi
+
+    database = adbc_driver_manager.AdbcDatabase(driver=adbc_driver_duckdb.driver_path(), entrypoint="duckdb_adbc_init",
+                                                path=arguments["path"], access_mode="READ_ONLY")
+    return adbc_driver_manager.dbapi.Connection(database, adbc_driver_manager.AdbcConnection(database))
+
+
 def _is_driver_error(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0].startswith(("adbc_driver", "duckdb"))
 
@@ -264,7 +278,7 @@ def adbc_session(url: str, what: str = "reading the warehouse", *, time_zone: st
     arguments = connect_arguments(url)
     session = None
     try:
-        session = AdbcSession(module.connect(**arguments), driver, url)
+        session = AdbcSession(_connect(module, driver, arguments), driver, url)
         zone = time_zone.replace("'", "")
         if driver.scheme == "snowflake":
             session._execute(f"ALTER SESSION SET TIMEZONE = '{zone}'")
