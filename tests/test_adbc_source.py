@@ -154,7 +154,7 @@ def test_upper_case_names_are_read_as_the_extract_names_them(warehouse):
 
 def test_a_duckdb_file_is_read_only_and_open_to_several_readers(warehouse):
     url = f"duckdb:///{warehouse}"
-    with adbc.adbc_session(url) as one, adbc.adbc_session(url) as two:  # unit packs read at once
+    with adbc.adbc_session(url) as one, adbc.adbc_session(url) as two:  # two runs read at once
         assert one.read("SELECT count(*) AS n FROM transactions")["n"][0] == two.read(
             "SELECT count(*) AS n FROM transactions")["n"][0] > 0
         with pytest.raises(Exception, match="read-only|Cannot execute"):

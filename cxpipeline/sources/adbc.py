@@ -218,7 +218,7 @@ def _load_driver(driver: AdbcDriver):
 
 def _connect(module, driver: AdbcDriver, arguments: dict):
     """A DBAPI connection; a DuckDB file is opened read only: a read never writes to it, and
-    several packs (a company's unit packs) can read it at the same time."""
+    several runs (packs of other periods or configs) can read it at the same time."""
     if driver.scheme != "duckdb":
         return module.connect(**arguments)
     import adbc_driver_duckdb
