@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cxpipeline.metrics.breakdown import customer_segments
@@ -77,6 +77,20 @@ def test_bridge_table_exact(case):
     assert north["stopped"] == -25.0 and north["returns_only"] == 0.0
 
 
+def test_unchanged_returns_stay_in_both_periods_revenue():
+    # Returns of purchases made before the data starts, the same in both quarters: no change, but
+    # -5.00 is in each quarter's revenue, so the bridge's first and last lines must hold it.
+    tx = transactions_frame([("ret", "2024-02-01", -5), ("ret", "2024-05-01", -5), ("buy", "2024-01-10", 10),
+                             ("buy", "2024-04-10", 10)])
+    panel = build_panel(tx, "quarter", end=pd.Timestamp("2024-07-01"))
+    got = classify_customers(panel, Q2, Q1).set_index("customer_id")
+    assert got.loc["ret"].tolist() == [-5.0, -5.0, 0.0, "returns_only"]
+    segments = pd.DataFrame({"customer_id": got.index, "region": ["N", "N"]})
+    overall = revenue_bridge(got.reset_index(), segments).query("segment == 'all'").set_index("bridge_class")
+    assert overall.loc["previous", "value"] == overall.loc["current", "value"] == 5.0  # 10 - 5 in each
+    assert overall.loc["returns_only", ["count_customers", "value"]].tolist() == [1, 0.0]
+
+
 def test_year_ago_basis_reactivated_not_new(case):
     # Compared with Q2 2023 (nothing), everyone buying in Q2 2024 but first seen before is reactivated.
     got = classify_customers(case, Q2, pd.Timestamp("2023-04-01")).set_index("customer_id")["bridge_class"]
@@ -98,6 +112,7 @@ _rows = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=_rows, kind=st.sampled_from(["month", "quarter", "year"]), basis=st.sampled_from(["previous", "year_ago"]))
+@example(rows=[("c0", 0, -1), ("c0", 365, -1)], kind="quarter", basis="year_ago")  # the same return a year apart
 def test_bridge_reconciles_on_generated_data(rows, kind, basis):
     start = pd.Timestamp("2022-01-01")
     tx = transactions_frame([(c, start + pd.Timedelta(days=d, hours=d % 24), cents / 100) for c, d, cents in rows])

@@ -12,8 +12,9 @@ the customer's signed change ``r(P) - r(P-1)``, so the bridge reconciles to the 
 - reactivated: not new, r(P-1) <= 0 and r(P) > 0 (bought before, nothing in P-1)
 - increased / decreased / flat: r(P-1) > 0 and r(P) > 0, compared in cents
 - stopped: r(P-1) > 0 and r(P) <= 0 (a return in P with no purchase makes it more negative)
-- returns_only: not new, r(P-1) <= 0 and r(P) <= 0 with a non-zero change (returns of
-  older purchases and no purchase in either period); usually tiny, kept so nothing is lost.
+- returns_only: not new, r(P-1) <= 0 and r(P) <= 0, not both zero (returns of older purchases
+  and no purchase in either period, the change may be 0); usually tiny, kept so that the bridge's
+  first and last lines are each period's revenue.
 """
 
 from __future__ import annotations
@@ -26,10 +27,30 @@ import pandas as pd
 from cxpipeline.metrics.ids import as_ids
 from cxpipeline.quality import cents
 
-__all__ = ["BRIDGE_CLASSES", "BRIDGE_ORDER", "classify_customers", "revenue_bridge"]
+__all__ = ["BRIDGE_CLASSES", "BRIDGE_ORDER", "bridge_class_codes", "classify_customers", "revenue_bridge"]
 
 BRIDGE_CLASSES = ["new", "reactivated", "increased", "decreased", "flat", "stopped", "returns_only"]
 BRIDGE_ORDER = ["previous", *BRIDGE_CLASSES, "current"]
+
+
+def bridge_class_codes(previous_cents: np.ndarray, current_cents: np.ndarray, is_new: np.ndarray) -> np.ndarray:
+    """Each customer's bridge class as an index into :data:`BRIDGE_CLASSES` (the rules in the
+    module docstring), -1 for no revenue in either period; revenues in integer cents.
+
+    Used by :func:`classify_customers` and by the trend's bridge of every earlier period.
+    """
+    prev, cur = previous_cents, current_cents
+    conditions = [
+        is_new,
+        (prev <= 0) & (cur > 0),
+        (prev > 0) & (cur > prev),
+        (prev > 0) & (cur > 0) & (cur < prev),
+        (prev > 0) & (cur == prev),
+        (prev > 0) & (cur <= 0),
+        # Returns only, even unchanged: -5.00 in both periods is in both periods' revenue.
+        (prev != 0) | (cur != 0),
+    ]
+    return np.select(conditions, np.arange(len(BRIDGE_CLASSES)), default=-1)
 
 
 def classify_customers(
@@ -73,18 +94,10 @@ def classify_customers(
     prev_c, cur_c = cents(out["revenue_previous"]), cents(out["revenue_current"])
     first = first_purchase.reindex(out[customer_col]).to_numpy(dtype="datetime64[us]")
     is_new = (first >= np.datetime64(period_start)) & ~np.isnat(first)
-    conditions = [
-        is_new,
-        (prev_c <= 0) & (cur_c > 0),
-        (prev_c > 0) & (cur_c > prev_c),
-        (prev_c > 0) & (cur_c > 0) & (cur_c < prev_c),
-        (prev_c > 0) & (cur_c == prev_c),
-        (prev_c > 0) & (cur_c <= 0),
-        cur_c != prev_c,
-    ]
-    out["bridge_class"] = np.select(conditions, BRIDGE_CLASSES, default="")
+    codes = bridge_class_codes(prev_c, cur_c, is_new)
+    out["bridge_class"] = np.array(BRIDGE_CLASSES, dtype=object)[np.maximum(codes, 0)]
     out["change"] = (cur_c - prev_c) / 100
-    out = out.loc[out["bridge_class"] != ""]
+    out = out.loc[codes >= 0]
     return out[[customer_col, "revenue_previous", "revenue_current", "change", "bridge_class"]].reset_index(drop=True)
 
 

@@ -22,7 +22,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from cxpipeline.metrics.bridge import BRIDGE_CLASSES
+from cxpipeline.metrics.bridge import BRIDGE_CLASSES, bridge_class_codes
 from cxpipeline.metrics.ledger import LEDGER_LINES, LapseRule
 from cxpipeline.periods import Period, comparison_period, period_containing, trend_periods
 from cxpipeline.quality import cents
@@ -328,16 +328,7 @@ def _bridge_block(each: Period, basis: str, cur: np.ndarray, prev: np.ndarray, p
                   is_new: np.ndarray) -> list[tuple]:
     """The bridge's overall rows of one period from each customer's revenue cents in it and in
     its comparison period (see :func:`cxpipeline.metrics.bridge.classify_customers`)."""
-    conditions = [
-        is_new,
-        (prev <= 0) & (cur > 0),
-        (prev > 0) & (cur > prev),
-        (prev > 0) & (cur > 0) & (cur < prev),
-        (prev > 0) & (cur == prev),
-        (prev > 0) & (cur <= 0),
-        cur != prev,
-    ]
-    klass = np.select(conditions, np.arange(len(BRIDGE_CLASSES)), default=-1)
+    klass = bridge_class_codes(prev, cur, is_new)
     keep = present & (klass >= 0)
     klass, cur, prev = klass[keep], cur[keep], prev[keep]
     counts = np.bincount(klass, minlength=len(BRIDGE_CLASSES))
