@@ -124,6 +124,11 @@ def test_mid_month_snapshot_is_fine_with_a_panel_built_to_it():
 def test_lapse_labels_exact(snapshot, horizon, expected):
     labels = lapse_labels(hand_panel(), snapshot, horizon, pd.Index(["A", "B"]))
     assert labels.tolist() == expected
+    # string ids (Arrow lookup) and integer customer codes (pandas isin) give the same labels
+    panel = hand_panel().astype({"customer_id": "string[pyarrow]"})
+    assert lapse_labels(panel, snapshot, horizon, pd.Index(["A", "B"], dtype="string")).tolist() == expected
+    coded = panel.assign(customer_id=panel["customer_id"].map({"A": 0, "B": 1, "C": 2, "D": 3}).astype("int64"))
+    assert lapse_labels(coded, snapshot, horizon, pd.Index([0, 1])).tolist() == expected
 
 
 def test_training_snapshots_end_their_windows_by_the_fit_instant():
