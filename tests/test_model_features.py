@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from cxpipeline.errors import InputError
-from cxpipeline.model.features import lapse_labels, model_matrix, snapshot_features
+from cxpipeline.model.features import (
+    NO_PURCHASE,
+    first_purchases,
+    instant_us,
+    lapse_labels,
+    model_matrix,
+    snapshot_features,
+)
 from cxpipeline.model.train import training_rows, training_snapshots
 from cxpipeline.panel import build_panel
 from cxpipeline.schema import PANEL_COLUMNS
@@ -149,3 +156,11 @@ def test_model_matrix_logs_and_season():
     assert x.loc["A", "log_recency"] == pytest.approx(np.log1p(30.5))
     assert x.loc["B", "log_gap_ratio"] == 0.0
     assert x.loc["A", "season:month=1"] == 1.0 and x.loc["A", "season:month=2"] == 0.0
+
+
+def test_first_purchases_exact():
+    codes, ids, first = first_purchases(hand_panel())
+    assert ids.tolist() == ["A", "B", "C", "D"]
+    assert codes.tolist() == [0, 0, 0, 0, 1, 2, 3]
+    us = [instant_us(pd.Timestamp(d)) for d in ("2024-01-10", "2024-11-30", "2025-01-05")]
+    assert first.tolist() == [us[0], us[1], NO_PURCHASE, us[2]]  # C returned only

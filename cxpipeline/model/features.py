@@ -51,6 +51,9 @@ __all__ = [
     "RAW_FEATURES",
     "MODEL_FEATURES",
     "rows_before",
+    "NO_PURCHASE",
+    "first_purchases",
+    "instant_us",
     "snapshot_features",
     "features_in_chunks",
     "sorted_by_period",
@@ -165,6 +168,37 @@ def sorted_by_period(panel: pd.DataFrame) -> pd.DataFrame:
     # a stable argsort and one take: sort_values took 3x as long on a 5M-row panel
     order = np.argsort(panel["period_start"].to_numpy("datetime64[us]"), kind="stable")
     return panel.take(order).reset_index(drop=True)
+
+
+#: :func:`first_purchases` of a customer without a purchase (after every instant).
+NO_PURCHASE = np.iinfo("int64").max
+
+
+def first_purchases(panel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's customer code, the customer ids, and each customer's first purchase.
+
+    Returns
+    -------
+    (codes, ids, first)
+        ``codes``: int64 per row, positions in ``ids``; ``ids``: the distinct customer ids,
+        sorted (so code order is id order); ``first``: per customer, the earliest
+        ``first_order_at`` of the rows with an order, in int64 microseconds
+        (:data:`NO_PURCHASE` for a customer with returns only). Compare with an instant as
+        ``first < np.datetime64(t, "us").astype("int64")``.
+    """
+    codes, ids = pd.factorize(panel["customer_id"], sort=True)
+    codes = codes.astype("int64")
+    first_order = panel["first_order_at"].to_numpy("datetime64[us]")
+    bought = (panel["count_orders"].to_numpy() > 0) & ~np.isnat(first_order)
+    first = np.full(len(ids), NO_PURCHASE, dtype="int64")
+    # unbuffered per-customer minimum: a groupby of the rows with an order copied ~5M rows first
+    np.minimum.at(first, codes[bought], first_order[bought].astype("int64"))
+    return codes, np.asarray(ids), first
+
+
+def instant_us(instant: pd.Timestamp) -> int:
+    """An instant in int64 microseconds (the unit of :func:`first_purchases`)."""
+    return int(np.datetime64(to_instant(instant).to_datetime64(), "us").astype("int64"))
 
 
 def snapshot_features(panel: pd.DataFrame, snapshot: date | datetime | pd.Timestamp) -> pd.DataFrame:
