@@ -164,3 +164,16 @@ def test_first_purchases_exact():
     assert codes.tolist() == [0, 0, 0, 0, 1, 2, 3]
     us = [instant_us(pd.Timestamp(d)) for d in ("2024-01-10", "2024-11-30", "2025-01-05")]
     assert first.tolist() == [us[0], us[1], NO_PURCHASE, us[2]]  # C returned only
+
+
+def test_first_purchases_of_integer_customer_codes_need_no_factorize():
+    # codes 0..4 with no row for code 3: its own code, without a purchase
+    coded = hand_panel().assign(customer_id=lambda f: f["customer_id"].map({"A": 0, "B": 1, "C": 2, "D": 4}))
+    codes, ids, first = first_purchases(coded)
+    assert ids.tolist() == [0, 1, 2, 3, 4]
+    assert codes.tolist() == [0, 0, 0, 0, 1, 2, 4]
+    us = [instant_us(pd.Timestamp(d)) for d in ("2024-01-10", "2024-11-30", "2025-01-05")]
+    assert first.tolist() == [us[0], us[1], NO_PURCHASE, NO_PURCHASE, us[2]]
+    # ids beyond the row count are factorized like any others (no array as long as the largest id)
+    _, ids, first = first_purchases(coded.assign(customer_id=coded["customer_id"] * 1000))
+    assert ids.tolist() == [0, 1000, 2000, 4000] and first.tolist() == [us[0], us[1], NO_PURCHASE, us[2]]

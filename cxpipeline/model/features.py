@@ -185,9 +185,19 @@ def first_purchases(panel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nda
         ``first_order_at`` of the rows with an order, in int64 microseconds
         (:data:`NO_PURCHASE` for a customer with returns only). Compare with an instant as
         ``first < np.datetime64(t, "us").astype("int64")``.
+
+    Integer ids from 0 up to the row count (the customer codes the model works on) are their own
+    codes, without a factorize (~0.2 s at 5M rows): ``ids`` is then ``0..max``, and a code
+    without rows has :data:`NO_PURCHASE`, like a customer with returns only.
     """
-    codes, ids = pd.factorize(panel["customer_id"], sort=True)
-    codes = codes.astype("int64")
+    values = panel["customer_id"]
+    if (pd.api.types.is_integer_dtype(values.dtype) and len(values)
+            and 0 <= values.min() and values.max() <= len(values)):
+        codes = values.to_numpy("int64")
+        ids = np.arange(int(codes.max()) + 1, dtype="int64")
+    else:
+        codes, ids = pd.factorize(values, sort=True)
+        codes = codes.astype("int64")
     first_order = panel["first_order_at"].to_numpy("datetime64[us]")
     bought = (panel["count_orders"].to_numpy() > 0) & ~np.isnat(first_order)
     first = np.full(len(ids), NO_PURCHASE, dtype="int64")
