@@ -177,3 +177,18 @@ def test_first_purchases_of_integer_customer_codes_need_no_factorize():
     # ids beyond the row count are factorized like any others (no array as long as the largest id)
     _, ids, first = first_purchases(coded.assign(customer_id=coded["customer_id"] * 1000))
     assert ids.tolist() == [0, 1000, 2000, 4000] and first.tolist() == [us[0], us[1], NO_PURCHASE, us[2]]
+
+
+def test_scores_tied_on_value_at_risk_and_probability_rank_by_customer_id():
+    from cxpipeline.model.score import fit_and_score
+
+    # Identical histories give identical scores; ids chosen so that id order differs from the
+    # order of first appearance in the panel.
+    rows = [(cid, "2024-01-10 00:00", 100.0) for cid in ("Z9", "A1", "M5")]
+    rows += [("Q7", "2024-02-10 00:00", 100.0), ("Q7", "2024-03-10 00:00", 50.0)]
+    panel = build_panel(transactions_frame(rows), "month")
+    scores, _, _ = fit_and_score(panel, None, "2024-05-01")
+    tied = scores.loc[scores["customer_id"] != "Q7"]
+    assert tied["value_at_risk"].nunique() == 1 and tied["p_at_risk"].nunique() == 1
+    assert tied["customer_id"].tolist() == ["A1", "M5", "Z9"]
+    assert tied["at_risk_rank"].tolist() == sorted(tied["at_risk_rank"].tolist())
