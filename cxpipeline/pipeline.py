@@ -367,8 +367,13 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     # features read from the whole panel in chunks (never the whole panel at once).
     sample_file = folder / "panel_monthly_model.parquet"
     sampled = sample_file.is_file()
-    monthly = sorted_by_period(read_table(folder, "panel_monthly_model" if sampled else "panel_monthly",
-                                          columns=MODEL_PANEL_COLUMNS))  # snapshots: slices
+    monthly = read_table(folder, "panel_monthly_model" if sampled else "panel_monthly", columns=MODEL_PANEL_COLUMNS)
+    # Customer ids as a categorical with sorted categories: one factorize of the strings here,
+    # then sorting the rows by period and each fit's factorize (sort=True gives the same codes
+    # as on the strings) work on integer codes, not 5M strings.
+    codes, ids = pd.factorize(monthly["customer_id"], sort=True)
+    monthly["customer_id"] = pd.Categorical.from_codes(codes, categories=pd.Index(ids, dtype="string"))
+    monthly = sorted_by_period(monthly)  # snapshots: slices
     customers = read_table(folder, "customers")
     segments = [s for s in config.segments if s in customers.columns]
     options = {"horizon_days": config.model.horizon_days, "random_state": config.model.random_state,
