@@ -1,12 +1,13 @@
 """The pipeline as stages: extract -> metrics -> model -> render -> check.
 
-One module of ~480 lines on purpose: the stages share the artifact folder's lock, staging and
+One module of ~570 lines on purpose: the stages share the artifact folder's lock, staging and
 invalidation rules, which are read together with the stages they guard.
 
 Each stage takes ``(config, period, output_root)``, reads what earlier stages wrote in the
 artifact folder ``<output_root>/<pack_id>/<period>/``, writes its own files atomically and
 returns a small JSON-able dict (always with ``"folder"``). Airflow tasks call the stages one by
-one and pass only these dicts; the CLI calls :func:`run_pack`, which runs them all.
+one and pass only these dicts; the CLI calls :func:`run_pack`, which runs them all (the metrics
+and model stages side by side on two or more CPUs).
 The period is always a parameter; nothing reads the clock.
 """
 
@@ -18,7 +19,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -113,11 +116,18 @@ def resolve_period(config: Config, period_label: str | None, last_day_of_data: d
     return period
 
 
+# run_pack runs the metrics and model stages in two threads: each reads, updates and rewrites
+# manifest.json, so one at a time.
+_manifest_guard = threading.Lock()
+
+
 def _update_manifest(folder: Path, stage: str, summary: dict, seconds: float) -> None:
     path = folder / "manifest.json"
-    manifest = read_json(path) if path.exists() else {"stages": {}}
-    manifest["stages"][stage] = {**{k: v for k, v in summary.items() if k != "folder"}, "seconds": round(seconds, 3)}
-    write_json(path, manifest)
+    with _manifest_guard:
+        manifest = read_json(path) if path.exists() else {"stages": {}}
+        manifest["stages"][stage] = {**{k: v for k, v in summary.items() if k != "folder"},
+                                     "seconds": round(seconds, 3)}
+        write_json(path, manifest)
 
 
 def _fingerprint(transactions: pd.DataFrame) -> str:
@@ -357,8 +367,13 @@ def score_customers(config: Config, period: Period, output_root: str | Path | No
     # features read from the whole panel in chunks (never the whole panel at once).
     sample_file = folder / "panel_monthly_model.parquet"
     sampled = sample_file.is_file()
-    monthly = sorted_by_period(read_table(folder, "panel_monthly_model" if sampled else "panel_monthly",
-                                          columns=MODEL_PANEL_COLUMNS))  # snapshots: slices
+    monthly = read_table(folder, "panel_monthly_model" if sampled else "panel_monthly", columns=MODEL_PANEL_COLUMNS)
+    # Customer ids as a categorical with sorted categories: one factorize of the strings here,
+    # then sorting the rows by period and each fit's factorize (sort=True gives the same codes
+    # as on the strings) work on integer codes, not 5M strings.
+    codes, ids = pd.factorize(monthly["customer_id"], sort=True)
+    monthly["customer_id"] = pd.Categorical.from_codes(codes, categories=pd.Index(ids, dtype="string"))
+    monthly = sorted_by_period(monthly)  # snapshots: slices
     customers = read_table(folder, "customers")
     segments = [s for s in config.segments if s in customers.columns]
     options = {"horizon_days": config.model.horizon_days, "random_state": config.model.random_state,
@@ -475,7 +490,12 @@ def run_pack(
     *,
     progress=None,
 ) -> PackResult:
-    """Run every stage for one period and return where the pack is."""
+    """Run every stage for one period and return where the pack is.
+
+    The metrics and model stages both read only the extract's artifacts: with two or more CPUs
+    they run at the same time, in two threads (``CXPIPELINE_SERIAL_STAGES=1``: one after the
+    other, when memory is tight: the two peaks then add up).
+    """
     say = progress or (lambda message: log.info(message))
     if pushdown_kind(config) is not None:  # aggregated where the data is: never loaded here
         data = None
@@ -490,7 +510,15 @@ def run_pack(
     say(f"period {period.title}; artifacts in {folder}")
     # One lock across all stages: a concurrent run of this period waits for the whole run.
     with pack_lock(folder):
-        for name, stage in _stages():
+        stages = _stages()
+        together = _side_by_side(stages)
+        for name, stage in stages:
+            if together and name == together[1][0]:
+                continue  # ran alongside the stage before it
+            if together and name == together[0][0]:
+                say(f"{name} and {together[1][0]} ...")
+                _run_side_by_side(together, config, period, output_root, say)
+                continue
             say(f"{name} ...")
             t0 = time.perf_counter()
             if name == "extract":
@@ -505,6 +533,49 @@ def run_pack(
             say(f"{name} done in {time.perf_counter() - t0:.1f} s")
         _write_run_manifest(config, period, folder)
     return PackResult(folder=folder, pdf_path=folder / "board_pack.pdf", period=period)
+
+
+#: Environment variable: set to 1 to run every stage of :func:`run_pack` one after the other.
+SERIAL_STAGES_ENV = "CXPIPELINE_SERIAL_STAGES"
+#: Stages that read only the extract's artifacts and write different files: with two or more
+#: CPUs, run_pack runs them at the same time (the pack then waits for the longer of the two).
+_SIDE_BY_SIDE = ("metrics", "model")
+
+
+def _side_by_side(stages: list) -> tuple | None:
+    """The two stages :func:`run_pack` runs at the same time, or None (one CPU, or
+    ``CXPIPELINE_SERIAL_STAGES=1``: the peak memory is then one stage's, not the two's sum)."""
+    by_name = dict(stages)
+    if os.environ.get(SERIAL_STAGES_ENV, "").strip() not in ("", "0") or not all(n in by_name for n in _SIDE_BY_SIDE):
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return tuple((n, by_name[n]) for n in _SIDE_BY_SIDE) if cpus >= 2 else None
+
+
+def _run_side_by_side(pair: tuple, config: Config, period: Period, output_root, say) -> None:
+    """Run two stages at once: the second in a worker thread, the first in this one.
+
+    For :func:`run_pack`, which holds the folder's lock: the worker runs the second stage's
+    unlocked body (taking the lock from another thread would wait for this one). Both have
+    finished when this returns or raises, so nothing writes into the folder once the lock is
+    released; the first stage's error is raised first (the second's is logged), else the second's.
+    """
+    (first_name, first), (second_name, second) = pair
+
+    def timed(name, stage):
+        t0 = time.perf_counter()
+        stage(config, period, output_root)
+        say(f"{name} done in {time.perf_counter() - t0:.1f} s")
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cxpipeline-{second_name}") as pool:
+        worker = pool.submit(timed, second_name, getattr(second, "__wrapped__", second))
+        try:
+            timed(first_name, first)
+        except BaseException:
+            if worker.exception() is not None:  # waits for the worker
+                log.error("the %s stage failed too: %s", second_name, worker.exception())
+            raise
+        worker.result()
 
 
 def _stages():

@@ -204,3 +204,46 @@ def test_cli_backtest_on_a_plain_transactions_csv(tmp_path, small_demo, capsys):
                  "--horizon-days", "60"])
     assert code == 2
     assert "not fully observed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("max_rows", [600, 300_000])
+def test_value_model_rows_equal_every_customers_features_thinned(small_demo, max_rows):
+    """fit_value_model computes features from the chosen customers' rows only: the same training
+    rows and coefficients as every customer's features thinned to evenly spaced ones."""
+    from sklearn.linear_model import LinearRegression
+
+    from cxpipeline.model.clv import VALUE_TERMS, fit_value_model, future_revenue, value_terms
+
+    transactions, _ = small_demo
+    t = pd.Timestamp("2026-07-01")
+    panel = build_panel(transactions.loc[transactions["ordered_at"] < t], "month", end=t)
+    stay = lambda f: 1.0 / (1.0 + f["recency_days"].to_numpy() / 90.0)  # noqa: E731
+    model = fit_value_model(panel, t, stay, max_rows=max_rows)
+    frames, targets = [], []
+    for s in pd.to_datetime(model.snapshots):
+        features = snapshot_features(panel, s)
+        per_snapshot = max(1, max_rows // len(model.snapshots))
+        if len(features) > per_snapshot:
+            features = features.iloc[np.linspace(0, len(features) - 1, per_snapshot).astype(int)]
+        frames.append(value_terms(features, stay(features)))
+        targets.append(future_revenue(panel, s).reindex(features.index, fill_value=0.0).to_numpy())
+    x = pd.concat(frames)
+    reg = LinearRegression(fit_intercept=False, positive=True).fit(x.to_numpy(), np.concatenate(targets))
+    assert model.training_rows == len(x)
+    assert (len(x) == 600) == (max_rows == 600)  # thinned to 100 customers a snapshot, or not at all
+    assert model.coefficients == {n: round(float(c), 6) for n, c in zip(VALUE_TERMS, reg.coef_)}
+
+
+def test_categorical_customer_ids_give_the_same_scores_and_report_as_strings(small_demo):
+    """The model stage hands score_period the ids as a categorical with sorted categories: every
+    fit, backtest and label is the same as with the strings."""
+    transactions, customers = small_demo
+    panel = build_panel(transactions, "month")
+    codes, ids = pd.factorize(panel["customer_id"], sort=True)
+    coded = panel.assign(customer_id=pd.Categorical.from_codes(codes, categories=pd.Index(ids, dtype="string")))
+    options = {"segment_columns": SEGMENTS}
+    expected = score_period(panel, customers, "2026-06-30", **options)
+    got = score_period(coded, customers, "2026-06-30", **options)
+    pd.testing.assert_frame_equal(got.scores, expected.scores)
+    assert got.report == expected.report
+    assert got.backtest["available"] and got.report["value_backtest"]["available"]

@@ -187,3 +187,39 @@ def test_rfm_summary_from_a_hand_built_panel_and_no_look_ahead():
     renamed = panel.rename(columns={"customer_id": "cid", "count_orders": "n"})
     alt = rfm_summary(renamed, "2025-04-01", customer_id_col="cid", orders_col="n")
     assert list(alt.columns)[0] == "cid" and alt["frequency"].tolist() == out["frequency"].tolist()
+
+
+def test_compress_counts_identical_rows_in_np_unique_order():
+    from cxpipeline.model.bgnbd import _compress
+
+    x = np.array([2.0, 0.0, 2.0, 1.0, 0.0, 2.0])
+    t = np.array([0.5, 0.0, 0.5, 0.25, 0.0, 0.125])
+    (xs, ts), w = _compress([x, t], max_rows=10)
+    assert xs.tolist() == [0.0, 1.0, 2.0, 2.0]
+    assert ts.tolist() == [0.0, 0.25, 0.125, 0.5]
+    assert w.tolist() == [2.0, 1.0, 1.0, 2.0]
+    rng = np.random.default_rng(3)
+    cols = [rng.integers(0, 4, 500).astype("float64"), np.round(rng.random(500), 1), np.round(rng.random(500), 1)]
+    got, weights = _compress(cols, max_rows=400)  # evenly spaced 400 of 500 rows first
+    keep = np.linspace(0, 499, 400).astype(np.int64)
+    unique, counts = np.unique(np.column_stack([c[keep] for c in cols]), axis=0, return_counts=True)
+    assert np.array_equal(np.column_stack(got), unique) and np.array_equal(weights, counts)
+
+
+def test_gamma_gamma_objective_is_the_row_likelihood_and_its_gradient():
+    from scipy.optimize import approx_fprime
+
+    from cxpipeline.model.bgnbd import _gg_neg_ll_and_grad, _gg_row_ll
+
+    rng = np.random.default_rng(5)
+    n = rng.integers(1, 6, 300).astype("float64")
+    m = rng.gamma(2.0, 1.0, 300)
+    w = rng.integers(1, 3, 300).astype("float64")
+    nu, ni = np.unique(n, return_inverse=True)
+    args = (n, m, w, w.sum(), nu, ni, np.log(n), np.log(m), m * n)
+    theta = np.log([1.7, 2.9, 0.8])
+    value, grad = _gg_neg_ll_and_grad(theta, *args)
+    # the same per-row numbers as the public likelihood's formula, bit for bit
+    assert value == -np.dot(w, _gg_row_ll(*np.exp(theta), n, m)) / w.sum()
+    numeric = approx_fprime(theta, lambda th: _gg_neg_ll_and_grad(th, *args)[0], 1e-7)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)

@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from cxpipeline.errors import InputError
-from cxpipeline.model.features import lapse_labels, model_matrix, snapshot_features
+from cxpipeline.model.features import (
+    NO_PURCHASE,
+    first_purchases,
+    instant_us,
+    lapse_labels,
+    model_matrix,
+    snapshot_features,
+)
 from cxpipeline.model.train import training_rows, training_snapshots
 from cxpipeline.panel import build_panel
 from cxpipeline.schema import PANEL_COLUMNS
@@ -124,6 +131,11 @@ def test_mid_month_snapshot_is_fine_with_a_panel_built_to_it():
 def test_lapse_labels_exact(snapshot, horizon, expected):
     labels = lapse_labels(hand_panel(), snapshot, horizon, pd.Index(["A", "B"]))
     assert labels.tolist() == expected
+    # string ids (Arrow lookup) and integer customer codes (pandas isin) give the same labels
+    panel = hand_panel().astype({"customer_id": "string[pyarrow]"})
+    assert lapse_labels(panel, snapshot, horizon, pd.Index(["A", "B"], dtype="string")).tolist() == expected
+    coded = panel.assign(customer_id=panel["customer_id"].map({"A": 0, "B": 1, "C": 2, "D": 3}).astype("int64"))
+    assert lapse_labels(coded, snapshot, horizon, pd.Index([0, 1])).tolist() == expected
 
 
 def test_training_snapshots_end_their_windows_by_the_fit_instant():
@@ -144,3 +156,39 @@ def test_model_matrix_logs_and_season():
     assert x.loc["A", "log_recency"] == pytest.approx(np.log1p(30.5))
     assert x.loc["B", "log_gap_ratio"] == 0.0
     assert x.loc["A", "season:month=1"] == 1.0 and x.loc["A", "season:month=2"] == 0.0
+
+
+def test_first_purchases_exact():
+    codes, ids, first = first_purchases(hand_panel())
+    assert ids.tolist() == ["A", "B", "C", "D"]
+    assert codes.tolist() == [0, 0, 0, 0, 1, 2, 3]
+    us = [instant_us(pd.Timestamp(d)) for d in ("2024-01-10", "2024-11-30", "2025-01-05")]
+    assert first.tolist() == [us[0], us[1], NO_PURCHASE, us[2]]  # C returned only
+
+
+def test_first_purchases_of_integer_customer_codes_need_no_factorize():
+    # codes 0..4 with no row for code 3: its own code, without a purchase
+    coded = hand_panel().assign(customer_id=lambda f: f["customer_id"].map({"A": 0, "B": 1, "C": 2, "D": 4}))
+    codes, ids, first = first_purchases(coded)
+    assert ids.tolist() == [0, 1, 2, 3, 4]
+    assert codes.tolist() == [0, 0, 0, 0, 1, 2, 4]
+    us = [instant_us(pd.Timestamp(d)) for d in ("2024-01-10", "2024-11-30", "2025-01-05")]
+    assert first.tolist() == [us[0], us[1], NO_PURCHASE, NO_PURCHASE, us[2]]
+    # ids beyond the row count are factorized like any others (no array as long as the largest id)
+    _, ids, first = first_purchases(coded.assign(customer_id=coded["customer_id"] * 1000))
+    assert ids.tolist() == [0, 1000, 2000, 4000] and first.tolist() == [us[0], us[1], NO_PURCHASE, us[2]]
+
+
+def test_scores_tied_on_value_at_risk_and_probability_rank_by_customer_id():
+    from cxpipeline.model.score import fit_and_score
+
+    # Identical histories give identical scores; ids chosen so that id order differs from the
+    # order of first appearance in the panel.
+    rows = [(cid, "2024-01-10 00:00", 100.0) for cid in ("Z9", "A1", "M5")]
+    rows += [("Q7", "2024-02-10 00:00", 100.0), ("Q7", "2024-03-10 00:00", 50.0)]
+    panel = build_panel(transactions_frame(rows), "month")
+    scores, _, _ = fit_and_score(panel, None, "2024-05-01")
+    tied = scores.loc[scores["customer_id"] != "Q7"]
+    assert tied["value_at_risk"].nunique() == 1 and tied["p_at_risk"].nunique() == 1
+    assert tied["customer_id"].tolist() == ["A1", "M5", "Z9"]
+    assert tied["at_risk_rank"].tolist() == sorted(tied["at_risk_rank"].tolist())

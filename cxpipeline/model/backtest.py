@@ -364,6 +364,9 @@ def value_backtest(
 
     end = to_instant(data_end)
     panel = rows_before(sorted_by_period(panel_monthly), end)
+    # Integer customer codes sorted like the ids (the same rows, features and subsets; only
+    # aggregates leave this function): grouping strings ~7 times dominated its run time.
+    panel = panel.assign(customer_id=pd.factorize(panel["customer_id"], sort=True)[0].astype("int64"))
     latest = end - pd.DateOffset(months=12)
     s = pd.Timestamp(year=latest.year, month=latest.month, day=1)
     first = panel["first_order_at"].min()

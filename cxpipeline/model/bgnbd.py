@@ -280,9 +280,20 @@ def _compress(columns: list[np.ndarray], max_rows: int) -> tuple[list[np.ndarray
     if n > max_rows:
         keep = np.linspace(0, n - 1, max_rows).astype(np.int64)
         columns = [c[keep] for c in columns]
-    stacked = np.column_stack(columns)
-    unique, counts = np.unique(stacked, axis=0, return_counts=True)
-    return [unique[:, k] for k in range(unique.shape[1])], counts.astype("float64")
+    # The rows of np.unique(axis=0) (sorted by the first column, then the next...) from a
+    # lexsort of the columns: the same rows in the same order, ~3x faster than sorting them as
+    # structured records.
+    columns = [np.asarray(c, dtype="float64") for c in columns]  # np.column_stack's common type
+    order = np.lexsort(columns[::-1])
+    ordered = [c[order] for c in columns]
+    starts = np.zeros(len(order), dtype=bool)
+    if len(starts):
+        starts[0] = True
+        for c in ordered:
+            starts[1:] |= c[1:] != c[:-1]
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.append(first, len(starts)))
+    return [c[first] for c in ordered], counts.astype("float64")
 
 
 def fit_bgnbd(x, t_x, T, *, max_customers: int = MAX_FIT_CUSTOMERS) -> BGNBDParams:
@@ -398,14 +409,24 @@ def _gg_row_ll(p, q, g, n, m):
             + (px - 1) * np.log(m) + px * np.log(n) - (px + q) * np.log(g + m * n))
 
 
-def _gg_neg_ll_and_grad(theta, n, m, w, total):
+def _gg_neg_ll_and_grad(theta, n, m, w, total, nu, ni, log_n, log_m, mn):
+    """Mean negative log-likelihood and its gradient in log parameters.
+
+    As for BG/NBD, the special functions depend on ``n`` only: evaluated on its distinct values
+    ``nu`` and gathered with ``ni`` (``nu[ni] == n``); ``log_n``, ``log_m`` and ``mn = m n`` do
+    not depend on the parameters. Every row's terms are the same numbers, in the same order, as
+    :func:`_gg_row_ll` and the per-row formulas give.
+    """
     p, q, g = np.exp(theta)
     px = p * n
-    ll = _gg_row_ll(p, q, g, n, m)
-    log_gmn = np.log(g + m * n)
-    d_p = n * (special.digamma(px + q) - special.digamma(px) + np.log(m) + np.log(n) - log_gmn)
-    d_q = special.digamma(px + q) - special.digamma(q) + np.log(g) - log_gmn
-    d_g = q / g - (px + q) / (g + m * n)
+    pu = p * nu
+    log_gmn = np.log(g + mn)
+    ll = ((special.gammaln(pu + q) - special.gammaln(pu))[ni] - special.gammaln(q) + q * np.log(g)
+          + (px - 1) * log_m + px * log_n - (px + q) * log_gmn)
+    dg_pxq = special.digamma(pu + q)
+    d_p = n * ((dg_pxq - special.digamma(pu))[ni] + log_m + log_n - log_gmn)
+    d_q = dg_pxq[ni] - special.digamma(q) + np.log(g) - log_gmn
+    d_g = q / g - (px + q) / (g + mn)
     value = -np.dot(w, ll) / total
     if not np.isfinite(value):
         return 1e10, np.zeros(3)
@@ -435,9 +456,11 @@ def fit_gamma_gamma(n, m, *, max_customers: int = MAX_FIT_CUSTOMERS) -> GammaGam
     scale = float(np.mean(m))
     (ns, ms), w = _compress([n, m / scale], max_customers)
     total = float(w.sum())
+    nu, ni = np.unique(ns, return_inverse=True)
+    args = (ns, ms, w, total, nu, ni, np.log(ns), np.log(ms), ms * ns)
     with threadpool_limits(limits=1, user_api="blas"):
         res = optimize.minimize(_gg_neg_ll_and_grad, np.array([np.log(2.0), np.log(3.0), np.log(2.0)]),
-                                args=(ns, ms, w, total), jac=True, method="L-BFGS-B",
+                                args=args, jac=True, method="L-BFGS-B",
                                 bounds=[(-12.0, 12.0), (np.log(1.0001), 12.0), (-12.0, 12.0)],
                                 options={"maxiter": 500, "gtol": 1e-8, "ftol": 1e-13})
     p, q, g = np.exp(res.x)

@@ -51,6 +51,9 @@ __all__ = [
     "RAW_FEATURES",
     "MODEL_FEATURES",
     "rows_before",
+    "NO_PURCHASE",
+    "first_purchases",
+    "instant_us",
     "snapshot_features",
     "features_in_chunks",
     "sorted_by_period",
@@ -165,6 +168,47 @@ def sorted_by_period(panel: pd.DataFrame) -> pd.DataFrame:
     # a stable argsort and one take: sort_values took 3x as long on a 5M-row panel
     order = np.argsort(panel["period_start"].to_numpy("datetime64[us]"), kind="stable")
     return panel.take(order).reset_index(drop=True)
+
+
+#: :func:`first_purchases` of a customer without a purchase (after every instant).
+NO_PURCHASE = np.iinfo("int64").max
+
+
+def first_purchases(panel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's customer code, the customer ids, and each customer's first purchase.
+
+    Returns
+    -------
+    (codes, ids, first)
+        ``codes``: int64 per row, positions in ``ids``; ``ids``: the distinct customer ids,
+        sorted (so code order is id order); ``first``: per customer, the earliest
+        ``first_order_at`` of the rows with an order, in int64 microseconds
+        (:data:`NO_PURCHASE` for a customer with returns only). Compare with an instant as
+        ``first < np.datetime64(t, "us").astype("int64")``.
+
+    Integer ids from 0 up to the row count (the customer codes the model works on) are their own
+    codes, without a factorize (~0.2 s at 5M rows): ``ids`` is then ``0..max``, and a code
+    without rows has :data:`NO_PURCHASE`, like a customer with returns only.
+    """
+    values = panel["customer_id"]
+    if (pd.api.types.is_integer_dtype(values.dtype) and len(values)
+            and 0 <= values.min() and values.max() <= len(values)):
+        codes = values.to_numpy("int64")
+        ids = np.arange(int(codes.max()) + 1, dtype="int64")
+    else:
+        codes, ids = pd.factorize(values, sort=True)
+        codes = codes.astype("int64")
+    first_order = panel["first_order_at"].to_numpy("datetime64[us]")
+    bought = (panel["count_orders"].to_numpy() > 0) & ~np.isnat(first_order)
+    first = np.full(len(ids), NO_PURCHASE, dtype="int64")
+    # unbuffered per-customer minimum: a groupby of the rows with an order copied ~5M rows first
+    np.minimum.at(first, codes[bought], first_order[bought].astype("int64"))
+    return codes, np.asarray(ids), first
+
+
+def instant_us(instant: pd.Timestamp) -> int:
+    """An instant in int64 microseconds (the unit of :func:`first_purchases`)."""
+    return int(np.datetime64(to_instant(instant).to_datetime64(), "us").astype("int64"))
 
 
 def snapshot_features(panel: pd.DataFrame, snapshot: date | datetime | pd.Timestamp) -> pd.DataFrame:
@@ -337,8 +381,18 @@ def lapse_labels(
     ps = panel["period_start"].to_numpy("datetime64[us]")
     t64 = np.datetime64(t.to_datetime64(), "us")
     bought = (ps >= t64) & ~np.isnat(first_order) & (first_order < end)
-    buyers = panel.loc[bought, "customer_id"].unique()
-    return (~pd.Index(customer_ids).isin(buyers)).astype("int64")
+    buyers = panel.loc[bought, "customer_id"]
+    ids = pd.Index(customer_ids)
+    if isinstance(buyers.dtype, pd.CategoricalDtype):
+        buyers = buyers.astype(buyers.dtype.categories.dtype)  # the ids themselves
+    if pd.api.types.is_string_dtype(ids.dtype) and pd.api.types.is_string_dtype(buyers.dtype):
+        # Arrow's hash lookup: pandas' unique + isin on 500k string ids took ~0.9 s, this ~0.05 s
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = pc.is_in(pa.array(ids.astype("string")), value_set=pa.array(buyers.astype("string")).unique())
+        return (~found.to_numpy(zero_copy_only=False)).astype("int64")
+    return (~ids.isin(buyers.unique())).astype("int64")
 
 
 def segment_levels(customers: pd.DataFrame | None, segment_columns: Sequence[str]) -> dict[str, list[str]]:

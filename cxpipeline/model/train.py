@@ -32,6 +32,9 @@ from threadpoolctl import threadpool_limits
 
 from cxpipeline.model.features import (
     BGNBD_FEATURE,
+    NO_PURCHASE,
+    instant_us,
+    first_purchases,
     lapse_labels,
     model_matrix,
     segment_dummies,
@@ -108,19 +111,21 @@ def training_rows(
     info = {"rows_before_sampling": 0, "customer_sample_fraction": 1.0, "snapshots_without_bgnbd": []}
     if not snapshots:
         return pd.DataFrame(), info
-    first_purchase = panel.loc[panel["count_orders"] > 0].groupby("customer_id", observed=True)[
-        "first_order_at"].min()
-    expected = int(sum((first_purchase < s).sum() for s in snapshots))
+    codes, ids, first = first_purchases(panel)
+    buyers = np.flatnonzero(first != NO_PURCHASE)  # positions in ids, in id order
+    expected = int(sum((first[buyers] < instant_us(s)).sum() for s in snapshots))
     info["rows_before_sampling"] = expected
     if expected > max_training_rows:
         # Sample whole customers (all their snapshots) with a fixed seed: fewer rows, same design.
         # The draw is a hash of the id (salted by random_state), so whether a customer is kept
         # does not depend on which other customers exist (no dependence on later arrivals).
         fraction = max_training_rows / expected
-        ids = first_purchase.index
-        real_ids = id_labels[ids.to_numpy()] if id_labels is not None else ids
+        buyer_ids = ids[buyers]
+        real_ids = id_labels[buyer_ids] if id_labels is not None else buyer_ids
         keep = _uniform_from_ids(pd.Index(real_ids), random_state) < fraction
-        panel = panel.loc[panel["customer_id"].isin(ids[keep])]
+        kept = np.zeros(len(ids), dtype=bool)
+        kept[buyers[keep]] = True
+        panel = panel.loc[kept[codes]]
         info["customer_sample_fraction"] = round(fraction, 6)
     frames = []
     for s in snapshots:
