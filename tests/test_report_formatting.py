@@ -71,3 +71,14 @@ def test_preview_with_a_bad_config_is_a_clear_error(tmp_path):
                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert run.returncode == 2
     assert "brand.primary_color" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_clip_cuts_long_names_with_an_ellipsis():
+    from cxpipeline.report.formatting import Formatter
+
+    assert Formatter.clip("Acme Ltd") == "Acme Ltd"
+    assert Formatter.clip("x" * 80) == "x" * 80
+    assert Formatter.clip("x" * 81) == "x" * 79 + "\u2026"
+    assert Formatter.clip("ab cd ef", 5) == "ab c\u2026"
+    assert Formatter.clip("ab   cdef", 6) == "ab\u2026"  # no space before the ellipsis
+    assert Formatter.clip(12345, 3) == "12\u2026"

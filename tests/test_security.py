@@ -58,7 +58,7 @@ HOSTILE = {
     "C3": ("</td></tr></table><h1>Forged heading</h1>", "<style>@import url({http}/imp.css);</style>"),
     "C4": ("<object data='file:///etc/shadow'></object>", "url(file:///etc/hostname)"),
     "C5": ("Plain Five", ""),
-    "C6": ("Plain Six", ""),
+    "C6": ("N" * 50_000, ""),  # one unbroken 50,000-character name
 }
 
 
@@ -112,6 +112,14 @@ def test_hostile_names_and_notes_are_printed_as_text_and_nothing_is_fetched(tmp_
     assert "<script>document.write('pwned')</script>" in text
     assert "pwned" not in text.replace("<script>document.write('pwned')</script>", "")
     assert "root:x:0" not in text
+    # The 50,000-character name is cut to 80 characters and wraps inside its cell.
+    assert "N" * 79 + "\u2026" in text and "N" * 80 not in text
+    import pdfplumber
+
+    with pdfplumber.open(result.pdf_path) as pdf:
+        for page in pdf.pages:
+            if "NNNNNNNNNN" in (page.extract_text() or ""):
+                assert max(char["x1"] for char in page.chars) <= page.width, "text runs off the page"
 
 
 def test_masked_pack_shows_tokens_not_ids_or_names(tmp_path, http_spy, monkeypatch):
@@ -128,7 +136,7 @@ def test_masked_pack_shows_tokens_not_ids_or_names(tmp_path, http_spy, monkeypat
     text = "".join("".join(pages).split())
     html = (result.folder / "board_pack.html").read_text(encoding="utf-8")
     assert "CUSTOMER-00" not in text and "CUSTOMER-00" not in html
-    for name in ("Plain Five", "Plain Six", "Evil Corp", "Forged"):
+    for name in ("Plain Five", "N" * 10, "Evil Corp", "Forged"):
         assert name.replace(" ", "") not in text and name not in html
     tokens = {mask_id(f"CUSTOMER-00{n}", "s3cret-salt-for-test") for n in range(1, 7)}
     assert any(token in text for token in tokens), "the at-risk list prints the salted tokens"

@@ -114,9 +114,17 @@ class Formatter:
         number = _finite(value, "percentage")
         return self._signed(self.percent(number, digits), number)
 
+    @staticmethod
+    def clip(text, limit: int = 80) -> str:
+        """A name, id or segment value from the data, cut to ``limit`` characters with an ellipsis:
+        a 50,000-character customer name would otherwise run one table row over dozens of pages."""
+        text = str(text)
+        return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"
+
     def filters(self) -> dict:
         """The Jinja filters, by name."""
         return {
+            "clip": self.clip,
             "money": self.money,
             "money_compact": self.money_compact,
             "count": self.count,
