@@ -18,7 +18,7 @@ import pandas as pd
 from cxpipeline.metrics.registry import label
 from cxpipeline.metrics.rfm import RFM_SEGMENTS
 from cxpipeline.metrics.tiers import LAPSED, MOVEMENTS, NEW, NOT_IN_BASE, WON_BACK
-from cxpipeline.report.formatting import tint
+from cxpipeline.report.formatting import Formatter, tint
 
 if TYPE_CHECKING:
     from cxpipeline.config import Config
@@ -268,7 +268,7 @@ def _display_name(name, customer_id, config: Config, already_masked: bool = Fals
         from cxpipeline.masking import mask_id, masking_salt
 
         return mask_id(customer_id, masking_salt(config))
-    return str(name) if name is not None and not pd.isna(name) else str(customer_id)
+    return Formatter.clip(name if name is not None and not pd.isna(name) else customer_id)
 
 
 def _story(row, fmt, config: Config, already_masked: bool = False) -> str:
