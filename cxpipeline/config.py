@@ -190,6 +190,9 @@ class FileSource(_Strict):
     exclude_zero_amounts: bool = False  # zero-amount rows are purchases worth 0 unless true
     earliest_date: date = date(1990, 1, 1)  # rows dated before it are excluded and counted
     data_through: date | None = None  # the last day the export covers (later rows: excluded)
+    # file column -> values whose rows are no sales (a payment export's failed or voided charges):
+    # {Status: [Failed, Voided]}; matched ignoring case and spaces; excluded and counted per value
+    exclude_rows: dict[str, list[str]] = {}
 
     @field_validator("timezone")
     @classmethod

@@ -17,7 +17,7 @@ import pandas as pd
 from cxpipeline.artifacts import read_json
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
-from cxpipeline.sources.aggregate import AFTER_PERIOD, REASON_TOTAL_ROW
+from cxpipeline.sources.aggregate import AFTER_PERIOD, REASON_CONFIG_PREFIX, REASON_TOTAL_ROW
 
 __all__ = ["DEFAULT_MAX_EXCLUDED_SHARE", "validate_extract", "gate_extract", "max_excluded_share"]
 
@@ -75,15 +75,16 @@ def validate_extract(
     source = dq.get("source") or "the source"
 
     # Rows dated after the period are left out by design (a backfill of an old period leaves
-    # out most of the data), and a report's total rows are no sales; only the other reasons are
-    # bad rows.
+    # out most of the data), and a report's total rows and the rows the config names as no sales
+    # (source.exclude_rows) are not sales; only the other reasons are bad rows.
     def reason(name: str) -> dict:
         return next((r for r in dq["excluded_by_reason"] if r["reason"] == name), {"rows": 0, "revenue": 0.0})
 
-    after, totals = reason(AFTER_PERIOD), reason(REASON_TOTAL_ROW)
-    by_design = {"rows": after["rows"] + totals["rows"],
-                 "revenue": float(after["revenue"]) + float(totals["revenue"])}
-    bad_reasons = [r for r in dq["excluded_by_reason"] if r["reason"] not in (AFTER_PERIOD, REASON_TOTAL_ROW)]
+    after = reason(AFTER_PERIOD)
+    designed = [r for r in dq["excluded_by_reason"]
+                if r["reason"] in (AFTER_PERIOD, REASON_TOTAL_ROW) or r["reason"].startswith(REASON_CONFIG_PREFIX)]
+    by_design = {"rows": sum(r["rows"] for r in designed), "revenue": sum(float(r["revenue"]) for r in designed)}
+    bad_reasons = [r for r in dq["excluded_by_reason"] if r not in designed]
     rows_considered = dq["rows_in"] - by_design["rows"]
     if dq["rows_used"] <= 0 and rows_considered > 0:
         raise InputError(

@@ -133,6 +133,39 @@ def test_zero_amounts_are_purchases_unless_excluded(tmp_path):
     assert strict.quality.by_reason == {"zero amount": {"rows": 1, "revenue_cents": 0}}
 
 
+def test_rows_the_config_marks_as_no_sales_are_excluded_and_counted_by_value(tmp_path):
+    """A payment export lists failed and voided charges beside paid ones: read plainly, a failed
+    charge would be revenue. ``exclude_rows`` names them; each value is its own counted reason,
+    and like total rows they are left out by design, not as bad rows."""
+    write(tmp_path, "cust,when,amount,Status\na,2024-01-02,10.00,Paid\nb,2024-01-03,99.00,failed \n"
+                    "c,2024-01-04,5.00,Voided\nd,2024-01-05,7.50,\ne,2024-01-06,20.00,Paid\n")
+    data = load(tmp_path, exclude_rows={"Status": ["Failed", "voided"]})
+    assert data.transactions["customer_id"].tolist() == ["a", "d", "e"]
+    assert data.quality.by_reason == {
+        "excluded by the config: Status = Failed": {"rows": 1, "revenue_cents": 9900},
+        "excluded by the config: Status = voided": {"rows": 1, "revenue_cents": 500},
+    }
+    message = error_for(tmp_path, exclude_rows={"State": ["Failed"]})
+    assert "Column 'State' named in source.exclude_rows is not in the file" in message and "'Status'" in message
+
+
+def test_rows_excluded_by_the_config_are_not_bad_rows_for_the_gate(tmp_path):
+    from cxpipeline import pipeline
+    from cxpipeline.periods import parse_period
+    from cxpipeline.validation import validate_extract
+
+    write(tmp_path, "cust,when,amount,Status\na,2024-01-02,10.00,Paid\nb,2024-02-03,90.00,Failed\n"
+                    "c,2024-03-04,80.00,Failed\nd,2024-03-05,5.00,Paid\n")
+    config = config_from_dict({"pack_id": "payments", "segments": [], "source": {
+        "kind": "file", "path": "t.csv", "columns": SIMPLE, "exclude_rows": {"Status": ["Failed"]}}},
+        base_dir=tmp_path)
+    period = parse_period("2024-Q1")
+    pipeline.extract(config, period, tmp_path / "out")
+    summary = validate_extract(pipeline.pack_folder(config, period, tmp_path / "out"), period)
+    # 92 % of the money in the file was left out, all of it chosen by the config: no bad rows.
+    assert summary["excluded_share"] == 0.0 and summary["revenue_used"] == 15.0
+
+
 # --- amounts ----------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from cxpipeline.schema import PANEL_COLUMNS
 __all__ = [
     "AFTER_PERIOD",
     "REASON_TOTAL_ROW",
+    "REASON_CONFIG_PREFIX",
     "CADENCE_DTYPES",
     "PanelExtract",
     "QUALITY_SQL",
@@ -64,6 +65,9 @@ AFTER_PERIOD = "after the reporting period"
 #: A report's total row in a file (cxpipeline/sources/files.py::total_rows): no sale, so, like
 #: rows after the period, not a bad row (validation.py leaves both out of the excluded share).
 REASON_TOTAL_ROW = "total row (the sum of the rows above it)"
+#: Rows the config marks as no sales (``source.exclude_rows``): "excluded by the config: Status = Failed".
+#: Like total rows, they are left out by design and do not count as bad rows.
+REASON_CONFIG_PREFIX = "excluded by the config: "
 
 #: Runs one SQL statement and returns its rows as a DataFrame (column names from the query).
 QueryFn = Callable[[str], pd.DataFrame]

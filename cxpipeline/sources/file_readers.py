@@ -257,7 +257,8 @@ MAX_TITLE_LINES = 20
 def mapped_names(source: FileSource, role: str) -> set[str]:
     """The column names the config maps in the ``role`` file (transactions or customers)."""
     if role == "transactions":
-        return {c for c in source.columns.model_dump().values() if c} | set(source.segment_columns.values())
+        return ({c for c in source.columns.model_dump().values() if c} | set(source.segment_columns.values())
+                | set(source.exclude_rows))
     return set(source.customer_columns.values())
 
 

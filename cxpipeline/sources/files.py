@@ -57,7 +57,7 @@ from cxpipeline.schema import (
     validate_customers,
     validate_transactions,
 )
-from cxpipeline.sources.aggregate import REASON_TOTAL_ROW
+from cxpipeline.sources.aggregate import REASON_CONFIG_PREFIX, REASON_TOTAL_ROW
 from cxpipeline.sources.base import SourceData
 from cxpipeline.sources.columns import (
     MAX_UNREADABLE_SHARE,
@@ -379,6 +379,23 @@ def _currencies(raw: pd.DataFrame, source: FileSource, info: FileInfo) -> pd.Ser
     return currency
 
 
+def _excluded_by_config(raw: pd.DataFrame, source: FileSource, info: FileInfo) -> list[tuple[str, np.ndarray]]:
+    """``source.exclude_rows``: (reason, row mask) per configured value, e.g. a payment export's
+    ``Status = Failed``; values match ignoring case and surrounding spaces."""
+    out = []
+    for column, values in source.exclude_rows.items():
+        if column not in raw.columns:
+            raise InputError(f"Column '{column}' named in source.exclude_rows is not in the file.",
+                             where=info.where(),
+                             fix="Use one of the file's columns: " + ", ".join(repr(c) for c in raw.columns[:12])
+                                 + ("..." if len(raw.columns) > 12 else "") + ".")
+        text = as_text(raw[column]).str.casefold()
+        for value in values:
+            out.append((f"{REASON_CONFIG_PREFIX}{column} = {value}",
+                        (text == str(value).strip().casefold()).fillna(False).to_numpy(dtype=bool)))
+    return out
+
+
 def _money(cents_total: int) -> str:
     return f"{cents_total / 100:,.2f}"
 
@@ -426,6 +443,8 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
                      f"above them (first at {info.row(int(np.flatnonzero(totals)[0]))}). Their amounts are "
                      "not sales and are not counted in the excluded share.")
     work = quality.exclude(work, full(totals), REASON_TOTAL_ROW, "revenue")
+    for reason, mask in _excluded_by_config(raw, source, info):
+        work = quality.exclude(work, full(mask), reason, "revenue")
     if amounts.unreadable.any():
         position, column = amounts.first_bad
         notes.append(first_note(REASON_NON_NUMERIC_AMOUNT, int(amounts.unreadable.sum()), position,
