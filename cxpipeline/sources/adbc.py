@@ -29,6 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 from cxpipeline.errors import ConfigError, InputError
+from cxpipeline.sources.aggregate import RowRules, extract_aggregates, stage_each, write_arrow_stream
+from cxpipeline.sources.dialects import render
+from cxpipeline.sources.warehouse import canonical_relation, customer_frame, describe, redact
 
 __all__ = [
     "AdbcDriver",
@@ -108,22 +111,22 @@ def connect_arguments(url: str) -> dict:
 
     driver = adbc_driver(url)
     if driver is None:
-        raise ValueError(f"not an ADBC warehouse URL: {_redact(url)}")
+        raise ValueError(f"not an ADBC warehouse URL: {redact(url)}")
     if driver.scheme == "snowflake":
         return {"uri": url}
     parsed = make_url(url)
     if driver.scheme == "duckdb":
         if not parsed.database:
-            raise InputError("The DuckDB URL names no database file.", where=_redact(url),
+            raise InputError("The DuckDB URL names no database file.", where=redact(url),
                              fix="Write duckdb:///relative/path.duckdb or duckdb:////absolute/path.duckdb.")
         # Reading must not create a database: DuckDB would make an empty file at a mistyped path.
         if not parsed.database.startswith("md:") and not Path(parsed.database).is_file():
-            raise InputError(f"There is no DuckDB database file at {parsed.database}.", where=_redact(url),
+            raise InputError(f"There is no DuckDB database file at {parsed.database}.", where=redact(url),
                              fix="Check the path in source.url: duckdb:///relative/path.duckdb or "
                                  "duckdb:////absolute/path.duckdb.")
         return {"path": parsed.database}
     if not parsed.host:
-        raise InputError("The BigQuery URL names no project.", where=_redact(url),
+        raise InputError("The BigQuery URL names no project.", where=redact(url),
                          fix="Write bigquery://PROJECT/DATASET (optionally ?credentials_path=KEY.json).")
     options = {"adbc.bigquery.sql.project_id": parsed.host}
     if parsed.database:
@@ -136,17 +139,14 @@ def connect_arguments(url: str) -> dict:
     return {"db_kwargs": options}
 
 
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    from cxpipeline.sources.warehouse import redact
+def _password(url: str) -> str | None:
+    """The URL's password, never to be repeated in a message."""
+    from sqlalchemy.engine import make_url
 
-    return redact(url)
-
-
-def _secrets(url: str) -> list[str]:
-    """Parts of the URL never to repeat in a message (the password)."""
-    match = re.search(r"://[^:/@]+:([^@]*)@", url)
-    return [match.group(1)] if match and match.group(1) else []
+    try:
+        return make_url(url).password or None
+    except Exception:  # not a URL SQLAlchemy parses: redact() names it generically too
+        return None
 
 
 class AdbcSession:
@@ -156,7 +156,7 @@ class AdbcSession:
         self.connection = connection
         self.driver = driver
         self.engine = driver.engine
-        self.where = _redact(url)
+        self.where = redact(url)
         self._cursor = connection.cursor()
 
     def quote(self, name: str) -> str:
@@ -236,22 +236,23 @@ def _is_driver_error(exc: Exception) -> bool:
 
 def _driver_error(exc: Exception, url: str, what: str) -> InputError:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    for secret in _secrets(url):
-        message = message.replace(secret, "***")
+    password = _password(url)
+    if password:
+        message = message.replace(password, "***")
     lost = type(exc).__name__ in ("OperationalError", "IOError") or any(
         word in message.lower() for word in ("connection", "dial tcp", "login", "credentials", "unauthenticated",
                                              "invalid_state"))  # a connection closed under the read
     if lost:
         return InputError(
             f"The connection to the warehouse failed while {what}: {message}",
-            where=_redact(url),
+            where=redact(url),
             fix="Check the account, the credentials (from the environment or an Airflow connection) and that the "
                 "warehouse is reachable, then rerun the extract. Nothing was written: artifacts are only written "
                 "after the whole read succeeds.",
         )
     return InputError(
         f"The warehouse query failed while {what}: {message}",
-        where=_redact(url),
+        where=redact(url),
         fix="Check source.transactions_table / customers_table / schema_name and that the table has the "
             "canonical columns (docs/warehouse.md); map other layouts with a view.",
     )
@@ -298,15 +299,11 @@ def adbc_session(url: str, what: str = "reading the warehouse", *, time_zone: st
 
 def write_batches(session: AdbcSession, sql: str, target: Path, dtypes: dict[str, str]) -> int:
     """Stream one result into a Parquet file as the driver sends it; returns the rows."""
-    from cxpipeline.sources.aggregate import write_arrow_stream
-
     return write_arrow_stream(session.batches(sql), target, dtypes)
 
 
 def adbc_relation(session: AdbcSession, source, segments: list[str]) -> tuple[str, list[str]]:
     """The canonical transactions relation on the session's table (see ``canonical_relation``)."""
-    from cxpipeline.sources.warehouse import canonical_relation
-
     table = session.table(source.transactions_table, source.schema_name)
     return canonical_relation(table, session.columns(table), segments, as_of=source.as_of,
                               where=f"{session.where}, table {table}")
@@ -314,8 +311,6 @@ def adbc_relation(session: AdbcSession, source, segments: list[str]) -> tuple[st
 
 def adbc_customers(session: AdbcSession, source) -> pd.DataFrame | None:
     """The customer table (``source.customers_table``), or None."""
-    from cxpipeline.sources.warehouse import customer_frame
-
     if not source.customers_table:
         return None
     table = session.table(source.customers_table, source.schema_name)
@@ -324,14 +319,12 @@ def adbc_customers(session: AdbcSession, source) -> pd.DataFrame | None:
 
 def extract_adbc(source, period, comparison, segments: list[str], *, url: str, stage_dir: str | Path | None = None,
                  time_zone: str = "UTC", instants: list | None = None):
-    """The extract of :func:`cxpipeline.sources.sql.extract_sql` on an ADBC warehouse.
+    """The extract of :func:`cxpipeline.sources.sql.extract_sql` on an ADBC warehouse (which adds
+    the ``as_of`` note for both paths).
 
     The statements run one after another on one connection (one transaction on DuckDB); the
     panels and the cadence stream into ``stage_dir`` as Parquet when it is given.
     """
-    from cxpipeline.sources.aggregate import RowRules, extract_aggregates
-    from cxpipeline.sources.dialects import render
-
     what = f"reading {source.transactions_table} for {period.label}"
     with adbc_session(url, what, time_zone=time_zone) as session:
         relation, present = adbc_relation(session, source, segments)
@@ -339,20 +332,11 @@ def extract_adbc(source, period, comparison, segments: list[str], *, url: str, s
         stream = None
         if stage_dir is not None:
             def stream(jobs: list) -> dict[str, tuple[Path, int]]:
-                written = {}
-                for sql, name, dtypes in jobs:
-                    target = Path(stage_dir) / f"{name}.parquet"
-                    written[name] = (target, write_batches(session, render(sql, session.engine), target, dtypes))
-                return written
+                return stage_each(jobs, stage_dir, lambda sql, path, dtypes: write_batches(
+                    session, render(sql, session.engine), path, dtypes))
 
-        table = ".".join(([source.schema_name] if source.schema_name else []) + [source.transactions_table])
-        bound = f", rows before {source.as_of}" if source.as_of else ""
-        result = extract_aggregates(
+        return extract_aggregates(
             lambda sql: session.read(render(sql, session.engine)), relation, period=period, comparison=comparison,
-            segment_columns=present, customers=customers, description=f"{session.where} table {table}{bound}",
+            segment_columns=present, customers=customers, description=describe(source, url),
             stream=stream, rules=RowRules.of(source), instants=instants,
         )
-    if source.as_of and pd.Timestamp(source.as_of) < pd.Timestamp(period.end):
-        result.quality.notes.append(
-            f"The snapshot is bounded at {source.as_of} (source.as_of), before the end of {period.label}.")
-    return result

@@ -58,6 +58,7 @@ __all__ = [
     "no_usable_rows",
     "file_digest",
     "pandas_arrow_schema",
+    "stage_each",
     "write_arrow_stream",
 ]
 
@@ -418,6 +419,18 @@ def pandas_arrow_schema(dtypes: dict[str, str]):
 
     empty = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})
     return pa.Schema.from_pandas(empty, preserve_index=False)
+
+
+def stage_each(jobs: list[tuple[str, str, dict]], stage_dir: str | Path,
+               write: Callable[[str, Path, dict[str, str]], int]) -> dict[str, tuple[Path, int]]:
+    """A :data:`StreamFn` for engines that run the result queries one after another: each job's
+    result is written by ``write(sql, target, dtypes)`` (which returns its rows) to
+    ``<stage_dir>/<name>.parquet``."""
+    written = {}
+    for sql, name, dtypes in jobs:
+        target = Path(stage_dir) / f"{name}.parquet"
+        written[name] = (target, write(sql, target, dtypes))
+    return written
 
 
 def write_arrow_stream(chunks, target: Path, dtypes: dict[str, str]) -> int:

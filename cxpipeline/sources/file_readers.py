@@ -120,7 +120,8 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str,
     if unread and source.sheet is None and header:
         # Exports split by year put each year on its own sheet (Online Retail II): reading the first
         # alone would leave the others' revenue out of the pack without a word.
-        alike = [n for n in unread if _names_every_column(workbook.get_sheet_by_name(n), mapped_names(source, role))]
+        alike = [n for n in unread
+                 if _header_row(workbook.get_sheet_by_name(n).iter_rows(), mapped_names(source, role)) is not None]
         if alike:
             raise InputError(
                 f"The workbook has {len(alike) + 1} sheets with the mapped columns ("
@@ -176,12 +177,6 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str,
     return frame, info
 
 
-def _names_every_column(sheet, needed: set[str]) -> bool:
-    """Whether one of the sheet's first :data:`MAX_TITLE_LINES` rows names every column in ``needed``."""
-    import itertools
-
-    rows = itertools.islice(sheet.iter_rows(), MAX_TITLE_LINES)
-    return bool(needed) and any(needed <= {str(cell).strip() for cell in row if cell is not None} for row in rows)
 
 
 def _first_undecodable_line(path: Path, encoding: str) -> int | None:
@@ -267,14 +262,20 @@ def header_index(rows, needed: set[str]) -> int:
     column: reports put a title, a date or a blank line above their header. 0 when the first row
     does, or when none does (the first row is then the header, and the missing columns are
     reported as such)."""
+    return _header_row(rows, needed) or 0
+
+
+def _header_row(rows, needed: set[str]) -> int | None:
+    """Index of the first of the first :data:`MAX_TITLE_LINES` rows that names every column in
+    ``needed``, or None (none does, or nothing is needed)."""
     if not needed:
-        return 0
+        return None
     for index, row in enumerate(rows):
         if index >= MAX_TITLE_LINES:
             break
         if needed <= {str(cell).strip().lstrip("\ufeff").strip() for cell in row if cell is not None}:
             return index
-    return 0
+    return None
 
 
 def _title_lines(path: Path, source: FileSource, role: str, skip: int) -> int:

@@ -36,6 +36,7 @@ from cxpipeline.sources.aggregate import (
     PanelExtract,
     RowRules,
     extract_aggregates,
+    stage_each,
     write_arrow_stream,
 )
 from cxpipeline.sources.base import expand_env
@@ -311,11 +312,8 @@ def extract_spark(
         stream = None
         if stage_dir is not None:
             def stream(jobs: list) -> dict[str, tuple[Path, int]]:
-                out = {}
-                for sql, name, dtypes in jobs:
-                    target = Path(stage_dir) / f"{name}.parquet"
-                    out[name] = (target, write_arrow_stream(_arrow_stream(session, sql), target, dtypes))
-                return out
+                return stage_each(jobs, stage_dir, lambda sql, path, dtypes: write_arrow_stream(
+                    _arrow_stream(session, sql), path, dtypes))
 
         result = extract_aggregates(query, view, period=period, comparison=comparison, segment_columns=present,
                                     customers=customers, description=where, stream=stream,

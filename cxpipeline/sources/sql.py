@@ -40,10 +40,10 @@ from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
 from cxpipeline.quality import Exclusions
 from cxpipeline.schema import validate_transactions
-from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, write_arrow_stream
+from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, stage_each, write_arrow_stream
 from cxpipeline.sources.adbc import adbc_driver, adbc_session, local_database
 from cxpipeline.sources.base import SourceData, expand_env
-from cxpipeline.sources.warehouse import canonical_relation, customer_frame, redact
+from cxpipeline.sources.warehouse import canonical_relation, customer_frame, describe, redact
 from cxpipeline.sources.dialects import ENGINES, render
 
 __all__ = [
@@ -407,12 +407,6 @@ def _customers(conn, source: SqlSource, url: str) -> pd.DataFrame | None:
     return customer_frame(read(conn, f"SELECT * FROM {table}"), f"{redact(url)}, table {table}")
 
 
-def _describe(source: SqlSource, url: str) -> str:
-    table = ".".join(([source.schema_name] if source.schema_name else []) + [source.transactions_table])
-    bound = f", rows before {source.as_of}" if source.as_of else ""
-    return f"{redact(url)} table {table}{bound}"
-
-
 def _copy_to_parquet(conn, sql: str, target: Path, dtypes: dict[str, str]) -> int:
     """Stream a query's result into a Parquet file with ``COPY (...) TO STDOUT`` (CSV).
 
@@ -513,8 +507,19 @@ def extract_sql(
     if adbc_driver(target) is not None:
         from cxpipeline.sources.adbc import extract_adbc
 
-        return extract_adbc(source, period, comparison, segments, url=target, stage_dir=stage_dir,
-                            time_zone=time_zone, instants=instants)
+        result = extract_adbc(source, period, comparison, segments, url=target, stage_dir=stage_dir,
+                              time_zone=time_zone, instants=instants)
+    else:
+        result = _extract_sqlalchemy(source, period, comparison, segments, target, stage_dir, time_zone, instants)
+    if source.as_of and pd.Timestamp(source.as_of) < pd.Timestamp(period.end):
+        result.quality.notes.append(
+            f"The snapshot is bounded at {source.as_of} (source.as_of), before the end of {period.label}.")
+    return result
+
+
+def _extract_sqlalchemy(source: SqlSource, period: Period, comparison: Period, segments: list[str], target: str,
+                        stage_dir: str | Path | None, time_zone: str, instants: list | None) -> PanelExtract:
+    """:func:`extract_sql` through SQLAlchemy: one snapshot, results by COPY, ADBC or cursor chunks."""
     what = f"reading {source.transactions_table} for {period.label}"
     with snapshot(target, what, time_zone=time_zone) as conn:
         engine = _engine_of(conn, target)
@@ -530,19 +535,14 @@ def extract_sql(
                     return _copy_in_shared_snapshot(target, snapshot_id, rendered, Path(stage_dir), what, time_zone)
             else:
                 def stream(jobs: list) -> dict[str, tuple[Path, int]]:
-                    paths = {name: Path(stage_dir) / f"{name}.parquet" for _, name, _ in jobs}
-                    return {name: (paths[name], _stream_chunks_to_parquet(conn, render(sql, engine), paths[name],
-                                                                          dtypes))
-                            for sql, name, dtypes in jobs}
+                    return stage_each(jobs, stage_dir, lambda sql, path, dtypes: _stream_chunks_to_parquet(
+                        conn, render(sql, engine), path, dtypes))
 
         result = extract_aggregates(
             lambda sql: _read(conn, render(sql, engine)), relation, period=period, comparison=comparison,
-            segment_columns=present, customers=customers, description=_describe(source, target),
+            segment_columns=present, customers=customers, description=describe(source, target),
             stream=stream, rules=RowRules.of(source), instants=instants,
         )
-    if source.as_of and pd.Timestamp(source.as_of) < pd.Timestamp(period.end):
-        result.quality.notes.append(
-            f"The snapshot is bounded at {source.as_of} (source.as_of), before the end of {period.label}.")
     return result
 
 
@@ -557,10 +557,10 @@ def sql_last_day(source: SqlSource, *, url: str | None = None, base_dir: str | P
         with adbc_session(target, "finding the last order date") as session:
             relation, _ = adbc_relation(session, source, [])
             value = session.read(render(last_sql.format(relation=relation), session.engine)).iloc[0, 0]
-        return None if pd.isna(value) else pd.Timestamp(value).date()
-    with snapshot(target, "finding the last order date") as conn:
-        relation, _ = _base_relation(conn, source, target, [])
-        value = _read(conn, last_sql.format(relation=relation)).iloc[0, 0]
+    else:
+        with snapshot(target, "finding the last order date") as conn:
+            relation, _ = _base_relation(conn, source, target, [])
+            value = _read(conn, last_sql.format(relation=relation)).iloc[0, 0]
     return None if pd.isna(value) else pd.Timestamp(value).date()
 
 
@@ -612,6 +612,6 @@ def load_sql_source(source: SqlSource, *, url: str | None = None, base_dir: str 
     for row in accounting.itertuples(index=False):
         if row.reason:
             quality.record(row.reason, int(row.count_rows), int(row.revenue_cents))
-    transactions = validate_transactions(transactions, source=_describe(source, target))
+    transactions = validate_transactions(transactions, source=describe(source, target))
     return SourceData(transactions=transactions, customers=customers, quality=quality,
-                      description=_describe(source, target))
+                      description=describe(source, target))

@@ -11,7 +11,7 @@ from cxpipeline.errors import InputError
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers
 from cxpipeline.sources.aggregate import quoted
 
-__all__ = ["redact", "canonical_relation", "customer_frame"]
+__all__ = ["redact", "describe", "canonical_relation", "customer_frame"]
 
 
 def redact(url: str) -> str:
@@ -22,6 +22,14 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "the configured database URL"
+
+
+def describe(source, url: str) -> str:
+    """Where the rows come from, for messages and data_quality.json: the URL without its password,
+    the table and the ``as_of`` bound."""
+    table = ".".join(([source.schema_name] if source.schema_name else []) + [source.transactions_table])
+    bound = f", rows before {source.as_of}" if source.as_of else ""
+    return f"{redact(url)} table {table}{bound}"
 
 
 def _ts(value) -> str:
