@@ -31,7 +31,7 @@ import pandas as pd
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.sources.aggregate import RowRules, extract_aggregates, stage_each, write_arrow_stream
 from cxpipeline.sources.dialects import render
-from cxpipeline.sources.warehouse import canonical_relation, customer_frame, describe, redact
+from cxpipeline.sources.warehouse import canonical_relation, customer_frame, describe, redact, warehouse_error
 
 __all__ = [
     "AdbcDriver",
@@ -242,20 +242,8 @@ def _driver_error(exc: Exception, url: str, what: str) -> InputError:
     lost = type(exc).__name__ in ("OperationalError", "IOError") or any(
         word in message.lower() for word in ("connection", "dial tcp", "login", "credentials", "unauthenticated",
                                              "invalid_state"))  # a connection closed under the read
-    if lost:
-        return InputError(
-            f"The connection to the warehouse failed while {what}: {message}",
-            where=redact(url),
-            fix="Check the account, the credentials (from the environment or an Airflow connection) and that the "
-                "warehouse is reachable, then rerun the extract. Nothing was written: artifacts are only written "
-                "after the whole read succeeds.",
-        )
-    return InputError(
-        f"The warehouse query failed while {what}: {message}",
-        where=redact(url),
-        fix="Check source.transactions_table / customers_table / schema_name and that the table has the "
-            "canonical columns (docs/warehouse.md); map other layouts with a view.",
-    )
+    return warehouse_error(message, url, what, lost=lost, check="the account, the credentials (from the "
+                           "environment or an Airflow connection) and that the warehouse is reachable")
 
 
 @contextmanager

@@ -43,7 +43,7 @@ from cxpipeline.schema import validate_transactions
 from cxpipeline.sources.aggregate import PanelExtract, RowRules, extract_aggregates, stage_each, write_arrow_stream
 from cxpipeline.sources.adbc import adbc_driver, adbc_session, local_database
 from cxpipeline.sources.base import SourceData, expand_env
-from cxpipeline.sources.warehouse import canonical_relation, customer_frame, describe, redact
+from cxpipeline.sources.warehouse import canonical_relation, customer_frame, describe, redact, warehouse_error
 from cxpipeline.sources.dialects import ENGINES, render
 
 __all__ = [
@@ -148,19 +148,7 @@ def _database_error(exc: Exception, url: str, what: str) -> InputError:
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     lost = (isinstance(exc, sa_exc.OperationalError) or getattr(exc, "connection_invalidated", False)
             or type(orig).__name__ == "OperationalError")  # psycopg's own, raised by COPY
-    if lost:
-        return InputError(
-            f"The connection to the warehouse failed while {what}: {message}",
-            where=redact(url),
-            fix="Check that the database is running and reachable, then rerun the extract. Nothing was "
-                "written: artifacts are only written after the whole read succeeds.",
-        )
-    return InputError(
-        f"The warehouse query failed while {what}: {message}",
-        where=redact(url),
-        fix="Check source.transactions_table / customers_table / schema_name and that the table has the "
-            "canonical columns (docs/warehouse.md); map other layouts with a view.",
-    )
+    return warehouse_error(message, url, what, lost=lost)
 
 
 @contextmanager

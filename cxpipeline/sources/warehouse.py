@@ -11,7 +11,7 @@ from cxpipeline.errors import InputError
 from cxpipeline.schema import TRANSACTION_COLUMNS, validate_customers
 from cxpipeline.sources.aggregate import quoted
 
-__all__ = ["redact", "describe", "canonical_relation", "customer_frame"]
+__all__ = ["redact", "describe", "warehouse_error", "canonical_relation", "customer_frame"]
 
 
 def redact(url: str) -> str:
@@ -30,6 +30,25 @@ def describe(source, url: str) -> str:
     table = ".".join(([source.schema_name] if source.schema_name else []) + [source.transactions_table])
     bound = f", rows before {source.as_of}" if source.as_of else ""
     return f"{redact(url)} table {table}{bound}"
+
+
+def warehouse_error(message: str, url: str, what: str, *, lost: bool,
+                    check: str = "that the database is running and reachable") -> InputError:
+    """The error of a failed read: the connection (``lost``; ``check`` says what to look at) or
+    the query (then the table and its columns are what to check)."""
+    if lost:
+        return InputError(
+            f"The connection to the warehouse failed while {what}: {message}",
+            where=redact(url),
+            fix=f"Check {check}, then rerun the extract. Nothing was written: artifacts are only written after "
+                "the whole read succeeds.",
+        )
+    return InputError(
+        f"The warehouse query failed while {what}: {message}",
+        where=redact(url),
+        fix="Check source.transactions_table / customers_table / schema_name and that the table has the "
+            "canonical columns (docs/warehouse.md); map other layouts with a view.",
+    )
 
 
 def _ts(value) -> str:
