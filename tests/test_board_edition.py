@@ -190,6 +190,30 @@ def test_pdf_is_pdfa3_tagged_with_alt_text_board_and_full(demo):
     _check_archival(config, full, count_charts=visible)
 
 
+def test_charts_drawn_in_a_second_process_give_the_same_pack(demo):
+    """render_board_pack draws the charts in a forked process while the pack is laid out: the
+    stored HTML and the PDF are byte for byte those of charts drawn in this process."""
+    import os
+
+    from cxpipeline.report import build_context, render_html
+    from cxpipeline.report.charts import ChartBook
+    from cxpipeline.report.render import render_archival_pdf
+
+    config, folder, _ = demo
+    html_here = render_html(build_context(folder, config, charts=ChartBook()))
+    book = ChartBook(deferred=True)
+    html_tokens = render_html(build_context(folder, config, charts=book))
+    numbers = book.numbers_in(html_tokens)
+    assert len(numbers) >= 4 and "cx-chart:" not in html_here
+    book.start()
+    apart = render_archival_pdf(html_tokens, pack_id=config.pack_id, period="2026-Q3", charts=book)
+    here = render_archival_pdf(html_here, pack_id=config.pack_id, period="2026-Q3")
+    assert apart.html == html_here == (folder / "board_pack.html").read_text(encoding="utf-8")
+    assert apart.pdf == here.pdf
+    if len(os.sched_getaffinity(0)) >= 2:  # CI's machines have two
+        assert book.drawn_apart == len(numbers)
+
+
 def test_second_brand_board_and_full(helfen):
     config, full, board = helfen
     titles = ["Executive summary", "Donor asset trend", "Revenue bridge", "Donor asset ledger",

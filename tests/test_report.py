@@ -537,3 +537,86 @@ def test_without_a_writable_cache_folder_templates_are_compiled_once_per_process
     compiled = _compiles(monkeypatch)
     monkeypatch.setattr(render, "_BYTECODE_CACHE", render._BytecodeCache(str(tmp_path / "missing")))
     assert _render(templates) == _render(templates) == "£1,234" and compiled == ["board_pack.html"]
+
+
+def _fake_chart(text: str) -> str:
+    return "data:image/svg+xml;base64," + text
+
+
+def test_a_chart_failing_in_the_second_process_raises_here_and_the_others_are_drawn():
+    from cxpipeline.report.charts import ChartBook
+
+    def broken() -> str:
+        raise ValueError("no such series: 'lapsed'")
+
+    book = ChartBook(deferred=True)
+    tokens = [book.draw(_fake_chart, "AAAA"), book.draw(broken), book.draw(_fake_chart, "BBBB")]
+    book.start()
+    assert book.uri(0) == _fake_chart("AAAA")
+    with pytest.raises(ValueError, match="no such series: 'lapsed'"):  # its own error, drawn again here
+        book.uri(1)
+    assert book.uri(2) == _fake_chart("BBBB") and book._drawer is None
+
+
+def test_charts_are_drawn_here_when_the_second_process_dies():
+    import os
+    import signal
+    import time
+
+    from cxpipeline.report.charts import ChartBook
+
+    def slow(text: str) -> str:
+        time.sleep(0.5)
+        return _fake_chart(text)
+
+    book = ChartBook(deferred=True)
+    html = " ".join(f'<img src="{book.draw(slow, t)}" />' for t in ("AAAA", "BBBB", "CCCC"))
+    book.start(html)
+    if book._drawer is None:
+        pytest.skip("one CPU here: charts are drawn in this process")
+    os.kill(book._drawer[0].pid, signal.SIGKILL)
+    assert book.resolve(html) == " ".join(f'<img src="{_fake_chart(t)}" />' for t in ("AAAA", "BBBB", "CCCC"))
+    assert book._drawer is None
+
+
+def test_chart_tokens_in_data_are_left_as_data():
+    """Only an image source is a chart token: a customer named "cx-chart:0" (or a number no
+    chart has) is text, neither replaced nor a crash."""
+    from cxpipeline.report.charts import ChartBook
+
+    book = ChartBook(deferred=True)
+    token = book.draw(_fake_chart, "AAAA")
+    html = f'<img src="{token}" /><td>cx-chart:0</td><td>cx-chart:999</td><img src="cx-chart:999" />'
+    assert book.numbers_in(html) == [0]
+    assert book.resolve(html) == (f'<img src="{_fake_chart("AAAA")}" /><td>cx-chart:0</td><td>cx-chart:999</td>'
+                                  '<img src="cx-chart:999" />')
+
+
+def test_pdf_streams_are_compressed_once_and_the_file_is_unchanged(demo_pack, monkeypatch):
+    """pydyf compresses a stream each time it is written, twice with PDF/A's file identifier;
+    the finisher compresses each once and the file is the same bytes."""
+    import zlib
+
+    import pydyf
+
+    from cxpipeline.report.render import PDF_VARIANT, collector_paused, compress_streams_once, render_document
+
+    folder, _, _ = demo_pack
+    html = (folder / "board_pack.html").read_text(encoding="utf-8")
+    calls = []
+
+    class CountingZlib:
+        def compressobj(self, level):
+            calls.append(level)
+            return zlib.compressobj(level=level)
+
+    monkeypatch.setattr(pydyf, "zlib", CountingZlib())
+    with collector_paused():
+        document = render_document(html)
+        plain = document.write_pdf(pdf_variant=PDF_VARIANT, pdf_tags=True, uncompressed_pdf=False)
+        by_pydyf = len(calls)
+        once = document.write_pdf(pdf_variant=PDF_VARIANT, pdf_tags=True, uncompressed_pdf=False,
+                                  finisher=compress_streams_once)
+    streams = by_pydyf // 2
+    assert once == plain
+    assert streams > 20 and len(calls) - by_pydyf <= 4  # only the object and xref streams pydyf makes itself

@@ -53,12 +53,18 @@ def render_board_pack(folder: str | Path, config: Config, *, templates_dir: str 
     """
     folder = Path(folder)
     started = time.perf_counter()
-    context = build_context(folder, config, templates_dir=templates_dir, charts=ChartBook())
-    html = render_html(context, templates_dir)
-    write_briefing(folder, context, config, templates_dir)  # the email's words, from the same context
+    charts = ChartBook(deferred=True)  # drawn in a second process while the pack is laid out
+    context = build_context(folder, config, templates_dir=templates_dir, charts=charts)
+    charts.start()
+    try:
+        html = render_html(context, templates_dir)
+        write_briefing(folder, context, config, templates_dir)  # the email's words, from the same context
+    except BaseException:
+        charts.close()
+        raise
     with collector_paused():  # the render's garbage is collected after it (see collector_paused)
         rendered = render_archival_pdf(html, templates_dir, pack_id=config.pack_id,
-                                       period=context["meta"]["period"])
+                                       period=context["meta"]["period"], charts=charts)
         html_path = write_text(folder / "board_pack.html", rendered.html)
         pdf_path = write_bytes(folder / "board_pack.pdf", rendered.pdf)
         seconds = round(time.perf_counter() - started, 3)

@@ -53,6 +53,7 @@ __all__ = [
     "render_pdf",
     "PDF_VARIANT",
     "ArchivalPDF",
+    "compress_streams_once",
     "pack_xmp",
     "render_archival_pdf",
 ]
@@ -128,9 +129,10 @@ class TemplateOnlyFetcher(URLFetcher):
     refused, so callers and tests can see what a document tried to load.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, charts=None):
         super().__init__(timeout=1, allowed_protocols={"file", "data"}, allow_redirects=False)
         self.root = Path(root).resolve()
+        self.charts = charts  # a deferred ChartBook: its cx-chart:N tokens are served from it
         self.blocked: list[str] = []
 
     def _refuse(self, url: str, why: str) -> None:
@@ -142,6 +144,9 @@ class TemplateOnlyFetcher(URLFetcher):
         scheme = urlsplit(url).scheme.lower()
         if scheme == "data":
             return super().fetch(url, headers)
+        if scheme == "cx-chart" and self.charts is not None and url[9:].isdigit() \
+                and int(url[9:]) < len(self.charts):
+            return super().fetch(self.charts.uri(int(url[9:])), headers)
         if scheme != "file":
             self._refuse(url, "only files from the templates folder and data: URIs are allowed")
         parts = urlsplit(url)
@@ -401,6 +406,36 @@ def pack_xmp(pack_id: str, period: str, content_sha256: str) -> bytes:
     return (pack + extension).encode("utf-8")
 
 
+def compress_streams_once(document, pdf) -> None:
+    """WeasyPrint finisher: compress each of ``pdf``'s streams once, two at a time, before
+    pydyf writes the file.
+
+    pydyf compresses a stream (zlib, level 9) each time its bytes are asked for, and with a
+    file identifier, which PDF/A requires, it asks twice: once to write the object, once for
+    the identifier's md5 of every object. That is ~0.1 s of the demo pack's ~0.2 s of
+    compression done twice (docs/report.md). Here each stream is compressed once, with the same
+    compressor on the same bytes, in two threads (zlib works outside the GIL), and handed to
+    pydyf as already compressed (its ``FlateDecode`` filter set, ``compress`` off): the file
+    is byte for byte the one pydyf would write (tests/test_report.py).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pydyf
+    import zlib
+
+    streams = [o for o in pdf.objects if isinstance(o, pydyf.Stream) and o.compress and "Filter" not in o.extra]
+
+    def deflate(stream) -> bytes:
+        compressor = zlib.compressobj(level=9)  # pydyf's own (pydyf.Stream.data)
+        data = compressor.compress(b"\n".join(pydyf._to_bytes(item) for item in stream.stream))
+        return data + compressor.flush()
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxpipeline-deflate") as pool:
+        for stream, data in zip(streams, pool.map(deflate, streams)):
+            stream.stream, stream.compress = [data], False
+            stream.extra["Filter"] = "/FlateDecode"
+
+
 class ArchivalPDF:
     """A rendered pack: ``pdf`` (bytes), ``count_pages``, ``method``, ``blocked_urls``, ``html``."""
 
@@ -410,30 +445,42 @@ class ArchivalPDF:
 
 
 def render_archival_pdf(html: str, templates_dir: str | Path = TEMPLATES_DIR, *, pack_id: str,
-                        period: str) -> ArchivalPDF:
+                        period: str, charts=None) -> ArchivalPDF:
     """The pack as one WeasyPrint document, written as tagged PDF/A-3a (:data:`PDF_VARIANT`)
-    with the pack, period and content hash (sha256 of ``html``) in its XMP metadata.
+    with the pack, period and content hash (sha256 of the returned ``html``) in its XMP metadata.
 
     One document: PDF/A and the structure tree are written by WeasyPrint for a whole
-    document; pages laid out apart and stamped into one file would lose both.
+    document; pages laid out apart and stamped into one file would lose both. ``charts``, a
+    deferred :class:`~cxpipeline.report.charts.ChartBook` whose tokens are in ``html``, draws
+    them in a second process while this one lays the document out (:meth:`ChartBook.start`);
+    the returned ``html`` has their ``data:`` URIs in place of the tokens.
     """
     import hashlib
 
     templates_dir = Path(templates_dir).resolve()
-    fetcher = TemplateOnlyFetcher(templates_dir)
-    extra = pack_xmp(pack_id, period, hashlib.sha256(html.encode("utf-8")).hexdigest())
-    with collector_paused():
-        document = render_document(html, templates_dir, fetcher)
-        metadata = document.metadata
-        original = metadata.generate_rdf_metadata
+    fetcher = TemplateOnlyFetcher(templates_dir, charts)
+    if charts is not None:
+        charts.start(html)
+    try:
+        with collector_paused():
+            document = render_document(html, templates_dir, fetcher)
+            if charts is not None:
+                html = charts.resolve(html)  # every chart the layout fetched is drawn by now
+            extra = pack_xmp(pack_id, period, hashlib.sha256(html.encode("utf-8")).hexdigest())
+            metadata = document.metadata
+            original = metadata.generate_rdf_metadata
 
-        def with_pack(*args, **kwargs) -> bytes:
-            # WeasyPrint writes one rdf:RDF; ours go inside it (XMP allows one rdf:RDF per packet).
-            rdf = original(*args, **kwargs)
-            closing = rdf.rindex(b"</rdf:RDF>")
-            return rdf[:closing] + extra + rdf[closing:]
+            def with_pack(*args, **kwargs) -> bytes:
+                # WeasyPrint writes one rdf:RDF; ours go inside it (XMP allows one rdf:RDF per packet).
+                rdf = original(*args, **kwargs)
+                closing = rdf.rindex(b"</rdf:RDF>")
+                return rdf[:closing] + extra + rdf[closing:]
 
-        metadata.generate_rdf_metadata = with_pack  # this document's metadata only
-        pdf = document.write_pdf(pdf_variant=PDF_VARIANT, pdf_tags=True, uncompressed_pdf=False)
+            metadata.generate_rdf_metadata = with_pack  # this document's metadata only
+            pdf = document.write_pdf(pdf_variant=PDF_VARIANT, pdf_tags=True, uncompressed_pdf=False,
+                                     finisher=compress_streams_once)
+    finally:
+        if charts is not None:
+            charts.close()
     return ArchivalPDF(pdf, len(document.pages), f"single document, {PDF_VARIANT}, tagged",
                        list(fetcher.blocked), html)
