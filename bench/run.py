@@ -472,8 +472,11 @@ def measure(stage: str, config: dict, out: Path) -> dict:
         raise RuntimeError(f"stage {stage} failed (exit {proc.returncode}):\n{errors[-3000:]}")
     reported = json.loads(output.strip().splitlines()[-1])
     # ru_maxrss of the child (wait4) also counts the parent's memory at fork time; VmHWM does not.
+    # CPU: the child's user + system time, every thread (DuckDB's, the stages side by side) and the
+    # processes it waited for (the chart drawer), start-up included: with 2 cores, a stage cannot
+    # take less wall time than half of it.
     return {"seconds": reported["seconds"], "process_seconds": elapsed, "peak_rss_mb": reported["peak_rss_mb"],
-            "ru_maxrss_mb": usage.ru_maxrss / 1024}
+            "ru_maxrss_mb": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime}
 
 
 # ------------------------------------------------------------------------------------------
@@ -553,7 +556,8 @@ def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None,
                 pack_id = "bench_pg_pack" if stage == "pg_pack" else "bench_pg"
                 samples.setdefault(stage, []).append(measure(stage, sql_config(with_pg, pack_id), out))
         print(f"# {label} repeat {repeat + 1}/{repeats}: "
-              + ", ".join(f"{k} {v[-1]['seconds']:.1f}s/{v[-1]['peak_rss_mb']:.0f}MB" for k, v in samples.items()),
+              + ", ".join(f"{k} {v[-1]['seconds']:.1f}s/{v[-1]['peak_rss_mb']:.0f}MB/cpu {v[-1]['cpu_seconds']:.1f}s"
+                          for k, v in samples.items()),
               file=sys.stderr, flush=True)
     import pyarrow.parquet as pq
 
@@ -564,6 +568,7 @@ def run_size(label: str, repeats: int, out_root: Path, with_pg: str | None,
             "seconds": statistics.median(v["seconds"] for v in values),
             "peak_rss_mb": max(v["peak_rss_mb"] for v in values),
             "all_seconds": [round(v["seconds"], 2) for v in values],
+            "cpu_seconds": statistics.median(v["cpu_seconds"] for v in values),
         }
     s = result["stages"]
     if "extract" in s and "metrics" in s:

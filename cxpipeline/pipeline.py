@@ -512,6 +512,8 @@ def run_pack(
     with pack_lock(folder):
         stages = _stages()
         together = _side_by_side(stages)
+        if together:
+            _import_in_background(LATER_IMPORTS)
         for name, stage in stages:
             if together and name == together[1][0]:
                 continue  # ran alongside the stage before it
@@ -533,6 +535,31 @@ def run_pack(
             say(f"{name} done in {time.perf_counter() - t0:.1f} s")
         _write_run_manifest(config, period, folder)
     return PackResult(folder=folder, pdf_path=folder / "board_pack.pdf", period=period)
+
+
+#: Libraries only the later stages import: scikit-learn and SciPy (model), WeasyPrint, matplotlib
+#: and Jinja (render), pikepdf (checks). Their imports take ~1.3 s; with two CPUs run_pack
+#: imports them in a background thread while the extract runs (DuckDB leaves the interpreter
+#: free), not on the pack's critical path. Third-party packages only: none imports cxpipeline,
+#: so no import cycle can run across the two threads.
+LATER_IMPORTS = ("sklearn.linear_model", "sklearn.calibration", "sklearn.metrics", "scipy.stats", "scipy.optimize",
+                 "weasyprint", "matplotlib.figure", "matplotlib.backends.backend_agg", "jinja2", "pikepdf")
+
+
+def _import_in_background(names: tuple[str, ...]) -> threading.Thread:
+    """Import ``names`` in a daemon thread; a failure is left to the stage that imports it."""
+    import importlib
+
+    def run() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the stage's own import reports it, where it matters
+                log.debug("background import of %s failed", name, exc_info=True)
+
+    thread = threading.Thread(target=run, name="cxpipeline-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 #: Environment variable: set to 1 to run every stage of :func:`run_pack` one after the other.
