@@ -294,8 +294,8 @@ def unreadable_check(bad: np.ndarray, empty: np.ndarray, raw: pd.Series, column:
 
 def first_note(reason: str, count: int, position: int, column: str, value: object,
                 info: FileInfo) -> str:
-    value = None if pd.isna(value) else value
+    shown = "(blank)" if pd.isna(value) or str(value).strip() == "" else repr(value)
     return (f"{reason}: {count} row(s) excluded; first at {info.row(position)}, "
-            f"column '{column}', value {value!r}.")
+            f"column '{column}', value {shown}.")
 
 
