@@ -79,3 +79,18 @@ def test_one_cpu_or_the_environment_variable_runs_them_one_after_the_other(monke
     monkeypatch.delenv(pipeline.SERIAL_STAGES_ENV)
     monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0})
     assert pipeline._side_by_side(stages) is None
+
+
+def test_the_later_stages_libraries_are_imported_in_the_background(caplog):
+    """run_pack imports them beside the extract; a library that is missing is left to its stage
+    (logged at debug level, not raised in the thread)."""
+    import logging
+    import sys
+
+    assert "sklearn.linear_model" in pipeline.LATER_IMPORTS and "weasyprint" in pipeline.LATER_IMPORTS
+    assert not any(name.split(".")[0] == "cxpipeline" for name in pipeline.LATER_IMPORTS)  # no cycle across threads
+    with caplog.at_level(logging.DEBUG, logger=pipeline.log.name):
+        thread = pipeline._import_in_background(("json", "cx_no_such_library"))
+        thread.join(timeout=30)
+    assert not thread.is_alive() and thread.daemon and "json" in sys.modules
+    assert "background import of cx_no_such_library failed" in caplog.text
