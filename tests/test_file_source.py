@@ -560,6 +560,40 @@ def test_a_decompression_bomb_is_refused_before_it_is_read(tmp_path, monkeypatch
     assert len(tx) == 20_000
 
 
+def test_zip_zstd_and_workbook_bombs_are_refused_before_they_are_read(tmp_path, monkeypatch):
+    """A zipped CSV, a .zst CSV and an xlsx (a zip of XML) that inflate ~1000x are refused
+    before pandas or calamine inflate them; ordinary ones read as before."""
+    import zipfile
+
+    import zstandard
+
+    from cxpipeline.sources import file_readers
+
+    monkeypatch.setattr(file_readers, "BOMB_MIN_BYTES", 1024 * 1024)  # the rule, at a test's size
+    bomb = b"cust,when,amount\n" + b"a,2024-01-01,1\n" * 400_000  # 6 MB of the same line
+    with zipfile.ZipFile(tmp_path / "t.csv.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("t.csv", bomb)
+    (tmp_path / "t.csv.zst").write_bytes(zstandard.ZstdCompressor(level=19).compress(bomb))
+    # A workbook whose sheet XML repeats one row: built by hand, as a spreadsheet program would
+    # never write it (openpyxl would take minutes to write 400,000 rows).
+    row = '<row><c t="inlineStr"><is><t>a</t></is></c><c><v>45292</v></c><c><v>1</v></c></row>'
+    sheet = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+             'spreadsheetml/2006/main"><sheetData>' + row * 100_000 + "</sheetData></worksheet>")
+    with zipfile.ZipFile(tmp_path / "t.xlsx", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    assert (tmp_path / "t.xlsx").stat().st_size * 200 < len(sheet)
+    for name in ("t.csv.zip", "t.csv.zst", "t.xlsx"):
+        message = error_for(tmp_path, FileSource(path=name, columns=SIMPLE))
+        assert "The compressed file inflates to" in message and "over 200 times" in message, (name, message)
+    ordinary = b"cust,when,amount\n" + b"".join(f"c{i},2024-01-{1 + i % 28:02d},{i}.50\n".encode()
+                                                for i in range(20_000))
+    with zipfile.ZipFile(tmp_path / "ok.csv.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ok.csv", ordinary)
+    (tmp_path / "ok.csv.zst").write_bytes(zstandard.ZstdCompressor().compress(ordinary))
+    for name in ("ok.csv.zip", "ok.csv.zst"):
+        assert len(load_file_source(FileSource(path=name, columns=SIMPLE), base_dir=tmp_path).transactions) == 20_000
+
+
 def test_excel_sep_line_names_the_delimiter(tmp_path):
     # Excel's "sep=;" first line (here with a byte-order mark and Windows line ends)
     (tmp_path / "t.csv").write_bytes("\ufeffsep=;\r\ncust;when;amount\r\na;2024-01-01;1,50\r\nb;2024-01-02\r\n"

@@ -94,6 +94,7 @@ def _read_spreadsheet(path: Path, source: FileSource, role: str,
     """
     from python_calamine import CalamineWorkbook
 
+    _check_expansion(path)
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except Exception as exc:  # calamine raises its own errors for files it cannot open
@@ -211,7 +212,7 @@ def numbered_columns(width: int) -> list[str]:
 #: :data:`BOMB_MIN_BYTES`, is refused before pandas inflates it into memory.
 MAX_EXPANSION = 200
 BOMB_MIN_BYTES = 256 * 1024 * 1024
-_OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+_OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma", ".zst": "zstandard"}
 
 
 def _is_compressed(path: Path) -> bool:
@@ -224,24 +225,40 @@ def _check_expansion(path: Path) -> None:
     :data:`MAX_EXPANSION` times its size (and past :data:`BOMB_MIN_BYTES`). Read in chunks, so
     only a few megabytes are ever held; it stops as soon as the limit is passed."""
     import importlib
+    import zipfile
 
+    limit = max(BOMB_MIN_BYTES, MAX_EXPANSION * path.stat().st_size)
+
+    def refuse(inflated: str) -> InputError:
+        return InputError(
+            f"The compressed file inflates to {inflated} bytes, over {MAX_EXPANSION} times its "
+            f"{path.stat().st_size:,} bytes: a real export compresses 5-20 times, so this is refused rather than "
+            "read into memory.",
+            where=str(path),
+            fix="Check where the file came from; export the data again, uncompressed or as Parquet.")
+
+    if path.suffix.lower() == ".zip" or path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        # A zipped CSV, and xlsx / xlsm / xlsb / ods workbooks, which are zip files of XML: their
+        # directory says how large each member inflates (xls is not a zip: nothing to check).
+        try:
+            with zipfile.ZipFile(path) as archive:
+                declared = sum(member.file_size for member in archive.infolist())
+        except (OSError, zipfile.BadZipFile, ValueError):  # not a zip: the reader says what it is
+            return
+        if declared > limit:
+            raise refuse(f"{declared:,}")
+        return
     module = _OPENERS.get(path.suffix.lower())
     if module is None:
         return
-    limit = max(BOMB_MIN_BYTES, MAX_EXPANSION * path.stat().st_size)
     inflated = 0
     try:
         with importlib.import_module(module).open(path, "rb") as stream:
             while chunk := stream.read(4 * 1024 * 1024):
                 inflated += len(chunk)
                 if inflated > limit:
-                    raise InputError(
-                        f"The compressed file inflates to more than {limit:,} bytes, over {MAX_EXPANSION} times "
-                        f"its {path.stat().st_size:,} bytes: a real export compresses 5-20 times, so this is "
-                        "refused rather than read into memory.",
-                        where=str(path),
-                        fix="Check where the file came from; export the data again, uncompressed or as Parquet.")
-    except (OSError, EOFError, ValueError):  # not really compressed, or truncated: pandas says so
+                    raise refuse(f"more than {limit:,}")
+    except (OSError, EOFError, ValueError, ImportError):  # not really compressed, or truncated: pandas says so
         return
 
 
