@@ -176,6 +176,7 @@ def test_rows_excluded_by_the_config_are_not_bad_rows_for_the_gate(tmp_path):
     (["3'527.60", "12.50"], [3527.60, 12.5]),                          # Swiss apostrophe
     (["(12.50)", "£5.00", "12.50-"], [-12.50, 5.0, -12.50]),           # accounting negatives, symbols
     (['"1,23,456.00"', '"12,34,56,789"', "99.5"], [123456.0, 123456789.0, 99.5]),  # Indian lakh grouping
+    (['"\u22121,234.56"', "\u2212£5.00", "12.50\u2212"], [-1234.56, -5.0, -12.50]),  # the typeset minus sign
 ])
 def test_amounts_as_people_write_them(tmp_path, values, expected):
     rows = "".join(f"c{i},2024-01-0{i + 1},{v}\n" for i, v in enumerate(values))

@@ -383,8 +383,9 @@ def _split_mark(value: str) -> tuple[str, str | None]:
 
 def _normalised(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Currency marks taken off (and returned: the mark of each value, or missing), (12.50) and
-    12.50- made -12.50, spaces around the sign removed."""
-    text = text.str.strip()
+    12.50- made -12.50, the minus sign U+2212 (typeset exports: −12.50) read as a minus, spaces
+    around the sign removed."""
+    text = text.str.strip().str.replace("\u2212", "-", regex=False)
     marks = pd.Series(pd.NA, index=text.index, dtype="string")
     # Only values with a letter or a symbol can carry a mark: the plain numbers skip the loop.
     marked = text.str.contains(r"[A-Z" + _CURRENCY_SYMBOLS + r"]", regex=True, na=False)
