@@ -620,3 +620,46 @@ def test_pdf_streams_are_compressed_once_and_the_file_is_unchanged(demo_pack, mo
     streams = by_pydyf // 2
     assert once == plain
     assert streams > 20 and len(calls) - by_pydyf <= 4  # only the object and xref streams pydyf makes itself
+
+
+def test_the_chart_process_ends_with_a_killed_render(tmp_path):
+    """The chart process holds copies of the render's open files, the pack's lock among them: a
+    render killed mid-way must not leave it behind (the next run of the period would wait)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "render.py"
+    script.write_text(
+        "import sys, time\n"
+        "from cxpipeline.report.charts import ChartBook\n"
+        "def slow(text):\n"
+        "    time.sleep(0.3)\n"
+        "    return 'data:,' + text * 40_000\n"  # larger than the pipe's buffer: a send waits for a reader
+        "book = ChartBook(deferred=True)\n"
+        "html = ' '.join(f'<img src=\"{book.draw(slow, t)}\" />' for t in 'ABCDEFGH')\n"
+        "book.start(html)\n"
+        "print(book._drawer[0].pid if book._drawer else 0, flush=True)\n"
+        "time.sleep(60)\n", encoding="utf-8")
+    render = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(render.stdout.readline())
+    if child == 0:
+        render.kill()
+        pytest.skip("one CPU here: charts are drawn in the render's own process")
+    time.sleep(1.0)  # the chart process has sent what the pipe holds and waits to send more
+    render.send_signal(signal.SIGKILL)
+    render.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{child}/stat").read().split()[2] == "Z":  # ended; its parent is gone, not reaped yet
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the chart process outlived the killed render")

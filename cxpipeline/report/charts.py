@@ -105,8 +105,8 @@ class ChartBook:
 
         context = multiprocessing.get_context("fork")
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_draw_apart, args=(self._charts, numbers, sender), daemon=True,
-                                  name="cxpipeline-charts")
+        process = context.Process(target=_draw_apart, args=(self._charts, numbers, sender, receiver, os.getpid()),
+                                  daemon=True, name="cxpipeline-charts")
         process.start()
         sender.close()
         self._drawer = (process, receiver)
@@ -157,9 +157,26 @@ def _can_fork() -> bool:
     return cpus >= 2 and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _draw_apart(charts: list[Callable[[], str]], numbers: list[int], sender) -> None:
+def _draw_apart(charts: list[Callable[[], str]], numbers: list[int], sender, receiver, parent: int) -> None:
     """The second process: each chart's URI, in order, then the pipe is closed. A chart that
-    fails ends it with ``(number, None)``; the first process draws that one itself."""
+    fails ends it with ``(number, None)``; the first process draws that one itself.
+
+    It must not outlive the render: it holds copies of every file the first process had open,
+    the pack's lock file among them, so a process left behind by a killed run would keep the
+    next run of the period waiting. Hence it ends with its parent (Linux ``PR_SET_PDEATHSIG``),
+    and it closes its copy of the pipe's reading end, so a send to a parent that is gone fails
+    instead of waiting for a reader.
+    """
+    receiver.close()
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed reading end still ends it
+        pass
+    if os.getppid() != parent:  # the parent died before the line above
+        return
     for number in numbers:
         try:
             uri = charts[number]()
