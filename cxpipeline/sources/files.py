@@ -299,6 +299,34 @@ def _order_ids(raw: pd.DataFrame, source: FileSource, notes: list[str]) -> pd.Se
     return order_id
 
 
+def _order_customers(ids: pd.Series, order_id: pd.Series, totals: np.ndarray, source: FileSource,
+                     info: FileInfo, notes: list[str]) -> pd.Series:
+    """Customer ids, where a line without one takes its order's customer: the order's other
+    lines (same mapped order id) name exactly one. Order exports (Shopify's, and ERPs' header +
+    lines) write the order's fields on its first line only; read plainly, every further line
+    would be excluded as "missing customer id" and its revenue left out. An order whose lines
+    name two customers, or none, is left as it is; total rows are never given one. Noted."""
+    column = source.columns.order_id
+    missing = ids.isna().to_numpy() & ~totals
+    if column is None or not missing.any() or missing.all():
+        return ids
+    known = pd.DataFrame({"order": order_id[~ids.isna()], "customer": ids[~ids.isna()]})
+    per_order = known.groupby("order", sort=False)["customer"].agg(["nunique", "first"])
+    one_customer = per_order.loc[per_order["nunique"] == 1, "first"]
+    taken = order_id[missing].map(one_customer)
+    taken = taken[taken.notna()]
+    if taken.empty:
+        return ids
+    ids = ids.copy()
+    ids.loc[taken.index] = taken.astype(ids.dtype)
+    first = int(ids.index.get_indexer([taken.index[0]])[0])
+    notes.append(f"{len(taken)} line(s) without a customer id took their order's customer: another line of the "
+                 f"same order (column {column!r}) names exactly one (first at {info.row(first)}). The export "
+                 "writes an order's fields on its first line only; read as blank, these lines' revenue would "
+                 "have been excluded.")
+    return ids
+
+
 def _mark_returns(amounts: _Amounts, order_id: pd.Series, raw: pd.DataFrame, source: FileSource,
                   info: FileInfo, notes: list[str]) -> np.ndarray:
     """Returns / cancellations, with their amounts made negative in ``amounts``."""
@@ -412,6 +440,7 @@ def _transactions_from_frame(raw: pd.DataFrame, source: FileSource, info: FileIn
     quality = Exclusions.start(n, amounts.revenue)
     ids = customer_ids(raw[cols.customer_id])
     totals = total_rows(raw, amounts.revenue, ids)
+    ids = _order_customers(ids, order_id, totals, source, info, notes)
     # A total row's date cell ("Total", or empty) is no date: it must not weigh in the decision
     # of the column's date format.
     dates = _order_dates(raw.assign(**{cols.ordered_at: raw[cols.ordered_at].where(~totals)}) if totals.any() else raw,
