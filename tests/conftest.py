@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pandas as pd
@@ -94,6 +95,16 @@ def assert_same_artifacts(a: Path, b: Path, *, required: tuple[str, ...] = ()) -
     dq_a, dq_b = read_json(a / "data_quality.json"), read_json(b / "data_quality.json")
     for key in SAME_DQ_KEYS:
         assert dq_a[key] == dq_b[key], key
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, every: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` have passed; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return condition()
 
 
 def pdf_pages(pdf: Path, layout: bool = True) -> list[str]:

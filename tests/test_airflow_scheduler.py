@@ -41,6 +41,7 @@ from cxpipeline.config import load_config
 from cxpipeline.publish import read_pointer, read_published
 from cxpipeline.sources import load_source
 from tests.airflow_fixtures import REPO, airflow_env
+from tests.conftest import wait_for
 from tests.smtp_fixtures import attachment_of, free_port, start_smtp_server
 
 pytestmark = pytest.mark.slow
@@ -171,14 +172,14 @@ def airflow_stack(tmp_path_factory):
             os.killpg(group, signal.SIGKILL)
             processes.wait(timeout=10)
         # every child of the group is gone, not just bash
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        def group_gone() -> bool:
             try:
                 os.killpg(group, 0)
             except ProcessLookupError:
-                break
-            time.sleep(0.5)
-        else:
+                return True
+            return False
+
+        if not wait_for(group_gone, 15, every=0.5):
             try:
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:  # the last one exited just now

@@ -22,6 +22,7 @@ from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.metrics.registry import label
 from cxpipeline.report import TEMPLATES_DIR, build_context, render_board_pack, render_html
 from cxpipeline.report.fixture import write_fixture_folder
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["previous", "new", "reactivated", "increased", "decreased", "flat", "stopped", "returns_only", "current"]
@@ -651,15 +652,14 @@ def test_the_chart_process_ends_with_a_killed_render(tmp_path):
     time.sleep(1.0)  # the chart process has sent what the pipe holds and waits to send more
     render.send_signal(signal.SIGKILL)
     render.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def ended() -> bool:
         try:
             os.kill(child, 0)
         except ProcessLookupError:
-            break
-        if open(f"/proc/{child}/stat").read().split()[2] == "Z":  # ended; its parent is gone, not reaped yet
-            break
-        time.sleep(0.05)
-    else:
+            return True
+        return open(f"/proc/{child}/stat").read().split()[2] == "Z"  # ended, not yet reaped by init
+
+    if not wait_for(ended, 10):
         os.kill(child, signal.SIGKILL)
         pytest.fail("the chart process outlived the killed render")
