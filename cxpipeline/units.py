@@ -23,6 +23,7 @@ customers.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -35,7 +36,7 @@ from cxpipeline.config import Config
 from cxpipeline.errors import ConfigError, InputError
 from cxpipeline.periods import Period
 
-__all__ = ["Unit", "UNIT_SEPARATOR", "unit_slug", "unit_config", "find_units", "build_unit_pack", "run_units"]
+__all__ = ["Unit", "UNIT_SEPARATOR", "unit_slug", "unit_pack_id", "unit_config", "find_units", "build_unit_pack", "run_units"]
 
 #: Joins the values of a two-level unit into its name: ``North / Online``.
 UNIT_SEPARATOR = " / "
@@ -63,6 +64,16 @@ def unit_slug(name: str) -> str:
     return slug or "unit"
 
 
+def unit_pack_id(pack_id: str, slug: str) -> str:
+    """``<pack_id>--<slug>``, at most 64 characters (the pack id rule). A longer one keeps its
+    start and ends with 8 hex digits of the slug's hash: cut short alone, two long unit names
+    that begin alike ("... Accounts East", "... Accounts West") would share a folder."""
+    full = f"{pack_id}--{slug}"
+    if len(full) <= 64:
+        return full
+    return f"{full[:55].rstrip('-')}-{hashlib.sha256(slug.encode('utf-8')).hexdigest()[:8]}"
+
+
 def unit_config(config: Config, unit: Unit | str) -> Config:
     """The config of one unit's pack (see the module docstring).
 
@@ -77,7 +88,7 @@ def unit_config(config: Config, unit: Unit | str) -> Config:
     name = unit.name if isinstance(unit, Unit) else str(unit)
     recipients = (unit.recipients if isinstance(unit, Unit)
                   else list(config.units.recipients.get(name, [])))
-    pack_id = f"{config.pack_id}--{unit_slug(name)}"[:64]
+    pack_id = unit_pack_id(config.pack_id, unit_slug(name))
     return config.model_copy(update={
         "pack_id": pack_id,
         "brand": config.brand.model_copy(update={"company_name": f"{config.brand.company_name} - {name}"}),
@@ -125,13 +136,15 @@ def find_units(config: Config, folder: str | Path) -> list[Unit]:
         for unit, group in pairs.groupby("unit", sort=True):
             from_column[str(unit)] = sorted({a.strip() for cell in group["to"] for a in re.split(r"[,;\s]+", cell)
                                              if a.strip()})
-    units, slugs = [], {}
+    units, slugs, pack_ids = [], {}, {}
     for name in sorted(counts.index.astype(str)):
         slug = unit_slug(name)
-        if slug in slugs:
-            raise ConfigError(f"Units {slugs[slug]!r} and {name!r} would share the folder name {slug!r}.",
+        pack_id = unit_pack_id(config.pack_id, slug)
+        if slug in slugs or pack_id in pack_ids:
+            other = slugs.get(slug, pack_ids.get(pack_id))
+            raise ConfigError(f"Units {other!r} and {name!r} would share the folder name {pack_id!r}.",
                               where="units.by", fix="Rename one of the values in the data.")
-        slugs[slug] = name
+        slugs[slug] = pack_ids[pack_id] = name
         values = dict(zip(config.units.columns, name.split(UNIT_SEPARATOR)))
         recipients = list(config.units.recipients.get(name, [])) + from_column.get(name, [])
         units.append(Unit(name=name, slug=slug, values=values, recipients=list(dict.fromkeys(recipients)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -186,3 +187,15 @@ def test_pack_header_defaults_are_the_configs(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_pack_header(broken)
     assert fallback_pack_id(broken) == ("retail_uk", "year", 4)
+
+
+def test_long_unit_names_that_begin_alike_get_folders_of_their_own():
+    from cxpipeline.units import unit_pack_id, unit_slug
+
+    company = "northwind-traders-enterprise-board-pack"  # 39 characters
+    east, west = (unit_pack_id(company, unit_slug(f"North America Enterprise Accounts {side}"))
+                  for side in ("East", "West"))
+    assert east != west and len(east) <= 64 and len(west) <= 64
+    assert east.startswith(company + "--north-america-") and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", east)
+    assert unit_pack_id("units", "west") == "units--west"  # short ids are as they were
+    assert unit_pack_id(company, "x" * 40) == unit_pack_id(company, "x" * 40)  # the same folder every run
