@@ -188,6 +188,9 @@ class FileSource(_Strict):
     # Without an order id, identical rows are separate purchases unless this is true.
     drop_identical_rows: bool = False
     exclude_zero_amounts: bool = False  # zero-amount rows are purchases worth 0 unless true
+    # true: a line without a customer id takes its order's customer when the order's other lines
+    # name exactly one (exports that write an order's fields on its first line only)
+    fill_customer_from_order: bool = False
     earliest_date: date = date(1990, 1, 1)  # rows dated before it are excluded and counted
     data_through: date | None = None  # the last day the export covers (later rows: excluded)
     # file column -> values whose rows are no sales (a payment export's failed or voided charges):

@@ -327,15 +327,20 @@ def test_invariants_on_generated_invoice_lines(tmp_path):
     assert quality.revenue_in_cents == quality.revenue_used_cents + quality.revenue_excluded_cents
     assert set(quality.by_reason) == set(EXCLUSION_REASONS) - {"missing currency", "zero amount", "total row (the sum of the rows above it)"}
     raw = pd.read_csv(tmp_path / "gen.csv", dtype=str, keep_default_na=False, na_values=[""])
-    # A line without a customer takes its invoice's customer when the invoice's other lines name one.
-    named = raw.dropna(subset=["Customer"]).groupby("Invoice")["Customer"].agg(["nunique", "first"])
-    customer = raw["Customer"].fillna(raw["Invoice"].map(named.loc[named["nunique"] == 1, "first"]))
-    assert 20 < (customer.notna() & raw["Customer"].isna()).sum() < raw["Customer"].isna().sum()
-    excluded_before = (customer.isna() | (raw["Qty"] == "?") | (raw["Date"] == "2023-13-45"))
+    excluded_before = (raw["Customer"].isna() | (raw["Qty"] == "?") | (raw["Date"] == "2023-13-45"))
     duplicates = int((raw.duplicated(keep="first") & ~excluded_before).sum())
     assert quality.by_reason["exact duplicate line"]["rows"] == duplicates > 50
     assert quality.by_reason["missing customer id"]["rows"] == int(
+        (raw["Customer"].isna() & (raw["Qty"] != "?") & (raw["Date"] != "2023-13-45")).sum())
+    # With fill_customer_from_order, a line without a customer takes its invoice's customer when the
+    # invoice's other lines name exactly one (an independent reading of the rule in pandas).
+    filled = load_file_source(source.model_copy(update={"fill_customer_from_order": True}), base_dir=tmp_path)
+    named = raw.dropna(subset=["Customer"]).groupby("Invoice")["Customer"].agg(["nunique", "first"])
+    customer = raw["Customer"].fillna(raw["Invoice"].map(named.loc[named["nunique"] == 1, "first"]))
+    assert 20 < (customer.notna() & raw["Customer"].isna()).sum() < raw["Customer"].isna().sum()
+    assert filled.quality.by_reason["missing customer id"]["rows"] == int(
         (customer.isna() & (raw["Qty"] != "?") & (raw["Date"] != "2023-13-45")).sum())
+    assert filled.quality.revenue_in_cents == quality.revenue_in_cents  # nothing read differently but the ids
     assert tx["customer_id"].str.fullmatch(r"100\d\d").all()  # '10042.0' -> '10042'
     assert set(tx["country"]) == {"UK", "NA", "FR"}  # 'NA' is a country, not a null
     # Zero-price lines are purchases worth 0, kept (and noted).

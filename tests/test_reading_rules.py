@@ -118,10 +118,11 @@ def test_identical_lines_with_an_order_id_are_export_duplicates(tmp_path):
     assert data.quality.by_reason == {"exact duplicate line": {"rows": 1, "revenue_cents": 950}}
 
 
-def test_an_orders_later_lines_take_the_customer_its_first_line_names(tmp_path):
+def test_an_orders_later_lines_take_the_customer_its_first_line_names_when_asked(tmp_path):
     """Order exports (Shopify's; ERPs' header + lines) write the customer on an order's first line
-    only. A line without one takes its order's customer when the order's other lines name exactly
-    one; an order naming two, or none, and a line without an order id stay excluded."""
+    only. Read plainly a blank cell is no customer: excluded, with a note naming the setting. With
+    source.fill_customer_from_order, a line takes its order's customer when the order's other lines
+    name exactly one; an order naming two, or none, and a line without an order id stay excluded."""
     write(tmp_path, "order,cust,when,amount\n"
                     "#1001,a@x.com,2024-01-05,10.00\n"
                     ",,2024-01-05,5.00\n"             # no order id: its own order, no customer
@@ -131,19 +132,25 @@ def test_an_orders_later_lines_take_the_customer_its_first_line_names(tmp_path):
                     "#1002,,2024-01-06,4.00\n"        # two customers named: not guessed
                     "#1003,,2024-01-07,3.00\n"        # none named
                     "#1001,,2024-01-05,1.25\n")       # a later line of the first order, further down
-    data = load(tmp_path, columns={**SIMPLE, "order_id": "order"})
-    tx = data.transactions
-    assert tx[["order_id", "customer_id", "revenue"]].values.tolist() == [
+    columns = {**SIMPLE, "order_id": "order"}
+    plain = load(tmp_path, columns=columns)
+    assert plain.quality.by_reason == {"missing customer id": {"rows": 5, "revenue_cents": 1575}}
+    assert ("2 line(s) without a customer id belong to an order whose other lines name exactly one customer "
+            "(column 'order'; first at row 3 (line 4 of the file)); they are excluded as 'missing customer id'. "
+            "If the export writes an order's fields on its first line only, set "
+            "source.fill_customer_from_order: true.") in plain.quality.notes
+    data = load(tmp_path, columns=columns, fill_customer_from_order=True)
+    assert data.transactions[["order_id", "customer_id", "revenue"]].values.tolist() == [
         ["#1001", "a@x.com", 10.0], ["#1001", "a@x.com", 2.5], ["#1002", "b@x.com", 7.0],
         ["#1002", "c@x.com", 1.0], ["#1001", "a@x.com", 1.25]]
     assert data.quality.by_reason == {"missing customer id": {"rows": 3, "revenue_cents": 1200}}
     assert ("2 line(s) without a customer id took their order's customer: another line of the same order "
-            "(column 'order') names exactly one (first at row 3 (line 4 of the file)). The export writes an "
-            "order's fields on its first line only; read as blank, these lines' revenue would have been "
-            "excluded.") in data.quality.notes
-    # Without an order id nothing ties a line to another: every blank customer is excluded.
-    plain = load(tmp_path)
-    assert plain.quality.by_reason == {"missing customer id": {"rows": 5, "revenue_cents": 1575}}
+            "(column 'order') names exactly one (first at row 3 (line 4 of the file); "
+            "source.fill_customer_from_order: true).") in data.quality.notes
+    # Without an order id nothing ties a line to another: no note, every blank customer excluded.
+    no_orders = load(tmp_path, fill_customer_from_order=True)
+    assert no_orders.quality.by_reason == {"missing customer id": {"rows": 5, "revenue_cents": 1575}}
+    assert not any("order's customer" in note or "belong to an order" in note for note in no_orders.quality.notes)
 
 
 def test_zero_amounts_are_purchases_unless_excluded(tmp_path):

@@ -301,29 +301,36 @@ def _order_ids(raw: pd.DataFrame, source: FileSource, notes: list[str]) -> pd.Se
 
 def _order_customers(ids: pd.Series, order_id: pd.Series, totals: np.ndarray, source: FileSource,
                      info: FileInfo, notes: list[str]) -> pd.Series:
-    """Customer ids, where a line without one takes its order's customer: the order's other
-    lines (same mapped order id) name exactly one. Order exports (Shopify's, and ERPs' header +
-    lines) write the order's fields on its first line only; read plainly, every further line
-    would be excluded as "missing customer id" and its revenue left out. An order whose lines
-    name two customers, or none, is left as it is; total rows are never given one. Noted."""
+    """Customer ids; lines without one, in orders whose other lines name exactly one customer.
+
+    Order exports (Shopify's, ERPs' header + lines) write an order's fields on its first line
+    only. Read plainly, a blank customer cell is no customer: those lines are excluded as
+    "missing customer id", and a note counts them and names ``source.fill_customer_from_order``.
+    With it, each takes its order's customer (noted). An order whose lines name two customers,
+    or none, a line without an order id and a total row are left as they are.
+    """
     column = source.columns.order_id
     missing = ids.isna().to_numpy() & ~totals
     if column is None or not missing.any() or missing.all():
         return ids
-    known = pd.DataFrame({"order": order_id[~ids.isna()], "customer": ids[~ids.isna()]})
-    per_order = known.groupby("order", sort=False)["customer"].agg(["nunique", "first"])
-    one_customer = per_order.loc[per_order["nunique"] == 1, "first"]
-    taken = order_id[missing].map(one_customer)
-    taken = taken[taken.notna()]
+    named = ids.notna()
+    per_order = pd.DataFrame({"order": order_id[named], "customer": ids[named]}).groupby(
+        "order", sort=False)["customer"].agg(["nunique", "first"])
+    taken = order_id[missing].map(per_order.loc[per_order["nunique"] == 1, "first"]).dropna()
     if taken.empty:
+        return ids
+    first = f"first at {info.row(int(ids.index.get_indexer([taken.index[0]])[0]))}"
+    if not source.fill_customer_from_order:
+        notes.append(f"{len(taken)} line(s) without a customer id belong to an order whose other lines name "
+                     f"exactly one customer (column {column!r}; {first}); they are excluded as 'missing "
+                     "customer id'. If the export writes an order's fields on its first line only, set "
+                     "source.fill_customer_from_order: true.")
         return ids
     ids = ids.copy()
     ids.loc[taken.index] = taken.astype(ids.dtype)
-    first = int(ids.index.get_indexer([taken.index[0]])[0])
     notes.append(f"{len(taken)} line(s) without a customer id took their order's customer: another line of the "
-                 f"same order (column {column!r}) names exactly one (first at {info.row(first)}). The export "
-                 "writes an order's fields on its first line only; read as blank, these lines' revenue would "
-                 "have been excluded.")
+                 f"same order (column {column!r}) names exactly one ({first}; "
+                 "source.fill_customer_from_order: true).")
     return ids
 
 

@@ -77,7 +77,8 @@ def parquet_fast_path(source, base_dir: str | Path = ".") -> Path | None:
     It can when the file is Parquet with the canonical columns under their own names and types
     (as written by ``cxpipeline generate-demo`` or an upstream job) and the source asks for no
     conversion that only the pandas reader does (currency filter, cancellation prefix, date
-    format, time zone other than UTC, renamed segment columns, rows excluded by value).
+    format, time zone other than UTC, renamed segment columns, rows excluded by value, customers
+    filled from their order).
     """
     import pyarrow.parquet as pq
 
@@ -90,6 +91,7 @@ def parquet_fast_path(source, base_dir: str | Path = ".") -> Path | None:
     identity = all(mapping.get(name) == name for name in _CANONICAL_TYPES) and mapping.get("unit_price") is None
     plain = (source.cancellation_prefix is None and source.currency is None and mapping.get("currency") is None
              and source.date_format is None and source.timezone == "UTC" and not source.exclude_rows
+             and not source.fill_customer_from_order
              and all(key == column for key, column in source.segment_columns.items()))
     if not (is_parquet and identity and plain and path.is_file()):
         return None
