@@ -147,6 +147,7 @@ class ColumnMap(_Strict):
     quantity: str | None = None
     unit_price: str | None = None
     cost: str | None = None
+    profit: str | None = None  # exports that give the line's profit, not its cost: cost = revenue - profit
     cost_to_serve: str | None = None
     currency: str | None = None
     is_return: str | None = None  # a boolean / 0-1 column marking returns
@@ -157,6 +158,8 @@ class ColumnMap(_Strict):
             raise ValueError(
                 "map either 'revenue' or both 'quantity' and 'unit_price' (revenue = quantity x unit_price)"
             )
+        if self.cost is not None and self.profit is not None:
+            raise ValueError("map either 'cost' or 'profit' (cost = revenue - profit), not both")
         return self
 
 

@@ -74,6 +74,12 @@ def test_canonical_parquet_is_aggregated_in_duckdb(parquet_file):
     renamed = config_from_dict({"source": {"kind": "file", "path": str(parquet_file / "transactions.parquet"),
                                            "columns": {**IDENTITY, "revenue": "amount"}}})
     assert parquet_fast_path(renamed.source) is None  # a mapping needs the pandas reader
+    # so do the readings only the pandas reader does: cost from profit, customers from their order
+    base = _config(parquet_file, "x").source
+    with_profit = base.model_copy(update={"columns": base.columns.model_copy(update={"cost": None,
+                                                                                   "profit": "cost"})})
+    assert parquet_fast_path(base) is not None and parquet_fast_path(with_profit) is None
+    assert parquet_fast_path(base.model_copy(update={"fill_customer_from_order": True})) is None
 
 
 def test_parquet_pushdown_equals_the_pandas_file_source(parquet_file, tmp_path):

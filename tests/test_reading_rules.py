@@ -153,6 +153,25 @@ def test_an_orders_later_lines_take_the_customer_its_first_line_names_when_asked
     assert not any("order's customer" in note or "belong to an order" in note for note in no_orders.quality.notes)
 
 
+def test_a_profit_column_gives_the_cost_as_revenue_minus_profit(tmp_path):
+    """Superstore-style exports give each line's profit (to 4 decimals), not its cost."""
+    write(tmp_path, "Order ID,Customer ID,Order Date,Sales,Profit\n"
+                    "CA-2016-152156,CG-12520,11/8/2016,261.96,41.9136\n"
+                    "US-2015-108966,SO-20335,10/11/2015,957.5775,-383.031\n"  # a loss: cost above revenue
+                    "CA-2014-115812,BH-11710,6/9/2014,48.86,\n")               # no profit given: cost unknown
+    columns = {"order_id": "Order ID", "customer_id": "Customer ID", "ordered_at": "Order Date",
+               "revenue": "Sales", "profit": "Profit"}
+    data = load(tmp_path, columns=columns, date_format="%m/%d/%Y")  # 11/8/2016 could be either order
+    tx = data.transactions.sort_values("ordered_at")
+    assert tx["revenue"].tolist() == [48.86, 957.58, 261.96]
+    assert tx["cost"].tolist() == [0.0, 1340.61, 220.05]  # 957.58 + 383.03; 261.96 - 41.91
+    assert ("column 'Profit': the export gives each line's profit, not its cost; cost is read as revenue minus "
+            "profit (an empty profit cell: cost unknown, 0).") in data.quality.notes
+    assert any("fractions of a cent" in note for note in data.quality.notes)
+    with pytest.raises(ValueError, match="map either 'cost' or 'profit'"):
+        FileSource(path="t.csv", columns={**columns, "cost": "Sales"})
+
+
 def test_zero_amounts_are_purchases_unless_excluded(tmp_path):
     from cxpipeline.panel import build_panel
 

@@ -138,7 +138,7 @@ def date_after_reason(through) -> str:
     return f"dated after {through:%Y-%m-%d} (data_through)"
 
 
-_MONEY_COLUMNS = ("revenue", "quantity", "unit_price", "cost", "cost_to_serve")
+_MONEY_COLUMNS = ("revenue", "quantity", "unit_price", "cost", "profit", "cost_to_serve")
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,11 +257,13 @@ class _Amounts:
             unreadable_check(bad, empty, raw[column], column, info, "numbers", fix)
             # Cost columns, and quantity / unit price when revenue is given, may be left empty
             # (unknown: 0); the amounts that make up revenue may not.
-            optional = key in ("cost", "cost_to_serve") or cols.revenue is not None and key != "revenue"
+            optional = key in ("cost", "profit", "cost_to_serve") or cols.revenue is not None and key != "revenue"
+            if key == "profit":
+                self.profit_empty = empty
             if optional:
                 bad = bad & ~empty
                 values = np.where(empty, 0.0, values)
-            if key in ("revenue", "cost", "cost_to_serve"):
+            if key in ("revenue", "cost", "profit", "cost_to_serve"):
                 values, changed = round_money(values)
                 rounded += changed
             self.numbers[key] = values
@@ -282,6 +284,10 @@ class _Amounts:
         # line excluded for another unreadable amount (e.g. quantity 'x') counts at its value.
         self.quantity = self.numbers.get("quantity", np.full(n, np.nan))
         self.cost = self.numbers.get("cost", np.zeros(n))
+        if "profit" in self.numbers:  # cost = revenue - profit; an empty profit cell is an unknown cost: 0
+            self.cost = np.where(self.profit_empty, 0.0, np.round(self.revenue - self.numbers["profit"], 2)) + 0.0
+            notes.append(f"column '{cols.profit}': the export gives each line's profit, not its cost; cost is read "
+                         f"as revenue minus profit (an empty profit cell: cost unknown, 0).")
         self.cost_to_serve = self.numbers.get("cost_to_serve", np.zeros(n))
 
 

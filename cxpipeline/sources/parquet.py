@@ -88,7 +88,8 @@ def parquet_fast_path(source, base_dir: str | Path = ".") -> Path | None:
     path = path if path.is_absolute() else Path(base_dir) / path
     is_parquet = source.format == "parquet" or (source.format is None and path.suffix.lower() in (".parquet", ".pq"))
     mapping = source.columns.model_dump()
-    identity = all(mapping.get(name) == name for name in _CANONICAL_TYPES) and mapping.get("unit_price") is None
+    identity = (all(mapping.get(name) == name for name in _CANONICAL_TYPES) and mapping.get("unit_price") is None
+                and mapping.get("profit") is None)
     plain = (source.cancellation_prefix is None and source.currency is None and mapping.get("currency") is None
              and source.date_format is None and source.timezone == "UTC" and not source.exclude_rows
              and not source.fill_customer_from_order
