@@ -423,11 +423,14 @@ def compress_streams_once(document, pdf) -> None:
     import pydyf
     import zlib
 
+    item_bytes = getattr(pydyf, "_to_bytes", None)  # pydyf's own serialiser (pinned by the lock)
+    if item_bytes is None:  # another pydyf: leave the compression to it
+        return
     streams = [o for o in pdf.objects if isinstance(o, pydyf.Stream) and o.compress and "Filter" not in o.extra]
 
     def deflate(stream) -> bytes:
         compressor = zlib.compressobj(level=9)  # pydyf's own (pydyf.Stream.data)
-        data = compressor.compress(b"\n".join(pydyf._to_bytes(item) for item in stream.stream))
+        data = compressor.compress(b"\n".join(item_bytes(item) for item in stream.stream))
         return data + compressor.flush()
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxpipeline-deflate") as pool:
