@@ -136,24 +136,23 @@ def find_units(config: Config, folder: str | Path) -> list[Unit]:
         for unit, group in pairs.groupby("unit", sort=True):
             from_column[str(unit)] = sorted({a.strip() for cell in group["to"] for a in re.split(r"[,;\s]+", cell)
                                              if a.strip()})
-    units, slugs, pack_ids = [], {}, {}
+    units, names = [], {}  # pack id -> unit name (the same slug gives the same pack id)
     for name in sorted(counts.index.astype(str)):
         slug = unit_slug(name)
         pack_id = unit_pack_id(config.pack_id, slug)
-        if slug in slugs or pack_id in pack_ids:
-            other = slugs.get(slug, pack_ids.get(pack_id))
-            raise ConfigError(f"Units {other!r} and {name!r} would share the folder name {pack_id!r}.",
+        if pack_id in names:
+            raise ConfigError(f"Units {names[pack_id]!r} and {name!r} would share the folder name {pack_id!r}.",
                               where="units.by", fix="Rename one of the values in the data.")
-        slugs[slug] = pack_ids[pack_id] = name
+        names[pack_id] = name
         values = dict(zip(config.units.columns, name.split(UNIT_SEPARATOR)))
         recipients = list(config.units.recipients.get(name, [])) + from_column.get(name, [])
         units.append(Unit(name=name, slug=slug, values=values, recipients=list(dict.fromkeys(recipients)),
                           count_customers=int(counts[name])))
-    unknown = sorted(set(config.units.recipients) - set(slugs.values()))
+    unknown = sorted(set(config.units.recipients) - set(names.values()))
     if unknown:
         raise ConfigError(f"units.recipients names unit(s) the data does not have: {', '.join(unknown)}.",
                           where="units.recipients",
-                          fix=f"Use the unit names found: {', '.join(sorted(slugs.values()))}.")
+                          fix=f"Use the unit names found: {', '.join(sorted(names.values()))}.")
     return units
 
 

@@ -84,14 +84,16 @@ class ChartBook:
         self._charts.append(functools.partial(chart, *args, **kwargs))
         return f"cx-chart:{len(self._charts) - 1}"
 
-    def __len__(self) -> int:
-        """How many charts were asked for (deferred) so far."""
-        return len(self._charts)
-
     def numbers_in(self, text: str) -> list[int]:
         """The charts whose tokens are image sources in ``text``, in order, each once."""
         numbers = dict.fromkeys(int(m.group(1)) for m in self._TOKEN.finditer(text))
-        return [n for n in numbers if n < len(self)]
+        return [n for n in numbers if n < len(self._charts)]
+
+    def uri_for(self, url: str) -> str | None:
+        """The ``data:`` URI of the chart a URL names (``cx-chart:N``, as the layout fetches a
+        token), or None if it names none of this book's charts."""
+        found = re.fullmatch(r"cx-chart:(\d+)", url)
+        return self.uri(int(found.group(1))) if found and int(found.group(1)) < len(self._charts) else None
 
     def start(self, text: str | None = None) -> None:
         """Draw the charts ``text`` names (default: every chart asked for so far), in order, in a

@@ -144,9 +144,9 @@ class TemplateOnlyFetcher(URLFetcher):
         scheme = urlsplit(url).scheme.lower()
         if scheme == "data":
             return super().fetch(url, headers)
-        if scheme == "cx-chart" and self.charts is not None and url[9:].isdigit() \
-                and int(url[9:]) < len(self.charts):
-            return super().fetch(self.charts.uri(int(url[9:])), headers)
+        chart = self.charts.uri_for(url) if scheme == "cx-chart" and self.charts is not None else None
+        if chart is not None:
+            return super().fetch(chart, headers)
         if scheme != "file":
             self._refuse(url, "only files from the templates folder and data: URIs are allowed")
         parts = urlsplit(url)
