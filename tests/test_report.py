@@ -551,7 +551,8 @@ def test_a_chart_failing_in_the_second_process_raises_here_and_the_others_are_dr
         raise ValueError("no such series: 'lapsed'")
 
     book = ChartBook(deferred=True)
-    tokens = [book.draw(_fake_chart, "AAAA"), book.draw(broken), book.draw(_fake_chart, "BBBB")]
+    for chart, args in ((_fake_chart, ("AAAA",)), (broken, ()), (_fake_chart, ("BBBB",))):
+        book.draw(chart, *args)
     book.start()
     assert book.uri(0) == _fake_chart("AAAA")
     with pytest.raises(ValueError, match="no such series: 'lapsed'"):  # its own error, drawn again here
